@@ -1,0 +1,5 @@
+import sys
+
+from leuk.cli import main
+
+sys.exit(main())

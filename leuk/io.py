@@ -92,6 +92,7 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS, mode: str = "R
             raise ImageReadError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MiB")
         try:
             with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PIL's notes on odd metadata are not the user's problem
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
                 width, height = img.size
@@ -110,8 +111,10 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS, mode: str = "R
                 ZeroDivisionError, MemoryError, struct.error) as err:
             raise ImageReadError(f"{name}: corrupt or truncated image ({err})") from err
     try:
-        img = ImageOps.exif_transpose(img)
-        return _to_mode(img, mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = ImageOps.exif_transpose(img)
+            return _to_mode(img, mode)
     except Exception as err:  # any decoder failure surfaces here as the typed error
         raise ImageReadError(f"{name}: cannot convert image ({err})") from err
 

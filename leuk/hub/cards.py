@@ -1,0 +1,413 @@
+"""Model and dataset cards: Jinja templates in ``model_cards/`` rendered through ``huggingface_hub``.
+
+Evaluation JSON (``leuk.metrics.classification_metrics`` output, optionally wrapped with metadata) becomes the
+card's ``model-index``; a Monte Carlo summary (``summary.json`` / ``summary.md``) becomes a table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from leuk.errors import LeukError
+from leuk.hub.loader import HUB_ID_PATTERN
+
+CARDS_DIR_ENV = "LEUK_MODEL_CARDS_DIR"
+TASK_TYPE = "image-classification"
+LICENSE = "apache-2.0"
+
+# leuk metric name -> (Hub metric id, display name); averages (_macro, _weighted...) are split off first
+_METRIC_IDS: dict[str, tuple[str, str]] = {
+    "accuracy": ("accuracy", "Accuracy"),
+    "balanced_accuracy": ("balanced_accuracy", "Balanced accuracy"),
+    "f1": ("f1", "F1"),
+    "precision": ("precision", "Precision"),
+    "recall": ("recall", "Recall"),
+    "roc_auc": ("roc_auc", "ROC AUC"),
+    "auc": ("roc_auc", "ROC AUC"),
+    "mcc": ("matthews_correlation", "MCC"),
+    "sensitivity": ("recall", "Sensitivity"),
+    "specificity": ("specificity", "Specificity"),
+    "ece": ("ece", "Expected calibration error"),
+    "cohen_kappa": ("cohen_kappa", "Cohen's kappa"),
+}
+_AVERAGES = ("macro", "weighted", "micro", "binary", "samples", "ovr", "ovo")
+# keys of an eval JSON that describe the run rather than measure it
+_METADATA_KEYS = {"n", "positive_label", "label_names", "confusion_matrix", "per_class", "seed", "iteration"}
+
+
+class _Family:
+    def __init__(self, title: str, template: str, dataset_name: str, dataset_type: str, tags: list[str]):
+        self.title, self.template = title, template
+        self.dataset_name, self.dataset_type, self.tags = dataset_name, dataset_type, tags
+
+
+_COMMON_TAGS = ("leukemia", "acute-lymphoblastic-leukemia", "microscopy", "medical-imaging")
+
+FAMILIES: dict[str, _Family] = {
+    "efficientnet_se": _Family(
+        "EfficientNet-SE", "efficientnet_se.md.j2", "C-NMC 2019 (ISBI challenge)", "c-nmc-2019",
+        [*_COMMON_TAGS, "efficientnet", "squeeze-excitation"],
+    ),
+    "hybridcn_nas": _Family(
+        "HybridCN-NAS", "hybridcn_nas.md.j2", "ALL image dataset (Aria et al., 2021)", "aria-all",
+        [*_COMMON_TAGS, "convnext", "nasnet", "self-attention"],
+    ),
+}
+
+
+def model_cards_dir() -> Path:
+    """Folder of the card templates (``$LEUK_MODEL_CARDS_DIR`` or ``<repo>/model_cards``)."""
+    override = os.environ.get(CARDS_DIR_ENV)
+    return Path(override).expanduser() if override else Path(__file__).resolve().parents[2] / "model_cards"
+
+
+def template_path(name: str) -> Path:
+    path = model_cards_dir() / name
+    if not path.is_file():
+        raise LeukError(f"card template {path} is missing (set {CARDS_DIR_ENV} to the model_cards folder)")
+    return path
+
+
+def read_json_file(path: str | Path, what: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise LeukError(f"{what} {path} does not exist") from err
+    except (OSError, ValueError) as err:
+        raise LeukError(f"{what} {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise LeukError(f"{what} {path} must hold a JSON object")
+    return data
+
+
+def split_eval_json(data: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(metrics, metadata) of an eval JSON: metrics may sit under ``metrics``/``test`` or at the top level."""
+    for key in ("metrics", "test_metrics", "test"):
+        if isinstance(data.get(key), Mapping):
+            return dict(data[key]), {k: v for k, v in data.items() if k != key}
+    return dict(data), {}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def metric_entries(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every scalar metric as ``{key, type, name, config, value}``, per-class sensitivity/specificity included."""
+    entries = []
+    for key, value in metrics.items():
+        if key in _METADATA_KEYS or not _is_number(value):
+            continue
+        base, _, average = key.rpartition("_")
+        if not base or average not in _AVERAGES:
+            base, average = key, ""
+        metric_id, display = _METRIC_IDS.get(base, (base, base.replace("_", " ").capitalize()))
+        name = f"{display} ({average})" if average else display
+        entries.append({"key": key, "type": metric_id, "name": name, "config": average or None, "value": float(value)})
+    per_class = metrics.get("per_class")
+    if isinstance(per_class, Mapping) and "sensitivity" not in metrics:
+        for label, values in per_class.items():
+            for key in ("sensitivity", "specificity"):
+                value = values.get(key) if isinstance(values, Mapping) else None
+                if _is_number(value):
+                    metric_id, display = _METRIC_IDS[key]
+                    entries.append({"key": f"{key}_{label}", "type": metric_id, "name": f"{display} ({label})",
+                                    "config": str(label), "value": float(value)})
+    return entries
+
+
+def eval_results_to_card(
+    eval_json: Mapping[str, Any], *, dataset_name: str, dataset_type: str, dataset_split: str | None = None
+) -> list:
+    """``huggingface_hub.EvalResult`` list (one per scalar metric) for a card's ``model-index``."""
+    from huggingface_hub import EvalResult
+
+    metrics, _ = split_eval_json(eval_json)
+    return [
+        EvalResult(
+            task_type=TASK_TYPE,
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split=dataset_split,
+            metric_type=entry["type"],
+            metric_name=entry["name"],
+            metric_config=entry["config"],
+            metric_value=round(entry["value"], 6),
+        )
+        for entry in metric_entries(metrics)
+    ]
+
+
+def _summary_rows(data: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Mapping]]:
+    if isinstance(data, Mapping):
+        if "mean" in data and _is_number(data.get("mean")):
+            yield prefix, data
+            return
+        for key, value in data.items():
+            yield from _summary_rows(value, prefix + (str(key),))
+
+
+def _meta_text(metadata: Mapping[str, Any], skip: tuple[str, ...] = ()) -> str:
+    """``key: `value`; ...`` for the scalar entries of a metadata mapping."""
+    items = [f"{key}: `{value}`" for key, value in metadata.items()
+             if key not in skip and not isinstance(value, (Mapping, list, tuple))]
+    return "; ".join(items)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{float(value):.{digits}f}" if _is_number(value) else "n/a"
+
+
+def monte_carlo_table(summary: Mapping[str, Any]) -> str:
+    """Markdown table of a Monte Carlo summary: every ``{mean, sd, p2_5, p97_5, n}`` leaf becomes one row."""
+    rows = list(_summary_rows(summary))
+    if not rows:
+        raise LeukError("Monte Carlo summary holds no {mean, sd, ...} entries")
+    lines = ["| metric | mean | sd | 95% interval | iterations |", "|---|---|---|---|---|"]
+    for path, stats in rows:
+        low = stats.get("p2_5", stats.get("ci_low"))
+        high = stats.get("p97_5", stats.get("ci_high"))
+        if isinstance(stats.get("interval"), (list, tuple)) and len(stats["interval"]) == 2:
+            low, high = stats["interval"]
+        interval = f"{_fmt(low)} – {_fmt(high)}" if _is_number(low) and _is_number(high) else "n/a"
+        sd = stats.get("sd", stats.get("std"))
+        count = stats.get("n", "")
+        label = " / ".join(part for part in path if part not in ("metrics", "summary")) or "value"
+        lines.append(f"| {label} | {_fmt(stats['mean'])} | {_fmt(sd)} | {interval} | {count} |")
+    return "\n".join(lines)
+
+
+def load_mc_summary(mc_summary: str | Path | Mapping | None) -> tuple[str | None, dict]:
+    """(markdown, metadata) for a Monte Carlo summary given as a dict, a ``summary.json`` or a ``summary.md``."""
+    if mc_summary is None:
+        return None, {}
+    if isinstance(mc_summary, Mapping):
+        data = dict(mc_summary)
+    else:
+        path = Path(mc_summary)
+        if path.is_dir():
+            candidates = [path / "summary.json", path / "summary.md"]
+            path = next((c for c in candidates if c.is_file()), candidates[0])
+        if path.suffix.lower() == ".md":
+            if not path.is_file():
+                raise LeukError(f"Monte Carlo summary {path} does not exist")
+            return path.read_text(encoding="utf-8").strip(), {}
+        data = read_json_file(path, "Monte Carlo summary")
+    metadata = {k: v for k, v in data.items() if not isinstance(v, (Mapping, list))}
+    return monte_carlo_table(data), metadata
+
+
+def timm_hub_id(backbone: str | None) -> str | None:
+    """The Hub repo of a timm backbone's default pretrained weights (``timm/<arch>.<tag>``), per timm itself."""
+    if not backbone:
+        return None
+    try:
+        import timm.models
+
+        config = timm.models.get_pretrained_cfg(backbone)
+    except Exception:  # unknown architecture: no base model to name
+        return None
+    hub_id = getattr(config, "hf_hub_id", None) if config is not None else None
+    return hub_id or None
+
+
+def _config_backbones(config: Mapping[str, Any]) -> list[str]:
+    names = []
+    for key, value in config.items():
+        if isinstance(value, str) and "backbone" in key and not key.endswith(("_kwargs", "_tag", "_source")):
+            names.append(value)
+    return list(dict.fromkeys(names))
+
+
+def _backbone_sources(config: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    """(whether the config records backbone initialisation, the recorded sources): keys such as
+    ``pretrained_backbone_source`` hold e.g. ``"timm/arch.tag (timm ImageNet weights)"`` or ``None``."""
+    keys = [key for key in config if "pretrained" in key and key.endswith("source")]
+    values = [config[key] for key in keys if isinstance(config[key], str) and config[key].strip()]
+    return bool(keys), values
+
+
+def _base_models(config: Mapping[str, Any], backbones: list[str]) -> str | list[str] | None:
+    """Hub ids the weights were initialised from; ``None`` when the config says the backbone started random.
+
+    Without any record, the timm default pretrained weights of each backbone are named (per timm)."""
+    recorded, sources = _backbone_sources(config)
+    if recorded:
+        hub_ids = [source.split()[0] for source in sources if HUB_ID_PATTERN.match(source.split()[0])]
+    else:
+        hub_ids = [hub_id for hub_id in map(timm_hub_id, backbones) if hub_id]
+    hub_ids = list(dict.fromkeys(hub_ids))
+    return hub_ids[0] if len(hub_ids) == 1 else (hub_ids or None)
+
+
+def _efficientnet_se_architecture(config: Mapping[str, Any], backbones: list[str]) -> tuple[str, str]:
+    """(title, one-line architecture) of an EfficientNet-SE-family config, baselines included."""
+    backbone = backbones[0] if backbones else "EfficientNetV2"
+    num_labels = len(config.get("id2label") or {}) or 2
+    parts = [f"timm `{backbone}` backbone (no pooling)"]
+    if config.get("use_se", True):
+        reduction = config.get("se_reduction", 16)
+        parts.append(f"squeeze-and-excitation block (reduction {reduction}) on the final feature map")
+    parts.append("global average pooling")
+    if config.get("use_head", True):
+        blocks = [f"Dropout {p} → Linear {h} → BatchNorm → ReLU"
+                  for h, p in zip(config.get("head_hidden_sizes", (512, 256)), config.get("head_dropout", (0.3, 0.2)))]
+        parts.append("MLP head (" + " → ".join(blocks + [f"Linear {num_labels}"]) + ")")
+    else:
+        parts.append(f"linear classifier ({num_labels} classes)")
+    plain = not config.get("use_se", True) and not config.get("use_head", True)
+    return (f"{backbone} baseline" if plain else "EfficientNet-SE"), " → ".join(parts)
+
+
+def _image_size(model_dir: Path, config: Mapping[str, Any]) -> str | None:
+    processor_path = model_dir / "preprocessor_config.json"
+    if processor_path.is_file():
+        size = read_json_file(processor_path, "preprocessor config").get("size")
+        if isinstance(size, Mapping) and size:
+            return " x ".join(str(size[k]) for k in ("height", "width", "shortest_edge") if k in size)
+        if _is_number(size):
+            return f"{size} x {size}"
+    return str(config["image_size"]) if "image_size" in config else None
+
+
+def count_parameters_in_folder(model_dir: str | Path) -> int:
+    """Exact parameter count of a saved model (built through the loader, weights and all)."""
+    from leuk.hub.loader import _load_from_folder
+
+    model, _ = _load_from_folder(Path(model_dir), "cpu")
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model_card(
+    model_dir: str | Path,
+    *,
+    repo_id: str,
+    eval_results: str | Path | Mapping | None = None,
+    mc_summary: str | Path | Mapping | None = None,
+    family: str | None = None,
+    pinned_revision: str | None = None,
+    num_parameters: int | None = None,
+    datasets: list[str] | None = None,
+    base_model: str | list[str] | None = None,
+):
+    """The ``huggingface_hub.ModelCard`` of a saved leuk model.
+
+    ``eval_results`` defaults to the folder's ``eval_results.json``; ``family`` to the config's ``model_type``.
+    ``pinned_revision`` (a tag or commit) goes into the loading snippets.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from leuk import __version__
+    from leuk.hub.loader import EVAL_RESULTS_FILE, mentions_synthetic_data
+
+    model_dir = Path(model_dir)
+    config = read_json_file(model_dir / "config.json", "model config")
+    family = family or str(config.get("model_type", ""))
+    if family not in FAMILIES:
+        raise LeukError(f"no model card template for family {family!r} (known: {', '.join(FAMILIES)})")
+    spec = FAMILIES[family]
+
+    if eval_results is None and (model_dir / EVAL_RESULTS_FILE).is_file():
+        eval_results = model_dir / EVAL_RESULTS_FILE
+    eval_json = read_json_file(eval_results, "eval results") if isinstance(eval_results, (str, Path)) else eval_results
+    metrics, eval_meta = split_eval_json(eval_json or {})
+    synthetic = mentions_synthetic_data(config, eval_json, eval_meta)
+    dataset_name = eval_meta.get("dataset_name") or (
+        f"Synthetic {spec.dataset_name} look-alike" if synthetic else spec.dataset_name
+    )
+    dataset_type = eval_meta.get("dataset_type") or (
+        f"synthetic-{spec.dataset_type}" if synthetic else spec.dataset_type
+    )
+    split = eval_meta.get("split") or eval_meta.get("dataset_split") or ("test" if eval_json else None)
+    results = eval_results_to_card(eval_json, dataset_name=dataset_name, dataset_type=dataset_type,
+                                   dataset_split=split) if eval_json else None
+    mc_table, mc_meta = load_mc_summary(mc_summary)
+
+    backbones = _config_backbones(config)
+    if base_model is None:
+        base_model = _base_models(config, backbones)
+    recorded, sources = _backbone_sources(config)
+    backbone_init = "; ".join(sources) if sources else ("random (no ImageNet weights)" if recorded else None)
+    if num_parameters is None:
+        num_parameters = count_parameters_in_folder(model_dir)
+    labels = [config.get("id2label", {}).get(str(i)) for i in range(len(config.get("id2label", {})))]
+
+    title, architecture = spec.title, None
+    if family == "efficientnet_se":
+        title, architecture = _efficientnet_se_architecture(config, backbones)
+
+    tags = list(spec.tags) + (["synthetic-data"] if synthetic else []) + ["leuk"]
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1] if results else None,
+        license=LICENSE,
+        library_name="transformers",
+        pipeline_tag=TASK_TYPE,
+        tags=tags,
+        datasets=datasets,
+        base_model=base_model,
+        eval_results=results,
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path(spec.template)),
+        repo_id=repo_id,
+        family_title=title,
+        architecture=architecture,
+        model_type=family,
+        synthetic=synthetic,
+        dataset_name=dataset_name,
+        protocol=(eval_meta.get("protocol") or config.get("protocol")
+                  or (config.get("training_protocol") or {}).get("protocol")
+                  or ("patient" if family == "efficientnet_se" else None)),
+        eval_meta_text=_meta_text(eval_meta, skip=("dataset_name", "dataset_type")),
+        metrics_rows=metric_entries(metrics),
+        n_eval=metrics.get("n"),
+        mc_table=mc_table,
+        mc_meta_text=_meta_text(mc_meta),
+        backbones=backbones,
+        backbone_init=backbone_init,
+        training_protocol_text=_meta_text(config.get("training_protocol") or {}),
+        num_parameters=f"{num_parameters:,}",
+        num_parameters_m=f"{num_parameters / 1e6:.2f}M",
+        image_size=_image_size(model_dir, config),
+        labels=[label for label in labels if label is not None],
+        revision=pinned_revision,
+        leuk_version=__version__,
+    )
+
+
+def build_results_card(
+    repo_id: str,
+    *,
+    num_rows: int,
+    columns: list[str],
+    summary: str | Path | Mapping | None = None,
+    models: list[str] | None = None,
+):
+    """The ``huggingface_hub.DatasetCard`` of a Monte Carlo results table."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from leuk import __version__
+
+    summary_table, summary_meta = load_mc_summary(summary)
+    card_data = DatasetCardData(
+        license=LICENSE,
+        tags=["leuk", "monte-carlo", "leukemia", "evaluation-results"],
+        size_categories=["n<1K" if num_rows < 1000 else "1K<n<10K" if num_rows < 10_000 else "10K<n<100K"],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
+    )
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(template_path("results_dataset.md.j2")),
+        repo_id=repo_id,
+        num_rows=num_rows,
+        columns=columns,
+        summary_table=summary_table,
+        summary_meta_text=_meta_text(summary_meta),
+        models=models or [],
+        leuk_version=__version__,
+    )

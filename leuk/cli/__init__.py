@@ -1,7 +1,7 @@
 """The ``leuk`` command line.
 
-Each subcommand lives in its own module of this package and exposes ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their command runs,
+Each subcommand lives in its own module of this package and exposes ``add_arguments(parser)``
+and ``run(args) -> int``; its one-line help sits in :data:`COMMANDS`. Modules are imported only when their command runs,
 so ``leuk --help`` stays fast.
 """
 

@@ -1,0 +1,161 @@
+"""Registry of model presets: ``create_model(name, **config_overrides)``, ``list_models()``,
+``count_parameters(model)``.
+
+Presets of the EfficientNet-SE family are defined here. Another model family is a subpackage of
+``leuk.models`` whose ``__init__`` registers its Auto classes and calls ``register_preset(name, factory)``;
+``list_models()``, ``import_model_families()`` and ``create_model`` (for a name not yet registered) import every
+such subpackage once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from leuk.errors import LeukError, ModelNotFoundError
+from leuk.models.efficientnet_se import EfficientNetSEConfig, EfficientNetSEForImageClassification
+
+
+class ModelConfigError(LeukError, ValueError):
+    """A preset option that does not exist or has an invalid value."""
+
+
+class PresetFactory(Protocol):
+    """Builds a model: ``factory(pretrained=False, **config_overrides)``."""
+
+    def __call__(self, *, pretrained: bool = False, **config_overrides: Any) -> PreTrainedModel: ...
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named way to build a model."""
+
+    name: str
+    factory: PresetFactory
+    description: str = ""
+
+
+_PRESETS: dict[str, Preset] = {}
+_families_imported = False
+
+
+def register_preset(name: str, factory: PresetFactory, *, description: str = "", replace: bool = False) -> None:
+    """Add a preset; ``factory(pretrained=..., **config_overrides)`` must return a ``PreTrainedModel``."""
+    if name in _PRESETS and not replace:
+        raise ValueError(f"model preset {name!r} is already registered")
+    _PRESETS[name] = Preset(name, factory, description)
+
+
+def import_model_families() -> None:
+    """Import every model-family subpackage of ``leuk.models`` once, so that its presets and Auto classes
+    are registered."""
+    global _families_imported
+    if _families_imported:
+        return
+    for module in pkgutil.iter_modules(__path__):
+        if module.ispkg:
+            importlib.import_module(f"{__name__}.{module.name}")
+    _families_imported = True
+
+
+def list_models() -> list[str]:
+    """Names of all model presets, sorted."""
+    import_model_families()
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; ``ModelNotFoundError`` (with close matches) when there is none."""
+    if name not in _PRESETS:
+        import_model_families()
+    if name not in _PRESETS:
+        close = difflib.get_close_matches(name, _PRESETS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ModelNotFoundError(f"unknown model preset {name!r}{hint} (known: {', '.join(sorted(_PRESETS))})")
+    return _PRESETS[name]
+
+
+def create_model(name: str, *, pretrained: bool = False, **config_overrides: Any) -> PreTrainedModel:
+    """Build the preset ``name`` with random weights, or with ImageNet backbone weights when
+    ``pretrained=True`` (needs the network or a filled Hugging Face cache).
+
+    ``config_overrides`` replace configuration values, e.g. ``create_model("efficientnet-se", image_size=224)``.
+    """
+    return get_preset(name).factory(pretrained=pretrained, **config_overrides)
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Exact number of parameters (each shared tensor counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(EfficientNetSEConfig)) | {"num_labels"}
+
+
+def efficientnet_se_factory(**preset_config: Any) -> PresetFactory:
+    """A factory of ``EfficientNetSEForImageClassification`` whose configuration starts from ``preset_config``."""
+
+    def factory(*, pretrained: bool = False, **config_overrides: Any) -> EfficientNetSEForImageClassification:
+        unknown = sorted(set(config_overrides) - _CONFIG_FIELDS)
+        if unknown:
+            raise ModelConfigError(
+                f"unknown EfficientNet-SE option(s) {', '.join(unknown)} "
+                f"(options: {', '.join(sorted(_CONFIG_FIELDS))})"
+            )
+        try:
+            config = EfficientNetSEConfig(**{**preset_config, **config_overrides})
+            model = EfficientNetSEForImageClassification(config)
+        except ValueError as err:
+            raise ModelConfigError(str(err)) from err
+        if pretrained:
+            model.load_pretrained_backbone()
+        return model
+
+    return factory
+
+
+_PLAIN = {"use_se": False, "use_head": False}
+register_preset(
+    "efficientnet-se",
+    efficientnet_se_factory(),
+    description="EfficientNet-SE as published: tf_efficientnetv2_b3 + SE + MLP head, 384 px, focal loss",
+)
+register_preset(
+    "efficientnetv2-b3",
+    efficientnet_se_factory(backbone="tf_efficientnetv2_b3", **_PLAIN),
+    description="baseline: plain tf_efficientnetv2_b3 with a linear classifier",
+)
+register_preset(
+    "resnet50",
+    efficientnet_se_factory(backbone="resnet50", drop_path_rate=0.0, **_PLAIN),
+    description="baseline: ResNet-50 with a linear classifier",
+)
+register_preset(
+    "vgg16",
+    efficientnet_se_factory(backbone="vgg16", drop_path_rate=0.0, **_PLAIN),
+    description="baseline: VGG16 (with its convolutional fc6/fc7) and a linear classifier",
+)
+register_preset(
+    "efficientnet-se-test",
+    efficientnet_se_factory(backbone="test_efficientnet", image_size=64, head_hidden_sizes=(64, 32)),
+    description="tiny EfficientNet-SE (timm test_efficientnet, 64 px) for tests",
+)
+
+__all__ = [
+    "ModelConfigError",
+    "Preset",
+    "count_parameters",
+    "create_model",
+    "efficientnet_se_factory",
+    "get_preset",
+    "import_model_families",
+    "list_models",
+    "register_preset",
+]

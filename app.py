@@ -1,0 +1,338 @@
+"""leuk: the Gradio app (a Hugging Face Space): classify, explain, pipeline, Monte Carlo results, models.
+
+Run ``python app.py`` (http://127.0.0.1:7860). Models come from ``LEUK_MODELS`` (comma-separated Hub ids with
+``@revision``, folders, or ``demo:<name>``), else every bundled demo model. Every computation lives in
+:mod:`leuk.serving`; this file only lays out the page and turns user mistakes into one-line messages.
+API endpoints (``gradio_client``): ``/classify``, ``/explain``, ``/pipeline``, ``/montecarlo``, ``/model_info``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any, Callable, Sequence, TypeVar
+
+from leuk import serving  # before gradio and torch: imports `spaces` first, as ZeroGPU requires
+
+import gradio as gr  # noqa: E402
+
+log = logging.getLogger("leuk.app")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Largest upload accepted by the server (Gradio refuses bigger files before they reach leuk).
+MAX_FILE_SIZE = "20mb"
+#: Whether the Monte Carlo tab may read result files from this machine's disk (never on a public Space).
+ALLOW_LOCAL_RESULTS = os.environ.get("LEUK_ALLOW_LOCAL_RESULTS", "0" if os.environ.get("SPACE_ID") else "1") == "1"
+#: Model computations running at once (one on a small CPU machine; raise it on a GPU).
+MODEL_CONCURRENCY = int(os.environ.get("LEUK_CONCURRENCY", "1"))
+
+CSS = """
+#medical-notice {border-left: 4px solid #b91c1c; padding: 0.4em 0.8em; background: rgba(185, 28, 28, 0.06);}
+#demo-banner {border-left: 4px solid #b45309; padding: 0.4em 0.8em; background: rgba(180, 83, 9, 0.08);}
+#uncertain-flag p {font-size: 1.05em;}
+"""
+
+PVALUE_HEADERS = ["comparison", "protocol", "metric", "model", "mean_difference", "t_pvalue", "t_pvalue_holm",
+                  "wilcoxon_pvalue", "wilcoxon_pvalue_holm"]
+LEAKAGE_HEADERS = ["model", "mean gap", "95% CI low", "95% CI high", "t p (Holm)", "Wilcoxon p (Holm)"]
+
+#: Options ``python app.py`` launches with; tests pass the same ones.
+LAUNCH_OPTIONS: dict[str, Any] = {
+    "max_file_size": MAX_FILE_SIZE,
+    "theme": gr.themes.Soft(primary_hue="rose", secondary_hue="slate"),
+    "css": CSS,
+    "footer_links": ["api"],
+}
+
+
+def user_errors(action: str) -> Callable[[F], F]:
+    """Turn leuk's errors into a one-line ``gr.Error``; log anything unexpected and report it briefly.
+
+    Gradio keeps serving after any exception; this only decides what the user reads.
+    """
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            from leuk.errors import LeukError
+
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except LeukError as err:
+                raise gr.Error(str(err), title=f"Cannot {action}", print_exception=False) from None
+            except Exception as err:  # noqa: BLE001  (a bad request must not show a traceback)
+                log.exception("unexpected error while trying to %s", action)
+                raise gr.Error(f"Unexpected error ({type(err).__name__}); the request was not completed.",
+                               title=f"Cannot {action}") from None
+
+        return handler  # type: ignore[return-value]
+
+    return wrap
+
+
+def _paths(files: Any) -> list[str]:
+    """File paths from a gr.File value (one path, a list of paths, or nothing)."""
+    if files is None:
+        return []
+    if isinstance(files, (str, os.PathLike)):
+        return [str(files)]
+    return [str(getattr(item, "path", item)) for item in files]
+
+
+def _classify_outputs(result: serving.ClassifyResult) -> tuple[dict, str, Any, Any]:
+    return result.label_output(), result.flag_markdown, result.table(), result.aggregate_table()
+
+
+@user_errors("classify")
+def classify(files: Sequence[str] | None, model_name: str) -> tuple[dict, str, Any, Any]:
+    """Classify the uploaded images of one patient: probabilities, uncertainty, per-image and patient tables."""
+    paths = _paths(files)
+    if not paths:
+        raise gr.Error("Upload one or more images first, or click a sample.", title="Nothing to classify")
+    return _classify_outputs(serving.classify(paths, model_name))
+
+
+@user_errors("classify")
+def classify_sample(model_name: str, sample_paths: list[str], evt: gr.SelectData) -> tuple[dict, str, Any, Any]:
+    """Classify the sample image clicked in the gallery (``sample_paths``: the gallery's files, in order)."""
+    index = evt.index if isinstance(evt.index, int) else evt.index[0]
+    if not 0 <= index < len(sample_paths):
+        raise gr.Error("That sample is not in the gallery any more; reload the page.")
+    return _classify_outputs(serving.classify([sample_paths[index]], model_name))
+
+
+@user_errors("explain")
+def explain(file: str | None, model_name: str, method: str, target: str) -> tuple[Any, str]:
+    """Attribution overlay for one image, and how faithful the map is (deletion / insertion)."""
+    paths = _paths(file)
+    if not paths:
+        raise gr.Error("Upload an image first, or pick an example.", title="Nothing to explain")
+    result = serving.explain_image(paths[0], model_name, method=method, target=target or None)
+    return result.overlay, result.summary_markdown
+
+
+@user_errors("run the pipeline")
+def pipeline(file: str | None, model_name: str) -> tuple[list, str, Any]:
+    """HybridCN-NAS phases for one smear: stain-normalised, CLAHE, mask, cells, top features."""
+    paths = _paths(file)
+    if not paths:
+        raise gr.Error("Upload a smear image first, or pick an example.", title="Nothing to process")
+    result = serving.pipeline_stages(paths[0], model_name or None)
+    return result.gallery, result.summary_markdown, result.features
+
+
+@user_errors("load Monte Carlo results")
+def montecarlo(source: str, metric: str) -> tuple[str, Any, Any, Any, Any, Any]:
+    """Monte Carlo results (bundled, a folder/parquet, or a dataset repo id): charts, tests, leakage gap."""
+    report = serving.montecarlo_report(source or None, metric or None, allow_local=ALLOW_LOCAL_RESULTS)
+    return (report.summary_markdown, gr.update(choices=report.metrics, value=report.metric),
+            report.distribution_chart, report.difference_chart, report.pvalues, report.leakage)
+
+
+@user_errors("describe the model")
+def model_info(model_name: str) -> tuple[str, str, Any, str]:
+    """Model card, parameter count, metrics and a pinned from_pretrained snippet."""
+    info = serving.model_info(model_name)
+    return info.summary_markdown, info.card_markdown, info.metrics, info.snippet
+
+
+def pipeline_choices() -> Any:
+    """The Pipeline tab's model picker, limited to the models that have the HybridCN-NAS phases."""
+    try:
+        names = serving.pipeline_model_names()
+    except Exception:  # noqa: BLE001  (keep the full list when models cannot be inspected)
+        return gr.update()
+    return gr.update(choices=[""] + names, value=names[0] if names else "")
+
+
+def _gallery(samples: Sequence[serving.Sample]) -> tuple[list[tuple[str, str]], list[str]]:
+    return [(str(s.path), s.caption) for s in samples], [str(s.path) for s in samples]
+
+
+@user_errors("switch model")
+def on_model_change(model_name: str) -> tuple[Any, Any, Any, list[str]]:
+    """Demo banner, explanation targets and sample order (the model's own task first) of the selected model."""
+    banner = serving.banner_for(model_name)
+    targets = ["predicted"] + serving.model_labels(model_name)
+    items, paths = _gallery(serving.samples_for_model(model_name))
+    return (gr.update(value=banner, visible=bool(banner)), gr.update(choices=targets, value="predicted"),
+            gr.update(value=items), paths)
+
+
+def on_page_load(handler: Callable[..., tuple], outputs: Sequence[Any]) -> Callable[..., tuple]:
+    """``handler`` for a page-load event: its error message goes into the first output instead of a popup."""
+
+    def load(*args: Any) -> tuple:
+        try:
+            return handler(*args)
+        except gr.Error as err:
+            return (f"_{err.message}_",) + tuple(gr.update() for _ in outputs[1:])
+
+    load.__name__ = f"load_{handler.__name__}"
+    return load
+
+
+def build_demo() -> gr.Blocks:
+    """Lay out the app for the models of :func:`leuk.serving.get_registry`. Cheap: no model is loaded here."""
+    registry = serving.get_registry()
+    names = registry.names
+    default = registry.default
+    samples = serving.list_samples()
+    gallery_items, gallery_paths = _gallery(samples)
+    smear_examples = [[str(s.path)] for s in samples if s.task == "aria"][:4]
+    all_examples = [[str(s.path)] for s in samples[:: max(1, len(samples) // 6)]][:6]
+    model_kwargs = dict(choices=names, value=default, label="Model", interactive=True)
+    first_banner = serving.banner_for(default, load=False) if default else ""
+
+    with gr.Blocks(title="leuk: leukemic-cell classification") as demo:
+        gr.Markdown(
+            "# leuk: leukemic-cell classification\n"
+            "EfficientNet-SE (ALL vs HEM, C-NMC 2019) and HybridCN-NAS (four B-ALL classes, Aria), rebuilt and "
+            "evaluated patient-wise. Probabilities are temperature-calibrated on validation data."
+        )
+        gr.Markdown(serving.NOT_A_MEDICAL_DEVICE, elem_id="medical-notice")
+        banner = gr.Markdown(first_banner, visible=bool(first_banner), elem_id="demo-banner")
+        if not names:
+            gr.Markdown(f"**No model configured.** {serving.NO_MODEL_HELP}")
+        model = gr.Dropdown(**model_kwargs, elem_id="model-select")
+
+        with gr.Tabs():
+            with gr.Tab("Classify", id="classify", elem_id="tab-classify"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        files = gr.File(file_count="multiple", file_types=["image"],
+                                        label="Images of one patient (PNG, JPG, BMP, TIFF)")
+                        classify_button = gr.Button("Classify", variant="primary")
+                        gallery = gr.Gallery(gallery_items, label="Synthetic samples (single cells on black: "
+                                             "C-NMC style; smears: Aria style): click one to classify it",
+                                             columns=6, height="auto", allow_preview=False, object_fit="contain",
+                                             interactive=False, buttons=[], elem_id="sample-gallery")
+                        sample_paths = gr.State(gallery_paths)
+                    with gr.Column(scale=1):
+                        label = gr.Label(num_top_classes=4, label="Calibrated probabilities", elem_id="class-label")
+                        flag = gr.Markdown(elem_id="uncertain-flag")
+                        aggregate = gr.Dataframe(headers=["patient-level", "value"], label="Patient-level aggregate",
+                                                 interactive=False, wrap=True)
+                table = gr.Dataframe(headers=["image", "label", "top probability"], label="Per image",
+                                     interactive=False, wrap=True)
+                classify_outputs = [label, flag, table, aggregate]
+
+            with gr.Tab("Explain", id="explain", elem_id="tab-explain"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        explain_file = gr.File(file_types=["image"], label="Image")
+                        method = gr.Dropdown(choices=serving.explain_method_choices(), label="Method",
+                                             value=serving.EXPLAIN_METHODS[0])
+                        target = gr.Dropdown(choices=["predicted"], value="predicted", label="Class to explain",
+                                             allow_custom_value=True)
+                        explain_button = gr.Button("Explain", variant="primary")
+                        if all_examples:
+                            gr.Examples(all_examples, inputs=[explain_file], label="Samples")
+                    with gr.Column(scale=1):
+                        overlay = gr.Image(label="Attribution overlay", type="pil", interactive=False,
+                                           format="png", elem_id="overlay")
+                        faithfulness = gr.Markdown(elem_id="faithfulness")
+
+            with gr.Tab("Pipeline", id="pipeline", elem_id="tab-pipeline"):
+                gr.Markdown("The HybridCN-NAS phases on one smear: Reinhard stain normalisation, CLAHE, segmentation "
+                            "(Attention U-Net, then watershed splits touching cells), the cells found, and the "
+                            "mRMR-selected features that lie furthest from their training mean for this image.")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        pipeline_file = gr.File(file_types=["image"], label="Smear image")
+                        pipeline_model = gr.Dropdown(choices=[""] + names, value="", label="HybridCN-NAS model "
+                                                     "(empty: the first one configured)", allow_custom_value=True)
+                        pipeline_button = gr.Button("Run pipeline", variant="primary")
+                        if smear_examples:
+                            gr.Examples(smear_examples, inputs=[pipeline_file], label="Samples")
+                    with gr.Column(scale=2):
+                        stages = gr.Gallery(label="Phases", columns=4, height="auto", object_fit="contain",
+                                            interactive=False, elem_id="stages")
+                        pipeline_summary = gr.Markdown(elem_id="pipeline-summary")
+                        features = gr.Dataframe(headers=["rank", "feature", "mRMR rank", "z-score"], interactive=False,
+                                                label="Selected features furthest from the training mean")
+
+            with gr.Tab("Monte Carlo", id="montecarlo", elem_id="tab-montecarlo"):
+                gr.Markdown("Repeated patient-grouped splits: every model sees the same split in each iteration, "
+                            "so differences are paired. Pick a bundled run, or type a dataset repo id "
+                            "(`org/name[@revision]`), a results folder or a parquet file.")
+                with gr.Row():
+                    sources = serving.montecarlo_sources()
+                    mc_source = gr.Dropdown(choices=sources, value=sources[0] if sources else None, scale=3,
+                                            allow_custom_value=True, elem_id="mc-source",
+                                            label="Results: a bundled run, or type a dataset repo id / folder / parquet")
+                    mc_metric = gr.Dropdown(choices=[], label="Metric", allow_custom_value=True, scale=1)
+                    mc_button = gr.Button("Load", variant="primary", scale=1)
+                mc_summary = gr.Markdown(elem_id="mc-summary")
+                with gr.Row():
+                    mc_distribution = gr.Plot(label="Distribution per model", show_label=False,
+                                              elem_id="mc-distribution")
+                    mc_difference = gr.Plot(label="Paired differences", show_label=False, elem_id="mc-difference")
+                mc_pvalues = gr.Dataframe(headers=PVALUE_HEADERS, label="Paired tests (Holm-corrected)",
+                                          interactive=False, wrap=True)
+                mc_leakage = gr.Dataframe(headers=LEAKAGE_HEADERS, interactive=False,
+                                          label="Leakage gap: image-level minus patient-level score")
+
+            with gr.Tab("Models", id="models", elem_id="tab-models"):
+                info_summary = gr.Markdown(elem_id="model-summary")
+                with gr.Row():
+                    metrics = gr.Dataframe(headers=["metric", "value"], label="Metrics (eval_results.json)",
+                                           interactive=False, scale=2)
+                    snippet = gr.Code(language="python", label="Load this exact model", interactive=False, scale=3)
+                card = gr.Markdown(elem_id="model-card")
+
+        heavy = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
+        light = dict(concurrency_limit=4, concurrency_id="light")
+        classify_button.click(classify, [files, model], classify_outputs, api_name="classify", **heavy)
+        gallery.select(classify_sample, [model, sample_paths], classify_outputs, api_visibility="private", **heavy)
+        explain_button.click(explain, [explain_file, model, method, target], [overlay, faithfulness],
+                             api_name="explain", **heavy)
+        pipeline_button.click(pipeline, [pipeline_file, pipeline_model], [stages, pipeline_summary, features],
+                              api_name="pipeline", **heavy)
+        mc_outputs = [mc_summary, mc_metric, mc_distribution, mc_difference, mc_pvalues, mc_leakage]
+        mc_button.click(montecarlo, [mc_source, mc_metric], mc_outputs, api_name="montecarlo", **light)
+        info_outputs = [info_summary, card, metrics, snippet]
+        model_outputs = [banner, target, gallery, sample_paths]
+        model.change(on_model_change, [model], model_outputs, api_visibility="private", **light)
+        model.change(model_info, [model], info_outputs, api_name="model_info", **light)
+        # page load: fill the Models and Monte Carlo tabs; a failure here becomes text, not an error popup
+        demo.load(on_page_load(model_info, info_outputs), [model], info_outputs, api_visibility="private", **light)
+        demo.load(on_page_load(on_model_change, model_outputs), [model], model_outputs,
+                  api_visibility="private", **light)
+        demo.load(on_page_load(montecarlo, mc_outputs), [mc_source, mc_metric], mc_outputs,
+                  api_visibility="private", **light)
+        demo.load(pipeline_choices, None, [pipeline_model], api_visibility="private", **light)
+
+    demo.queue(default_concurrency_limit=MODEL_CONCURRENCY, max_size=64)
+    return demo
+
+
+demo = build_demo()
+
+
+def _warm_up() -> None:
+    for name, error in serving.warm_up().items():
+        log.warning("model %s is unavailable: %s", name, error)
+
+
+def main() -> None:
+    """Serve the app: the server answers at once, then every configured model loads (requests wait for it).
+
+    On ZeroGPU the models load first, in this process, as ZeroGPU expects them before any ``@spaces.GPU`` call.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    on_zero_gpu = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+    if on_zero_gpu:
+        _warm_up()
+    demo.launch(prevent_thread_lock=True, **LAUNCH_OPTIONS)
+    if not on_zero_gpu:
+        _warm_up()
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

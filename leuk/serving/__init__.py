@@ -1,0 +1,91 @@
+"""What the Gradio Space (``app.py``) and the Streamlit dashboard share, so that no logic is written twice.
+
+- models: :class:`ModelRegistry` / :func:`get_registry` (``LEUK_MODELS`` or the bundled demos, loaded once on
+  CUDA when present, bf16 autocast there), :func:`warm_up`, :func:`model_info`, :func:`banner_for`;
+- predictions: :func:`classify` (per-image rows, patient-level aggregate, uncertainty and out-of-distribution
+  flags), :func:`explain_image` (attribution overlay + faithfulness), :func:`pipeline_stages` (HybridCN-NAS);
+- results: :func:`montecarlo_report` (bundled runs, folders or dataset repos: chart data, tests, leakage gap);
+- texts: :data:`NOT_A_MEDICAL_DEVICE`, :func:`demo_banner`; samples: :func:`list_samples`.
+
+Importing this package is cheap (no torch); functions that touch the GPU carry ``@spaces.GPU`` on ZeroGPU.
+"""
+
+from leuk.serving import runtime  # noqa: F401  (imports `spaces` before torch, as ZeroGPU requires)
+from leuk.serving.classify import (
+    MAX_APP_PIXELS,
+    MAX_IMAGES,
+    UNCERTAIN_BELOW,
+    ClassifyResult,
+    ImageResult,
+    PatientAggregate,
+    aggregate,
+    classify,
+)
+from leuk.serving.explanations import EXPLAIN_METHODS, METHOD_TITLES, ExplainResult, explain_image, explain_method_choices
+from leuk.serving.model_info import (
+    ModelInfo,
+    banner_for,
+    from_pretrained_snippet,
+    model_info,
+    model_labels,
+    samples_for_model,
+)
+from leuk.serving.montecarlo import (
+    MonteCarloData,
+    MonteCarloReport,
+    bundled_runs,
+    load_montecarlo,
+    montecarlo_report,
+    montecarlo_sources,
+)
+from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner
+from leuk.serving.ood import OOD_THRESHOLD, ReferenceStatistics, image_statistics
+from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
+from leuk.serving.registry import ModelRegistry, get_registry, set_registry, warm_up
+from leuk.serving.runtime import choose_device, gpu
+from leuk.serving.samples import Sample, list_samples
+
+__all__ = [
+    "EXPLAIN_METHODS",
+    "MAX_APP_PIXELS",
+    "MAX_IMAGES",
+    "METHOD_TITLES",
+    "NOT_A_MEDICAL_DEVICE",
+    "NO_MODEL_HELP",
+    "OOD_THRESHOLD",
+    "UNCERTAIN_BELOW",
+    "ClassifyResult",
+    "ExplainResult",
+    "ImageResult",
+    "ModelInfo",
+    "ModelRegistry",
+    "MonteCarloData",
+    "MonteCarloReport",
+    "PatientAggregate",
+    "PipelineResult",
+    "ReferenceStatistics",
+    "Sample",
+    "aggregate",
+    "banner_for",
+    "bundled_runs",
+    "choose_device",
+    "classify",
+    "demo_banner",
+    "explain_image",
+    "explain_method_choices",
+    "from_pretrained_snippet",
+    "get_registry",
+    "gpu",
+    "image_statistics",
+    "list_samples",
+    "load_montecarlo",
+    "model_info",
+    "model_labels",
+    "montecarlo_report",
+    "montecarlo_sources",
+    "pipeline_model_names",
+    "pipeline_stages",
+    "samples_for_model",
+    "set_registry",
+    "warm_up",
+]

@@ -1,0 +1,134 @@
+"""What an app shows about a model: card, parameter count, metrics and a pinned ``from_pretrained`` snippet."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator
+
+from leuk.serving.registry import ModelRegistry, get_registry
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from leuk.hub import LoadedModel
+    from leuk.serving.samples import Sample
+
+_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*(\n|\Z)", re.DOTALL)
+
+
+@dataclass
+class ModelInfo:
+    """A model's description for the Models view."""
+
+    name: str
+    source: str
+    revision: str | None
+    is_demo: bool
+    num_parameters: int
+    labels: list[str]
+    model_type: str
+    card_markdown: str
+    metrics: "pd.DataFrame"
+    snippet: str
+
+    @property
+    def summary_markdown(self) -> str:
+        """One short Markdown paragraph: type, classes, size, source and revision."""
+        revision = f" at revision `{self.revision}`" if self.revision else ""
+        demo = " Demo weights (synthetic training data)." if self.is_demo else ""
+        return (f"**{self.name}**: `{self.model_type}`, {self.num_parameters:,} parameters "
+                f"({self.num_parameters / 1e6:.2f} M); classes: {', '.join(self.labels)}; "
+                f"source: {self.source}{revision}.{demo}")
+
+
+def strip_front_matter(card_text: str | None) -> str:
+    """A model card without its YAML header (the metadata is shown as a table instead)."""
+    if not card_text:
+        return "_This model has no model card (README.md)._"
+    return _FRONT_MATTER.sub("", card_text, count=1).strip() or "_The model card is empty._"
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _flatten(inner, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, inner in enumerate(value):
+            label = inner.get("name") or inner.get("metric") or inner.get("type") if isinstance(inner, dict) else None
+            yield from _flatten(inner, f"{prefix}.{label or index}" if prefix else str(label or index))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        yield prefix, float(value)
+
+
+def metrics_table(eval_results: dict | None) -> "pd.DataFrame":
+    """Every finite number in a model's ``eval_results.json`` as ``metric`` / ``value`` rows (nested keys joined by dots)."""
+    import pandas as pd
+
+    rows = list(_flatten(eval_results or {}))
+    return pd.DataFrame(rows, columns=["metric", "value"])
+
+
+def from_pretrained_snippet(loaded: "LoadedModel") -> str:
+    """Python that loads this exact model with plain transformers (pinned revision) and with leuk."""
+    if loaded.source == "hub":
+        target = loaded.spec.split("@", 1)[0]
+        revision = f', revision="{loaded.revision}"' if loaded.revision else ""
+        leuk_spec = f"{target}@{loaded.revision}" if loaded.revision else target
+    else:
+        target = str(loaded.path)
+        revision = ""
+        leuk_spec = loaded.spec
+    return (
+        "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
+        f'model = AutoModelForImageClassification.from_pretrained("{target}"{revision}, trust_remote_code=True)\n'
+        f'processor = AutoImageProcessor.from_pretrained("{target}"{revision}, trust_remote_code=True)\n\n'
+        "# or, with leuk installed (no remote code executed):\n"
+        "from leuk.hub import load_model\n"
+        f'loaded = load_model("{leuk_spec}")\n'
+    )
+
+
+def model_info(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> ModelInfo:
+    """Card, size, metrics and loading snippet of a configured model (default: the first)."""
+    registry = registry or get_registry()
+    name = registry.check_name(model_name)
+    loaded = registry.get(name)
+    return ModelInfo(
+        name=name,
+        source=loaded.source,
+        revision=loaded.revision,
+        is_demo=loaded.is_demo,
+        num_parameters=int(loaded.num_parameters),
+        labels=list(loaded.labels),
+        model_type=str(getattr(loaded.model.config, "model_type", type(loaded.model).__name__)),
+        card_markdown=strip_front_matter(loaded.card_text),
+        metrics=metrics_table(loaded.eval_results),
+        snippet=from_pretrained_snippet(loaded),
+    )
+
+
+def banner_for(model_name: str | None, *, registry: ModelRegistry | None = None, load: bool = True) -> str:
+    """The demo-weights banner when ``model_name`` uses demo weights, else ``""``.
+
+    ``load=False`` answers from the spec alone (``demo:<name>``), for page layout before models are loaded.
+    """
+    from leuk.serving.notices import demo_banner
+
+    registry = registry or get_registry()
+    name = registry.check_name(model_name)
+    demo = name.startswith("demo:") if not load else registry.is_demo(name)
+    return demo_banner([name]) if demo else ""
+
+
+def samples_for_model(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> list["Sample"]:
+    """The bundled samples, those of the model's own task first."""
+    from leuk.serving.samples import samples_in_model_order
+
+    return samples_in_model_order(model_labels(model_name, registry=registry))
+
+
+def model_labels(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> list[str]:
+    """Class names of a configured model, in logit order."""
+    registry = registry or get_registry()
+    return list(registry.get(model_name).labels)

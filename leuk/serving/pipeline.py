@@ -1,0 +1,161 @@
+"""The HybridCN-NAS phases of one smear, as pictures and a feature table (``model.stages(image)``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from leuk.errors import LeukError
+from leuk.io import ImageSource, read_image
+from leuk.serving.classify import MAX_APP_PIXELS
+from leuk.serving.registry import ModelRegistry, get_registry
+from leuk.serving.runtime import gpu
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class PipelineResult:
+    """Pictures of each phase (with captions), the cells found and the selected features furthest from the
+    training mean for this image."""
+
+    model_name: str
+    stages: list[tuple[Image.Image, str]]
+    n_cells: int
+    features: "pd.DataFrame"
+    label: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gallery(self) -> list[tuple[Image.Image, str]]:
+        """``(image, caption)`` pairs for a gallery widget."""
+        return list(self.stages)
+
+    @property
+    def summary_markdown(self) -> str:
+        """Cells found and the prediction, in one line."""
+        text = f"**{self.n_cells} cell{'s' if self.n_cells != 1 else ''} found** by `{self.model_name}`."
+        if self.label is not None:
+            text += f" Prediction: **{self.label}** ({self.probabilities.get(self.label, float('nan')):.3f})."
+        return text
+
+
+def _has_stages(model: Any) -> bool:
+    return callable(getattr(model, "stages", None))
+
+
+def pipeline_model_names(registry: ModelRegistry | None = None) -> list[str]:
+    """Configured models that expose the HybridCN-NAS phases (loads them)."""
+    registry = registry or get_registry()
+    names = []
+    for name in registry.names:
+        try:
+            if _has_stages(registry.get(name).model):
+                names.append(name)
+        except LeukError:
+            continue
+    return names
+
+
+def _label_map_to_rgb(labels: np.ndarray) -> np.ndarray:
+    """An integer cell-label map coloured per cell (background black), for display."""
+    rng = np.random.default_rng(0)
+    palette = rng.integers(60, 256, size=(int(labels.max()) + 1, 3), dtype=np.uint8)
+    palette[0] = 0
+    return palette[labels]
+
+
+def as_picture(value: Any) -> Image.Image:
+    """A PIL image from a stage output: PIL image, RGB/grey uint8 array, float array in [0, 1] or boolean mask."""
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype == bool:
+        return Image.fromarray(array.astype(np.uint8) * 255).convert("RGB")
+    if array.dtype != np.uint8:
+        array = array.astype(np.float64)
+        high = float(np.nanmax(array)) if array.size else 1.0
+        array = np.clip(np.nan_to_num(array) * (255.0 if high <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(array).convert("RGB")
+
+
+@gpu()
+def pipeline_stages(image: ImageSource, model_name: str | None = None, *,
+                    registry: ModelRegistry | None = None) -> PipelineResult:
+    """Run the HybridCN-NAS phases on one smear with ``model_name`` (default: the first model that has them)."""
+    registry = registry or get_registry()
+    if model_name:
+        name = registry.check_name(model_name)
+        if not _has_stages(registry.get(name).model):
+            raise LeukError(f"model {name!r} has no pipeline phases: choose a HybridCN-NAS model")
+    else:
+        candidates = pipeline_model_names(registry)
+        if not candidates:
+            raise LeukError("no HybridCN-NAS model is configured, so there is no pipeline to show")
+        name = candidates[0]
+    picture = read_image(image, max_pixels=MAX_APP_PIXELS)
+    loaded = registry.get(name)
+    stages = loaded.model.stages(picture, processor=loaded.processor, top_k=TOP_FEATURES)
+    return result_from_stages(name, stages)
+
+
+#: Phases shown, in order: (key of ``model.stages``, caption).
+SHOWN_PHASES = (
+    ("input", "1. input (resized)"),
+    ("stain_normalized", "2. stain-normalised (Reinhard)"),
+    ("clahe", "3. CLAHE on L"),
+    ("preprocessed", "4. preprocessed: what the model sees"),
+)
+TOP_FEATURES = 10
+
+
+def _cells_picture(base: np.ndarray, cell_labels: np.ndarray, cells: list[dict[str, Any]]) -> Image.Image:
+    """The preprocessed image with each watershed cell tinted in its own colour, boxed and numbered."""
+    from PIL import ImageDraw
+
+    rgb = np.asarray(base, dtype=np.uint8)
+    labels = np.asarray(cell_labels)
+    if labels.shape == rgb.shape[:2] and labels.max(initial=0) > 0:
+        colours = _label_map_to_rgb(labels.astype(np.int64))
+        tinted = np.where(labels[..., None] > 0, (0.55 * rgb + 0.45 * colours).round(), rgb).astype(np.uint8)
+    else:
+        tinted = rgb
+    picture = Image.fromarray(tinted)
+    draw = ImageDraw.Draw(picture)
+    for number, cell in enumerate(cells, start=1):
+        x0, y0, x1, y1 = (int(v) for v in cell["box"])
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=(255, 255, 0), width=1)
+        draw.text((x0 + 2, y0 + 1), str(number), fill=(255, 255, 0))
+    return picture
+
+
+def result_from_stages(name: str, stages: dict[str, Any]) -> PipelineResult:
+    """A :class:`PipelineResult` from the dict :meth:`HybridCNNASForImageClassification.stages` returns."""
+    import pandas as pd
+
+    pictures = [(as_picture(stages[key]), caption) for key, caption in SHOWN_PHASES if key in stages]
+    if "mask_probability" in stages:
+        pictures.append((as_picture(np.asarray(stages["mask_probability"], dtype=np.float32)),
+                         "5. segmentation: cell probability (Attention U-Net)"))
+    cells = list(stages.get("cells") or [])
+    if "mask" in stages:
+        pictures.append((as_picture(np.asarray(stages["mask"], dtype=bool)), "6. segmentation mask"))
+    if "cell_labels" in stages and "preprocessed" in stages:
+        pictures.append((_cells_picture(stages["preprocessed"], stages["cell_labels"], cells),
+                         f"7. {len(cells)} cells found (watershed)"))
+    features = pd.DataFrame(
+        [{"rank": rank, "feature": f["name"], "mRMR rank": f.get("mrmr_rank"), "z-score": round(float(f["z"]), 3)}
+         for rank, f in enumerate(stages.get("top_features") or [], start=1)],
+        columns=["rank", "feature", "mRMR rank", "z-score"],
+    )
+    probabilities = {str(k): float(v) for k, v in (stages.get("probabilities") or {}).items()}
+    return PipelineResult(model_name=name, stages=pictures, n_cells=len(cells), features=features,
+                          label=stages.get("label"), probabilities=probabilities)

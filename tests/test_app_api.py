@@ -1,0 +1,340 @@
+"""The Gradio app through its real HTTP API (gradio_client), and the serving layer behind it.
+
+One server per module: ``app.build_demo()`` launched with the app's own launch options on a free port,
+serving two tiny untrained models saved here (EfficientNet-SE with ``test_efficientnet``, HybridCN-NAS lite)
+and a small Monte Carlo run whose statistics are checked against scipy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats
+
+from leuk.errors import LeukError
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "assets" / "samples"
+CNMC_SAMPLES = sorted((SAMPLES / "cnmc").glob("*.png"))
+ARIA_SAMPLES = sorted((SAMPLES / "aria").glob("*.jpg"))
+MC_MODELS = ("efficientnet-se", "vgg16")
+MC_ITERATIONS = 12
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def save_tiny_models(root: Path) -> dict[str, str]:
+    """Untrained tiny models saved as ``save_pretrained`` folders: ``{"cnmc": folder, "aria": folder}``."""
+    import torch
+
+    from leuk.models import create_model
+    from leuk.models.efficientnet_se import EfficientNetSEImageProcessor
+    from leuk.models.hybridcn_nas import HybridCNNASImageProcessor
+
+    torch.manual_seed(0)
+    folders = {}
+    for key, preset, processor_class in (("cnmc", "efficientnet-se-test", EfficientNetSEImageProcessor),
+                                         ("aria", "hybridcn-nas-lite", HybridCNNASImageProcessor)):
+        model = create_model(preset)
+        folder = root / preset
+        model.save_pretrained(folder)
+        processor_class.from_model_config(model.config).save_pretrained(folder)
+        folders[key] = str(folder)
+    return folders
+
+
+def write_montecarlo_run(folder: Path) -> pd.DataFrame:
+    """A seeded two-model, two-protocol results table with its summary (``results.parquet``, ``summary.json``)."""
+    from leuk.experiments.montecarlo import summarize
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for iteration in range(MC_ITERATIONS):
+        split_effect = rng.normal(0, 0.02)
+        for protocol, leak in (("patient", 0.0), ("image", 0.06)):
+            for model, skill in zip(MC_MODELS, (0.88, 0.84)):
+                f1 = float(np.clip(skill + leak + split_effect + rng.normal(0, 0.01), 0, 1))
+                rows.append({"iteration": iteration, "seed": 1000 + iteration, "model": model, "protocol": protocol,
+                             "train_hash": "t", "val_hash": "v", "test_hash": "x", "n_train": 60, "n_val": 10,
+                             "n_test": 20, "f1_weighted": f1, "accuracy": float(np.clip(f1 + 0.01, 0, 1))})
+    results = pd.DataFrame(rows)
+    folder.mkdir(parents=True)
+    results.to_parquet(folder / "results.parquet")
+    (folder / "summary.json").write_text(json.dumps(summarize(results, reference=MC_MODELS[0])), encoding="utf-8")
+    return results
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def mc_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """A folder holding one bundled-style run, and that run's results."""
+    root = tmp_path_factory.mktemp("results")
+    return root, write_montecarlo_run(root / "cnmc-demo")
+
+
+@pytest.fixture(scope="module")
+def served(tiny_models, mc_results, tmp_path_factory: pytest.TempPathFactory):
+    """``(url, client)`` of the app on a free port, serving ``tiny_models``; closed after the module."""
+    from gradio_client import Client
+
+    from leuk import serving
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        patch.setenv("LEUK_RESULTS_DIR", str(mc_results[0]))
+        serving.set_registry(serving.ModelRegistry([tiny_models["cnmc"], tiny_models["aria"]]))
+        import app
+
+        demo = app.build_demo()
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), quiet=True, **app.LAUNCH_OPTIONS)
+        try:
+            assert not serving.warm_up()
+            client = Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+            yield url, client
+            client.close()
+        finally:
+            demo.close()
+            serving.set_registry(None)
+
+
+# ------------------------------------------------------------------------------------------ serving layer
+
+
+def test_explain_methods_are_leuks_methods():
+    from leuk import explain, serving
+
+    assert set(serving.EXPLAIN_METHODS) == set(explain.METHODS)
+
+
+def test_patient_aggregate_is_mean_and_majority():
+    from leuk.serving import ImageResult, aggregate
+
+    labels = ["hem", "all"]
+    probs = np.array([[0.9, 0.1], [0.35, 0.65], [0.45, 0.55]])
+    rows = [ImageResult(name=str(i), label=labels[int(p.argmax())], probabilities=dict(zip(labels, p)))
+            for i, p in enumerate(probs)]
+    rows.append(ImageResult(name="broken", error="broken: not a readable image"))
+    result = aggregate(rows, labels, threshold=0.7)
+    assert result.n_images == 3
+    np.testing.assert_allclose([result.mean_probabilities[n] for n in labels], probs.mean(axis=0))
+    assert result.label == "hem"  # mean 0.567 vs 0.433
+    assert result.majority_label == "all" and result.votes == {"hem": 1, "all": 2}
+    assert result.uncertain and any("majority" in reason for reason in result.reasons)
+
+
+def test_demo_banner_only_for_demo_weights():
+    from leuk import serving
+
+    registry = serving.ModelRegistry(["demo:efficientnet-se", "org/model@v1"])
+    assert "Demo weights" in serving.banner_for("demo:efficientnet-se", registry=registry, load=False)
+    assert serving.banner_for("org/model@v1", registry=registry, load=False) == ""
+    with pytest.raises(LeukError, match="unknown model"):
+        registry.check_name("org/other")
+
+
+def test_ood_score_separates_samples_from_other_images():
+    from leuk.io import read_image
+    from leuk.serving.ood import OOD_THRESHOLD, reference_from_images
+
+    reference = reference_from_images([read_image(p) for p in CNMC_SAMPLES], source="samples")
+    assert max(reference.score(read_image(p)) for p in CNMC_SAMPLES) < OOD_THRESHOLD
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    assert reference.score(noise) > OOD_THRESHOLD
+    assert min(reference.score(read_image(p)) for p in ARIA_SAMPLES) > OOD_THRESHOLD
+
+
+def test_samples_are_small_and_cover_every_class():
+    from leuk.serving import list_samples
+
+    samples = list_samples()
+    assert {s.label for s in samples if s.task == "cnmc"} == {"hem", "all"}
+    assert {s.label for s in samples if s.task == "aria"} == {"Benign", "Early", "Pre", "Pro"}
+    assert sum(s.path.stat().st_size for s in samples) < 1_000_000
+
+
+# ------------------------------------------------------------------------------------------------- HTTP API
+
+
+def test_named_endpoints(served):
+    _, client = served
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/classify", "/explain", "/pipeline", "/montecarlo", "/model_info"} <= set(endpoints)
+
+
+def test_classify_one_patient(served, tiny_models):
+    from gradio_client import handle_file
+
+    _, client = served
+    label, flag, table, aggregate = client.predict(
+        [handle_file(str(p)) for p in CNMC_SAMPLES[:3]], tiny_models["cnmc"], api_name="/classify")
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert set(confidences) == {"hem", "all"} and sum(confidences.values()) == pytest.approx(1.0, abs=1e-6)
+    per_image = pd.DataFrame(table["data"], columns=table["headers"])
+    assert list(per_image["image"]) == [p.name for p in CNMC_SAMPLES[:3]]
+    # the label widget shows the patient-level mean of the per-image probabilities
+    assert confidences["all"] == pytest.approx(per_image["p(all)"].mean(), abs=1e-3)
+    assert (per_image["OOD score"] < 5).all()
+    rows = dict(aggregate["data"])
+    assert rows["images classified"] == "3"
+    assert "ncertain" in flag or "onfident" in flag
+
+
+def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(served, tiny_models, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, client = served
+    fake_png = tmp_path / "notes.png"
+    fake_png.write_text("this is text, not a picture")
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("this is text, not a picture")
+    with pytest.raises(AppError, match="not a readable image"):
+        client.predict([handle_file(str(fake_png))], tiny_models["cnmc"], api_name="/classify")
+    with pytest.raises(AppError, match="Invalid file type"):
+        client.predict([handle_file(str(text_file))], tiny_models["cnmc"], api_name="/classify")
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (4200, 4200)).save(huge)  # compresses to a few KB, decodes to 53 MB
+    with pytest.raises(AppError, match="more than the limit"):
+        client.predict(handle_file(str(huge)), tiny_models["cnmc"], "gradcam", "predicted", api_name="/explain")
+    with pytest.raises(AppError, match="not in the list of choices|unknown model"):
+        client.predict([handle_file(str(CNMC_SAMPLES[0]))], "someone/else", api_name="/classify")
+    # a mixed upload keeps the readable image and reports the other in its row
+    _, _, table, _ = client.predict([handle_file(str(CNMC_SAMPLES[0])), handle_file(str(fake_png))],
+                                    tiny_models["cnmc"], api_name="/classify")
+    errors = [row[-1] for row in table["data"]]
+    assert errors[0] == "" and "not a readable image" in errors[1]
+
+
+def test_upload_size_limit(served, tiny_models, tmp_path):
+    from gradio_client import handle_file
+
+    _, client = served
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom(21 * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        client.predict([handle_file(str(big))], tiny_models["cnmc"], api_name="/classify")
+    label, *_ = client.predict([handle_file(str(CNMC_SAMPLES[0]))], tiny_models["cnmc"], api_name="/classify")
+    assert label["label"] in {"hem", "all"}
+
+
+def test_explain(served, tiny_models):
+    from gradio_client import handle_file
+
+    _, client = served
+    overlay, text = client.predict(handle_file(str(CNMC_SAMPLES[0])), tiny_models["cnmc"], "integrated_gradients",
+                                   "all", api_name="/explain")
+    with Image.open(overlay) as picture:
+        assert min(picture.size) >= 320 and picture.mode == "RGB"
+    assert "Integrated Gradients" in text and "class **all**" in text and "Faithfulness" in text
+
+
+def test_pipeline(served, tiny_models):
+    from gradio_client import handle_file
+
+    _, client = served
+    gallery, summary, features = client.predict(handle_file(str(ARIA_SAMPLES[0])), "", api_name="/pipeline")
+    captions = [item["caption"] for item in gallery]
+    assert any("stain-normalised" in c for c in captions) and any("CLAHE" in c for c in captions)
+    assert any("mask" in c for c in captions) and any("cells found" in c for c in captions)
+    assert "cell" in summary and tiny_models["aria"] in summary
+    assert len(features["data"]) == 10
+    with pytest.raises(Exception, match="no pipeline phases"):
+        client.predict(handle_file(str(ARIA_SAMPLES[0])), tiny_models["cnmc"], api_name="/pipeline")
+
+
+def test_montecarlo_matches_scipy(served, mc_results):
+    _, client = served
+    _, results = mc_results
+    summary, metric, _distribution, _difference, pvalues, leakage = client.predict(
+        "", "f1_weighted", api_name="/montecarlo")
+    assert f"{MC_ITERATIONS} iterations" in summary and "synthetic" in summary
+    tests = pd.DataFrame(pvalues["data"], columns=pvalues["headers"])
+    row = tests[(tests["comparison"] == f"vs {MC_MODELS[0]}") & (tests["protocol"] == "patient")].iloc[0]
+
+    def scores(model: str, protocol: str) -> np.ndarray:
+        rows = results[(results["model"] == model) & (results["protocol"] == protocol)]
+        return rows.sort_values("iteration")["f1_weighted"].to_numpy()
+
+    reference, other = scores(MC_MODELS[0], "patient"), scores(MC_MODELS[1], "patient")
+    # p-values are shown to 3 significant figures
+    assert row["t_pvalue"] == pytest.approx(stats.ttest_rel(other, reference).pvalue, rel=5e-3)
+    assert row["wilcoxon_pvalue"] == pytest.approx(stats.wilcoxon(other - reference).pvalue, rel=5e-3)
+    gaps = pd.DataFrame(leakage["data"], columns=leakage["headers"]).set_index("model")
+    for model in MC_MODELS:
+        expected = (scores(model, "image") - scores(model, "patient")).mean()
+        assert gaps.loc[model, "mean gap"] == pytest.approx(expected, abs=1e-4)
+    _, metric, *_ = client.predict("", "accuracy", api_name="/montecarlo")
+    assert metric["value"] == "accuracy" if isinstance(metric, dict) else metric == "accuracy"
+
+
+def test_model_info(served, tiny_models):
+    from leuk.hub import load_model
+
+    _, client = served
+    summary, card, metrics, snippet = client.predict(tiny_models["cnmc"], api_name="/model_info")
+    model = load_model(tiny_models["cnmc"], device="cpu").model
+    assert f"{sum(p.numel() for p in model.parameters()):,} parameters" in summary
+    assert "from_pretrained" in snippet and tiny_models["cnmc"] in snippet
+    assert "model card" in card
+    assert metrics["headers"] == ["metric", "value"]
+
+
+def test_python_app_py_answers_within_20_seconds(tiny_models, tmp_path):
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(tmp_path),
+           "GRADIO_ANALYTICS_ENABLED": "False", "LEUK_MODELS": tiny_models["cnmc"], "OMP_NUM_THREADS": "1"}
+    start = time.monotonic()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status, elapsed, cpu = None, None, None
+    try:
+        while time.monotonic() - start < 90 and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    status, elapsed, cpu = response.status, time.monotonic() - start, cpu_seconds(process.pid)
+                    break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    assert status == 200, f"app.py did not answer (exit code {process.returncode})"
+    if os.getloadavg()[0] <= (os.cpu_count() or 1):
+        assert elapsed < 20, f"app.py answered after {elapsed:.1f} s"
+    else:  # other jobs hold the CPUs: wall time says little, the CPU time app.py needed still must fit
+        assert cpu is None or cpu < 20, f"app.py needed {cpu:.1f} s of CPU before answering"
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

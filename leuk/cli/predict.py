@@ -1,0 +1,84 @@
+"""``leuk predict --model M IMAGE... [--json F] [--csv F]``: classify image files and print a table.
+
+A folder argument stands for the image files directly inside it. Every unreadable file gets its own
+one-line error on stderr and the others are still classified; the exit code is 1 only when every file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (or folders of images)")
+    parser.add_argument("--model", default="demo:efficientnet-se",
+                        help="Hub id[@revision], save_pretrained folder or demo:<name> (default: %(default)s)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the predictions as JSON")
+    parser.add_argument("--csv", type=Path, metavar="FILE", help="also write the predictions as CSV")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
+def expand_inputs(items: list[str]) -> list[str]:
+    """Files as given; a folder becomes the image files directly inside it (sorted)."""
+    from leuk.io import IMAGE_SUFFIXES
+
+    files: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(str(p) for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(item)
+    return files
+
+
+def _table(rows: list[tuple[str, str, str]]) -> str:
+    header = ("file", "label", "probability")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from leuk.errors import LeukError
+    from leuk.hub import load_model
+    from leuk.inference import Predictor
+
+    if args.batch_size < 1:
+        raise LeukError("--batch-size must be at least 1")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a weight-loading bar is noise in a table-printing command
+    files = expand_inputs(args.images)
+    if not files:
+        raise LeukError("no image files given (the folders hold no images)")
+    loaded = load_model(args.model, device=args.device)
+    predictor = Predictor(loaded.model, loaded.processor, device=args.device, batch_size=args.batch_size)
+    predictions = predictor.predict_images(files, progress=len(files) > 4 * args.batch_size)
+
+    rows = []
+    for prediction in predictions:
+        if prediction.ok:
+            rows.append((prediction.source, prediction.label or "", f"{prediction.top_probability:.4f}"))
+        else:
+            print(f"error: {prediction.error}", file=sys.stderr)
+    if rows:
+        print(_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps([p.to_dict() for p in predictions], indent=2) + "\n", encoding="utf-8")
+    if args.csv:
+        with args.csv.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "label", "probability", *(f"p_{n}" for n in predictor.label_names), "error"])
+            for p in predictions:
+                writer.writerow([p.source, p.label or "", "" if p.top_probability is None else p.top_probability,
+                                 *(p.probabilities.get(n, "") for n in predictor.label_names), p.error or ""])
+    failed = sum(not p.ok for p in predictions)
+    if failed:
+        print(f"{failed} of {len(predictions)} file(s) could not be classified", file=sys.stderr)
+    return 1 if failed == len(predictions) else 0

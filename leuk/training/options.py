@@ -1,0 +1,79 @@
+"""Command-line options of the EfficientNet-SE training engine, shared by ``leuk train`` and
+``train/train_efficientnet_se.py`` (light to import: no torch)."""
+
+from __future__ import annotations
+
+import argparse
+
+from leuk.training.efficientnet_se import CACHE_MODES, DTYPES, MIXED_PRECISION, SCHEDULERS, TrainOptions
+
+__all__ = ["add_train_options", "options_from_args"]
+
+_DEFAULTS = TrainOptions(data="", out="")
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Add every :class:`TrainOptions` knob (``--data`` and ``--out`` required) to ``parser``."""
+    d = _DEFAULTS
+    bool_flag = argparse.BooleanOptionalAction
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", required=True, help="dataset folder (C-NMC or Aria layout)")
+    data.add_argument("--out", required=True, help="output folder of the trained model")
+    data.add_argument("--dataset", choices=("cnmc", "aria"), default=d.dataset, help="layout of --data")
+    data.add_argument("--protocol", choices=("patient", "image"), default=d.protocol,
+                      help="split by patient (honest) or by image (leaky; only to measure leakage)")
+    data.add_argument("--test-size", type=float, default=d.test_size, help="share of patients held out for test")
+    data.add_argument("--val-size", type=float, default=d.val_size, help="share of patients for validation")
+    data.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation and sampling")
+    data.add_argument("--image-size", type=int, default=d.image_size,
+                      help="square input size in pixels (default: the preset's)")
+    data.add_argument("--balanced", action=bool_flag, default=d.balanced,
+                      help="oversample minority classes in the training set")
+    data.add_argument("--augment", action=bool_flag, default=d.augment, help="on-device training augmentation")
+    data.add_argument("--cache", choices=CACHE_MODES, default=d.cache,
+                      help="decode images once into memory (auto: when it fits in 8 GiB)")
+    data.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader worker processes")
+    data.add_argument("--synthetic", action=bool_flag, default=None,
+                      help="mark the data as synthetic in the saved model (default: detected)")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=float, default=d.epochs, help="maximum number of epochs")
+    optim.add_argument("--max-steps", type=int, default=d.max_steps,
+                       help="stop after this many optimiser steps (overrides --epochs when > 0)")
+    optim.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size per process")
+    optim.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size,
+                       help="evaluation batch size (default: --batch-size)")
+    optim.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    optim.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    optim.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler, help="learning-rate schedule")
+    optim.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio,
+                       help="share of the steps spent in linear warm-up")
+    optim.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="gradient clipping norm")
+    optim.add_argument("--patience", type=int, default=d.patience,
+                       help="early stopping: evaluations without a better validation F1")
+    optim.add_argument("--eval-steps", type=int, default=d.eval_steps,
+                       help="evaluate/checkpoint every N steps instead of every epoch")
+    optim.add_argument("--pretrained", action=bool_flag, default=d.pretrained,
+                       help="start from timm's ImageNet backbone weights (needs the network or a cache)")
+    optim.add_argument("--mixed-precision", choices=MIXED_PRECISION, default=d.mixed_precision,
+                       help="bf16 autocast (auto: on CUDA only)")
+    optim.add_argument("--cpu", dest="use_cpu", action="store_true", help="train on the CPU even with a GPU")
+    optim.add_argument("--compile", dest="torch_compile", action="store_true", help="torch.compile the model")
+    optim.add_argument("--resume", nargs="?", const="latest", default=d.resume, metavar="CHECKPOINT",
+                       help="resume from a checkpoint folder, or the latest one in OUT/checkpoints")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="dtype of the saved weights")
+    output.add_argument("--save-total-limit", type=int, default=d.save_total_limit,
+                        help="checkpoints kept besides the best one")
+    output.add_argument("--logging-steps", type=int, default=d.logging_steps, help="log every N steps")
+    output.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars (training logs are printed as lines instead)")
+    output.add_argument("--quiet", action="store_true", help="no progress bars and no training log lines")
+
+
+def options_from_args(args: argparse.Namespace, *, model: str) -> TrainOptions:
+    """The :class:`TrainOptions` of parsed arguments, for the model preset ``model``."""
+    fields = {name: getattr(args, name) for name in TrainOptions.__dataclass_fields__ if hasattr(args, name)}
+    fields["model"] = model
+    return TrainOptions(**fields)

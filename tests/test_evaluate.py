@@ -1,0 +1,64 @@
+"""``leuk evaluate`` reproduces the test figures a training run recorded, on the same test patients."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from leuk.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(cnmc_root, tmp_path_factory) -> Path:
+    from leuk.training import train_efficientnet_se
+
+    out = tmp_path_factory.mktemp("evaluate") / "model"
+    train_efficientnet_se(data=cnmc_root, out=out, model="efficientnet-se-test", max_steps=3, batch_size=16,
+                          eval_steps=3, seed=3, progress=False)
+    return out
+
+
+@pytest.mark.slow
+def test_evaluate_reproduces_the_recorded_test_figures(run_dir, cnmc_root, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(run_dir), "--data", str(cnmc_root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    recorded = json.loads((run_dir / "eval_results.json").read_text())
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["split"] == "test"  # the default when the model records its split
+    assert report["patients_hash"] == recorded["test_patients_hash"] == report["recorded_test_patients_hash"]
+    assert report["metrics"]["n"] == recorded["test"]["n"]
+    for key in ("accuracy", "f1_weighted", "f1_macro", "roc_auc", "mcc", "sensitivity", "specificity", "ece"):
+        assert report["metrics"][key] == pytest.approx(recorded["test"][key], abs=1e-9), key
+    assert report["metrics"]["confusion_matrix"] == recorded["test"]["confusion_matrix"]
+    for name in ("confusion_matrix.png", "roc.png", "reliability.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == recorded["test"]["n"]
+    split = json.loads((run_dir / "training_split.json").read_text())
+    assert {row["patient_id"] for row in rows} == set(split["test"]["patients"])
+    assert f"{recorded['test']['f1_weighted']:.4f}" in printed
+
+
+@pytest.mark.slow
+def test_evaluate_all_and_foreign_data(run_dir, cnmc_root, cnmc_dataset, tmp_path, capsys):
+    out = tmp_path / "all"
+    assert main(["evaluate", "--model", str(run_dir), "--data", str(cnmc_root), "--out", str(out),
+                 "--split", "all"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["n"] == len(cnmc_dataset)
+    capsys.readouterr()
+
+    # a copy of the data without the test patients: nothing to evaluate on, said in one line
+    import shutil
+
+    split = json.loads((run_dir / "training_split.json").read_text())
+    other = tmp_path / "other"
+    for relative in split["train"]["images"]:
+        (other / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cnmc_root / relative, other / relative)
+    code = main(["evaluate", "--model", str(run_dir), "--data", str(other), "--out", str(tmp_path / "x")])
+    assert code == 1
+    assert "test patients is in" in capsys.readouterr().err

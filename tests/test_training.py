@@ -1,0 +1,204 @@
+"""The EfficientNet-SE training engine end to end on a tiny synthetic C-NMC set (tiny preset, 64 px)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leuk.errors import LeukError
+from leuk.training import SPLIT_FILE, TrainOptions, train_efficientnet_se
+from leuk.training.data import ClassBalancedSampler, processed_uint8
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = "efficientnet-se-test"
+
+
+@pytest.fixture(scope="module")
+def trained(cnmc_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "model"
+    result = train_efficientnet_se(data=cnmc_root, out=out, model=PRESET, epochs=4, batch_size=16, seed=0,
+                                   patience=10, progress=False, logging_steps=50)
+    return result
+
+
+def _predict_probs(model_dir: Path, paths: list[str]) -> tuple[np.ndarray, list[str]]:
+    from leuk.hub import load_model
+    from leuk.inference import Predictor
+
+    loaded = load_model(str(model_dir))
+    predictor = Predictor(loaded.model, loaded.processor, device="cpu", batch_size=16)
+    predictions = predictor.predict_images(paths)
+    assert all(p.ok for p in predictions)
+    return np.array([[p.probabilities[n] for n in predictor.label_names] for p in predictions]), predictor.label_names
+
+
+def _split_rows(model_dir: Path, data_root: Path, part: str) -> tuple[list[str], np.ndarray]:
+    split = json.loads((model_dir / SPLIT_FILE).read_text())
+    names = split["dataset"]["label_names"]
+    images = split[part]["images"]
+    labels = np.array([names.index(Path(rel).parent.name) for rel in images])  # C-NMC: class = folder
+    return [str(data_root / rel) for rel in images], labels
+
+
+@pytest.mark.slow
+def test_run_saves_loadable_model_results_and_split(trained, cnmc_root, cnmc_dataset):
+    from leuk.hub import load_model
+
+    out = trained.output_dir
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json", SPLIT_FILE):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")), "weights must be safetensors only"
+    loaded = load_model(str(out))
+    assert loaded.model.config.temperature == pytest.approx(trained.temperature)
+    assert loaded.is_demo  # synthetic data is marked as such
+
+    results = json.loads((out / "eval_results.json").read_text())
+    split = json.loads((out / SPLIT_FILE).read_text())
+    assert results["protocol"] == "patient" and results["split"] == "test"
+    assert results["test"]["n"] == split["test"]["n_images"] == results["split_sizes"]["test"]["n_images"]
+    assert results["test"] == trained.test_metrics
+
+    parts = {name: set(split[name]["patients"]) for name in ("train", "val", "test")}
+    assert parts["train"] and parts["val"] and parts["test"]
+    assert not (parts["train"] & parts["val"] or parts["train"] & parts["test"] or parts["val"] & parts["test"])
+    assert parts["train"] | parts["val"] | parts["test"] == set(cnmc_dataset["patient_id"])
+    assert sum(split[name]["n_images"] for name in parts) == len(cnmc_dataset)
+    protocol = loaded.model.config.training_protocol
+    assert sorted(protocol["test_patients"]) == sorted(parts["test"])
+    assert protocol["test_patients_hash"] == results["test_patients_hash"]
+
+
+@pytest.mark.slow
+def test_best_checkpoint_is_the_best_on_validation(trained, cnmc_root):
+    out = trained.output_dir
+    state = json.loads((out / "checkpoints" / "trainer_state.json").read_text())
+    evaluations = [entry["eval_f1_weighted"] for entry in state["log_history"] if "eval_f1_weighted" in entry]
+    assert len(evaluations) == 4  # one validation pass per epoch
+    assert state["best_metric"] == pytest.approx(max(evaluations))
+    # the saved model, re-evaluated from its files on the recorded validation patients, scores exactly that
+    val_paths, val_labels = _split_rows(out, cnmc_root, "val")
+    probs, names = _predict_probs(out, val_paths)
+    from sklearn.metrics import f1_score
+
+    assert f1_score(val_labels, probs.argmax(1), average="weighted") == pytest.approx(state["best_metric"], abs=1e-12)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["best_checkpoint"]["validation_f1_weighted"] == pytest.approx(state["best_metric"])
+
+
+@pytest.mark.slow
+def test_temperature_is_the_validation_fit(trained, cnmc_root):
+    from leuk.metrics import fit_temperature
+
+    out = trained.output_dir
+    val_paths, val_labels = _split_rows(out, cnmc_root, "val")
+    probs, _ = _predict_probs(out, val_paths)
+    # saved logits are z / T; T * log-softmax recovers z up to a per-row shift, which softmax ignores
+    raw_logits = trained.temperature * np.log(np.clip(probs, 1e-300, None))
+    assert fit_temperature(raw_logits, val_labels) == pytest.approx(trained.temperature, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_trains_and_saves(cnmc_root, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2",
+               str(REPO / "train" / "train_efficientnet_se.py"), "--model", PRESET, "--data", str(cnmc_root),
+               "--out", str(out), "--max-steps", "1", "--batch-size", "8", "--no-augment", "--no-progress"]
+    completed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["training"]["world_size"] == 2
+    assert results["training"]["global_step"] == 1
+    from leuk.hub import load_model
+
+    loaded = load_model(str(out))
+    assert loaded.model.config.training_protocol["world_size"] == 2
+
+
+def test_balanced_sampler_oversamples_minority_only():
+    labels = np.array([0] * 3 + [1] * 7)
+    sampler = ClassBalancedSampler(labels, seed=1)
+    first = sampler.epoch_indices(0)
+    assert len(first) == len(sampler) == 14
+    assert np.bincount(labels[first]).tolist() == [7, 7]
+    assert set(first.tolist()) == set(range(10))  # every image each epoch
+    majority = first[labels[first] == 1]
+    assert sorted(majority.tolist()) == list(range(3, 10))  # majority class is not resampled
+    sampler.set_epoch(0)
+    assert list(sampler) == first.tolist()
+    assert not np.array_equal(sampler.epoch_indices(1), first)
+
+
+def test_cache_matches_the_image_processor(cnmc_dataset):
+    import torch
+
+    from leuk.models import create_model
+    from leuk.models.efficientnet_se import EfficientNetSEImageProcessor
+
+    processor = EfficientNetSEImageProcessor.from_model_config(create_model(PRESET).config)
+    path = cnmc_dataset[0]["path"]
+    cached = processed_uint8(processor, path)
+    assert cached.dtype == torch.uint8 and cached.shape == (3, 64, 64)
+    mean = torch.tensor(processor.image_mean).view(3, 1, 1)
+    std = torch.tensor(processor.image_std).view(3, 1, 1)
+    from leuk.io import read_image
+
+    reference = processor(images=read_image(path), return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close((cached.float() / 255 - mean) / std, reference, atol=1e-5, rtol=0)
+
+
+def test_bad_options_give_one_line_errors(cnmc_root, tmp_path):
+    with pytest.raises(LeukError, match="--dtype"):
+        TrainOptions(data=cnmc_root, out=tmp_path, dtype="int8").validate()
+    with pytest.raises(LeukError, match="--test-size"):
+        TrainOptions(data=cnmc_root, out=tmp_path, test_size=0.6, val_size=0.5).validate()
+    with pytest.raises(LeukError, match="does not exist"):
+        train_efficientnet_se(data=tmp_path / "missing", out=tmp_path / "o", model=PRESET)
+
+
+def test_pretrained_offline_is_a_clear_error(tmp_path):
+    from leuk.training.efficientnet_se import _build_model
+
+    options = TrainOptions(data=tmp_path, out=tmp_path, model=PRESET, pretrained=True)
+    with pytest.raises(LeukError, match="ImageNet weights"):
+        _build_model(options, ["hem", "all"])
+
+
+def test_half_precision_weights_load_and_predict_on_cpu(tmp_path, cnmc_dataset):
+    import torch
+
+    from leuk.models import create_model
+    from leuk.models.efficientnet_se import EfficientNetSEImageProcessor
+    from leuk.training.efficientnet_se import _save_model
+
+    model = create_model(PRESET).eval()
+    processor = EfficientNetSEImageProcessor.from_model_config(model.config)
+    _save_model(model, processor, tmp_path, "float16")
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(tmp_path / "model.safetensors").values() if t.is_floating_point()} == {
+        torch.float16}
+    probs, _ = _predict_probs(tmp_path, [cnmc_dataset[0]["path"]])
+    assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cli_lists_targets_and_hook():
+    from leuk.cli import build_parser
+    from leuk.cli.train import ENGINE_TARGETS, EXTERNAL_TARGETS
+
+    parser = build_parser("train")
+    args = parser.parse_args(["train", PRESET, "--data", "d", "--out", "o", "--no-balanced", "--epochs", "2",
+                              "--dtype", "float16", "--resume"])
+    assert args.preset == PRESET and args.balanced is False and args.epochs == 2.0 and args.resume == "latest"
+    assert set(ENGINE_TARGETS) == {"efficientnet-se", "efficientnetv2-b3", "resnet50", "vgg16", PRESET}
+    assert "hybridcn-nas" in EXTERNAL_TARGETS
+    from leuk.training.options import options_from_args
+
+    options = options_from_args(args, model=args.preset)
+    assert options.dtype == "float16" and options.model == PRESET

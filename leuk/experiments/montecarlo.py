@@ -1,0 +1,809 @@
+"""Monte Carlo validation: N random patient-grouped splits, every model on the same split (paired design).
+
+Each iteration ``i`` draws one stratified, subject-grouped split (test 20%, validation 15% of the rest) from
+:func:`leuk.data.splits.monte_carlo_splits`; every model is trained and tested on that same split, so model
+scores are paired by iteration. With ``protocol="both"`` each iteration also runs the image-level protocol
+on the same seed and the summary reports the leakage gap (image − patient).
+
+Modes:
+
+- ``features``: each model's backbone features are extracted once and cached
+  (:mod:`leuk.experiments.features`); per iteration a light head (logistic or small MLP on standardised
+  pooled features, class-weighted loss, early stopping on the iteration's validation loss, temperature
+  fitted on validation) is trained and tested. Seeded, deterministic, fast on a CPU.
+- ``finetune``: the whole model (a preset) is trained per iteration on the same split by
+  :func:`leuk.training.finetune_for_monte_carlo` (the training engine: best checkpoint and temperature
+  chosen on validation only; slow, for GPUs).
+
+Output folder:
+
+- ``run.json``: the run's configuration (a later call with the same folder must match it except for
+  ``n_iter``: iteration ``i`` has the same seed whatever ``n_iter`` is, so a run can be extended);
+- ``parts/``: one parquet file per finished (iteration, protocol, model), written atomically; a killed run
+  resumes by skipping them;
+- ``results.parquet``: one row per (iteration, protocol, model), sorted in that order; columns
+  :data:`ID_COLUMNS`, every scalar metric of :func:`leuk.metrics.classification_metrics` (float, NaN when
+  undefined) and ``confusion_matrix`` (JSON);
+- ``summary.json``/``summary.md``: :func:`summarize`; ``*.png`` and ``plot_data.json``: :mod:`leuk.experiments.plots`.
+
+Split hashes: ``train_hash``/``val_hash``/``test_hash`` are :func:`leuk.data.splits.patient_set_hash` of the
+split's patient ids (patient protocol) or of its image keys ``"<patient_id>/<file name>"`` (image protocol).
+No patient list is stored: the row's ``seed`` regenerates the split with
+``train_val_test_split(labels, groups, test_size=0.2, val_size=0.12, seed=seed, protocol=protocol)`` on the
+same dataset (``val_size`` 0.12 of all patients = 15% of the 80% left after the test part), and
+:func:`split_hashes` of it reproduces the three hashes.
+
+Distributed: under ``torchrun`` (``RANK``/``WORLD_SIZE``) rank ``r`` runs the iterations ``i`` with
+``i % world_size == r`` and writes its own parts. Rank 0 extracts the features for everyone and merges when
+every part exists: after a barrier when a process group is initialised, else by watching the parts folder
+for ``wait_for_ranks`` seconds (``train/monte_carlo.py`` and ``leuk montecarlo`` under torchrun wait a day);
+:func:`merge_results` (``leuk montecarlo --merge``) merges later otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+from leuk.data.splits import PROTOCOLS
+from leuk.errors import LeukError
+from leuk.experiments import atomic_output
+from leuk.experiments.stats import describe, holm, paired_tests
+
+__all__ = [
+    "ID_COLUMNS",
+    "PROTOCOLS",
+    "HeadConfig",
+    "IncompleteRunError",
+    "MonteCarloError",
+    "MonteCarloRun",
+    "fit_head",
+    "load_parts",
+    "merge_results",
+    "metric_columns",
+    "paired_values",
+    "run_monte_carlo",
+    "split_hashes",
+    "summarize",
+    "summary_markdown",
+]
+
+ID_COLUMNS = ["iteration", "seed", "model", "protocol", "train_hash", "val_hash", "test_hash",
+              "n_train", "n_val", "n_test"]
+SUMMARY_FORMAT = "leuk-montecarlo-summary/1"
+RUN_FILE, RESULTS_FILE, SUMMARY_JSON, SUMMARY_MD, PARTS_DIR = (
+    "run.json", "results.parquet", "summary.json", "summary.md", "parts")
+#: Metrics shown first (and plotted) when present.
+HEADLINE_METRICS = ("f1_weighted", "accuracy", "roc_auc", "mcc", "sensitivity", "specificity")
+#: Split fractions: test 20% of the patients, validation 15% of the rest (12% of all).
+TEST_SIZE = 0.2
+VAL_SHARE_OF_REST = 0.15
+VAL_SIZE = round(VAL_SHARE_OF_REST * (1 - TEST_SIZE), 10)
+_TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                       "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+#: Seconds between two looks at the parts folder while rank 0 waits for the other ranks.
+RANK_POLL_S = 5.0
+HOLM_FAMILY = "per protocol, metric and test: all models compared with the reference"
+
+Mode = Literal["features", "finetune"]
+Protocol = Literal["patient", "image", "both"]
+
+
+class MonteCarloError(LeukError, ValueError):
+    """A Monte Carlo run that cannot start or merge (bad options, a folder holding another run)."""
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The light head of ``features`` mode, trained full-batch per iteration.
+
+    ``kind`` "logistic" (one linear layer) or "mlp" (``hidden`` units, ReLU, ``dropout``). Early stopping
+    keeps the epoch with the lowest validation loss and stops after ``patience`` epochs without a better
+    one. ``calibrate`` fits a temperature on the validation logits (it changes only calibration figures).
+    """
+
+    kind: Literal["logistic", "mlp"] = "logistic"
+    hidden: int = 128
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    max_epochs: int = 200
+    patience: int = 10
+    calibrate: bool = True
+
+
+@dataclass
+class MonteCarloRun:
+    """What :func:`run_monte_carlo` returns. ``results``/``summary`` are ``None`` on ranks that do not merge
+    or while parts are missing (``complete`` is then False)."""
+
+    out: Path
+    results: pd.DataFrame | None
+    summary: dict[str, Any] | None
+    complete: bool
+    extraction_s: float = 0.0
+    iterations_s: float = 0.0
+    parts_written: int = 0
+    parts_skipped: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def _protocols(protocol: str) -> tuple[str, ...]:
+    if protocol == "both":
+        return PROTOCOLS
+    if protocol not in PROTOCOLS:
+        raise MonteCarloError(f"unknown protocol {protocol!r}: use patient, image or both")
+    return (protocol,)
+
+
+def _derived_seed(iteration_seed: int, model: str) -> int:
+    """A head/training seed that depends only on the iteration seed and the model name (stable across runs)."""
+    sequence = np.random.SeedSequence([int(iteration_seed), zlib.crc32(model.encode())])
+    return int(sequence.generate_state(1, dtype=np.uint32)[0])
+
+
+def _part_name(iteration: int, protocol: str, model: str) -> str:
+    from leuk.experiments.features import slug
+
+    return f"{iteration:05d}-{protocol}-{slug(model)}-{zlib.crc32(model.encode()):08x}.parquet"
+
+
+def _distributed_context(rank: int | None, world_size: int | None) -> tuple[int, int, bool]:
+    """(rank, world size, process group initialised) from the arguments or torchrun's environment."""
+    rank = int(os.environ.get("RANK", 0)) if rank is None else int(rank)
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else int(world_size)
+    if not 0 <= rank < world_size:
+        raise MonteCarloError(f"rank {rank} is outside a world of size {world_size}")
+    initialised = False
+    if world_size > 1:
+        try:
+            import torch.distributed as dist
+
+            initialised = dist.is_available() and dist.is_initialized()
+        except ImportError:
+            pass
+    return rank, world_size, initialised
+
+
+def _barrier(initialised: bool) -> None:
+    if initialised:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(_json_ready(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def split_hashes(split: Any, protocol: str, patient_ids: Sequence[str], image_keys: Sequence[str]) -> dict[str, str]:
+    """The ``train_hash``/``val_hash``/``test_hash`` of a split (see the module docstring)."""
+    from leuk.data.splits import patient_set_hash
+
+    keys = np.asarray(patient_ids if protocol == "patient" else image_keys, dtype=object)
+    return {f"{part}_hash": patient_set_hash([str(k) for k in keys[np.asarray(getattr(split, part))]])
+            for part in ("train", "val", "test")}
+
+
+def _image_keys(dataset: Any, patient_ids: Sequence[str]) -> list[str]:
+    if "path" in dataset.column_names:
+        paths = list(dataset.select_columns(["path"])["path"])
+        return [f"{patient}/{os.path.basename(str(path))}" for patient, path in zip(patient_ids, paths)]
+    return [f"{patient}/#{index}" for index, patient in enumerate(patient_ids)]
+
+
+def _label_names(dataset: Any, labels: np.ndarray) -> list[str]:
+    feature = dataset.features.get("label") if hasattr(dataset, "features") else None
+    names = getattr(feature, "names", None)
+    return [str(n) for n in names] if names else [str(i) for i in range(int(labels.max()) + 1)]
+
+
+# ----------------------------------------------------------------------------------------- features mode
+
+def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+             test_x: np.ndarray, n_classes: int, config: HeadConfig, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train the light head on one split and return test-set probabilities and a few facts about the fit.
+
+    Features are standardised with training statistics only; the loss is class-weighted by inverse training
+    frequency; the best-validation-loss weights are kept (a real copy); the temperature, if any, is fitted
+    on validation logits. The fit runs on one CPU thread (tiny matrices gain nothing from more, and the
+    result then does not depend on the machine's thread count); the global torch RNG and thread count are
+    left as they were.
+    """
+    import torch
+
+    from leuk.metrics import fit_temperature
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        val_logits, test_logits, best_epoch = _fit_head(train_x, train_y, val_x, val_y, test_x, n_classes,
+                                                        config, seed)
+    finally:
+        torch.set_num_threads(threads)
+    temperature = fit_temperature(val_logits, val_y) if config.calibrate else 1.0
+    scaled = test_logits / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    probs = np.exp(scaled)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs, {"best_epoch": best_epoch, "temperature": temperature}
+
+
+def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+              test_x: np.ndarray, n_classes: int, config: HeadConfig,
+              seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validation logits, test logits and best epoch of one early-stopped head fit."""
+    import torch
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean = train_x.mean(axis=0, keepdims=True)
+        scale = train_x.std(axis=0, keepdims=True) + 1e-6
+
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(((x - mean) / scale).astype(np.float32))
+
+        tx, vx, sx = tensor(train_x), tensor(val_x), tensor(test_x)
+        ty, vy = torch.from_numpy(train_y.astype(np.int64)), torch.from_numpy(val_y.astype(np.int64))
+        dim = tx.shape[1]
+        if config.kind == "logistic":
+            head: nn.Module = nn.Linear(dim, n_classes)
+        elif config.kind == "mlp":
+            head = nn.Sequential(nn.Linear(dim, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
+                                 nn.Linear(config.hidden, n_classes))
+        else:
+            raise MonteCarloError(f"unknown head kind {config.kind!r}: use logistic or mlp")
+        counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
+        weights = np.where(counts > 0, len(train_y) / (n_classes * np.maximum(counts, 1)), 0.0)
+        loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
+        optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        best_loss, best_epoch, best_state = math.inf, -1, None
+        for epoch in range(config.max_epochs):
+            head.train()
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(head(tx), ty).backward()
+            optimizer.step()
+            head.eval()
+            with torch.no_grad():
+                val_loss = float(loss_fn(head(vx), vy))
+            if val_loss < best_loss - 1e-7:
+                best_loss, best_epoch = val_loss, epoch
+                best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+            elif epoch - best_epoch >= config.patience:
+                break
+        if best_state is not None:
+            head.load_state_dict(best_state)
+        head.eval()
+        with torch.no_grad():
+            return head(vx).double().numpy(), head(sx).double().numpy(), best_epoch
+
+
+# ----------------------------------------------------------------------------------------- finetune mode
+
+@contextlib.contextmanager
+def _single_process_environment() -> Iterator[None]:
+    """Hide torchrun's variables while one rank trains on its own: the Trainer must not join the other
+    ranks (they train other iterations)."""
+    saved = {key: os.environ.pop(key) for key in _TORCHRUN_VARIABLES if key in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _finetune_probabilities(model: str, dataset: Any, split: Any, *, seed: int, image_size: int | None,
+                            batch_size: int, pretrained: bool, device: str | None, options: dict[str, Any],
+                            run_dir: Path) -> np.ndarray:
+    """Train preset ``model`` on one iteration's split with
+    :func:`leuk.training.finetune_for_monte_carlo` (selection and calibration on validation only) and
+    return its test probabilities."""
+    from leuk.training import finetune_for_monte_carlo
+
+    with _single_process_environment():
+        return finetune_for_monte_carlo(
+            model, dataset, train=split.train, val=split.val, test=split.test, seed=int(seed),
+            output_dir=run_dir, image_size=image_size, batch_size=batch_size, pretrained=pretrained,
+            device=device, **options)
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+def _metric_row(metrics: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if key == "n" or isinstance(value, bool):
+            continue
+        if value is None or isinstance(value, (int, float, np.integer, np.floating)):
+            row[key] = math.nan if value is None else float(value)
+    row["confusion_matrix"] = json.dumps(metrics["confusion_matrix"])
+    return row
+
+
+def _read_run_config(out: Path) -> dict[str, Any] | None:
+    path = out / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise MonteCarloError(f"{path} is not valid JSON ({err}); remove it or use another --out") from err
+
+
+def _check_or_write_config(out: Path, config: dict[str, Any]) -> None:
+    existing = _read_run_config(out)
+    if existing is not None:
+        fixed = {k: v for k, v in config.items() if k != "n_iter"}
+        old = {k: v for k, v in existing.items() if k != "n_iter"}
+        if _json_ready(fixed) != old:
+            changed = sorted(k for k in set(fixed) | set(old) if _json_ready(fixed).get(k) != old.get(k))
+            raise MonteCarloError(
+                f"{out} holds a different Monte Carlo run (differs in: {', '.join(changed)}); use another --out")
+    _write_json(out / RUN_FILE, config)
+
+
+def _load(data: Any, dataset_kind: str, patients_csv: str | os.PathLike | None) -> tuple[Any, Path | None]:
+    if not isinstance(data, (str, os.PathLike)):
+        return data, None
+    from leuk.data import load_aria, load_cnmc
+
+    if dataset_kind == "cnmc":
+        return load_cnmc(data), Path(data)
+    if dataset_kind == "aria":
+        return load_aria(data, patients_csv), Path(data)
+    raise MonteCarloError(f"unknown dataset kind {dataset_kind!r}: use cnmc or aria")
+
+
+def _check_models(models: Sequence[str], reference: str | None) -> tuple[list[str], str]:
+    names = [str(m).strip() for m in models]
+    if not names or any(not m for m in names):
+        raise MonteCarloError("give at least one model")
+    twice = sorted({m for m in names if names.count(m) > 1})
+    if twice:
+        raise MonteCarloError(f"models listed twice: {', '.join(twice)}")
+    reference = names[0] if reference is None else str(reference).strip()
+    if reference not in names:
+        raise MonteCarloError(f"reference model {reference!r} is not one of the models ({', '.join(names)})")
+    return names, reference
+
+
+def _looks_synthetic(data_root: Path | None) -> bool | None:
+    """True for a folder written by :mod:`leuk.data.synthetic`, None when only a Dataset was given."""
+    if data_root is None:
+        return None
+    from leuk.training.efficientnet_se import looks_synthetic
+
+    return looks_synthetic(data_root)
+
+
+def run_monte_carlo(
+    data: Any,
+    models: Sequence[str],
+    out: str | os.PathLike,
+    *,
+    dataset_kind: str = "cnmc",
+    patients_csv: str | os.PathLike | None = None,
+    reference: str | None = None,
+    mode: Mode = "features",
+    n_iter: int = 100,
+    protocol: Protocol = "patient",
+    seed: int = 0,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    pretrained: bool = False,
+    head: HeadConfig | None = None,
+    finetune_options: dict[str, Any] | None = None,
+    feature_cache: str | os.PathLike | None = None,
+    device: str | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    on_part_written: Callable[[int, str, str], None] | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    wait_for_ranks: float | None = None,
+) -> MonteCarloRun:
+    """Run (or resume) a Monte Carlo experiment and, when complete, write the merged results.
+
+    ``data`` is a dataset folder (loaded with :func:`leuk.data.load_cnmc` or, for ``dataset_kind="aria"``,
+    :func:`leuk.data.load_aria` with ``patients_csv``) or an already loaded :class:`datasets.Dataset` with
+    columns ``label`` (ClassLabel), ``patient_id`` and ``path`` (or ``image``). ``models`` are preset
+    names (:func:`leuk.models.list_models`) or model specs (:func:`leuk.hub.load_model`); ``reference``
+    (default the first) is the model every other one is tested against. ``feature_cache`` defaults to
+    ``<out>/feature_cache``. ``on_part_written(iteration, protocol, model)`` is called after each part file
+    is on disk (progress reporting, tests that interrupt a run). ``rank``/``world_size`` default to
+    torchrun's ``RANK``/``WORLD_SIZE``. Without an initialised process group, ``wait_for_ranks`` (seconds)
+    lets rank 0 wait for the other ranks' parts before merging, and the other ranks wait for rank 0's
+    feature cache; ``None`` means no waiting (rank 0 merges only if every part exists).
+    See the module docstring for the rest.
+    """
+    models, reference = _check_models(models, reference)
+    if mode not in ("features", "finetune"):
+        raise MonteCarloError(f"unknown mode {mode!r}: use features or finetune")
+    if int(n_iter) < 1:
+        raise MonteCarloError("n_iter must be at least 1")
+    protocols = _protocols(protocol)
+    head = head or HeadConfig()
+    dataset, data_root = _load(data, dataset_kind, patients_csv)
+    rank, world_size, distributed = _distributed_context(rank, world_size)
+    out = Path(out)
+    parts_dir = out / PARTS_DIR
+    parts_dir.mkdir(parents=True, exist_ok=True)
+
+    from leuk.data.splits import monte_carlo_splits
+    from leuk.experiments.features import data_fingerprint
+
+    started = time.perf_counter()
+    labels = np.asarray(list(dataset["label"]), dtype=np.int64)
+    patient_ids = [str(p) for p in dataset["patient_id"]]
+    label_names = _label_names(dataset, labels)
+    image_keys = _image_keys(dataset, patient_ids)
+    data_hash = data_fingerprint(dataset)
+    config = {
+        "models": models, "reference": reference, "mode": mode, "protocol": protocol, "seed": int(seed),
+        "n_iter": int(n_iter), "image_size": None if image_size is None else int(image_size),
+        "pretrained": bool(pretrained),
+        "label_names": label_names, "n_images": len(labels), "n_patients": len(set(patient_ids)),
+        "data_hash": data_hash,
+        "head": asdict(head) if mode == "features" else None,
+        "finetune_options": dict(finetune_options or {}) if mode == "finetune" else None,
+        "dataset_kind": dataset_kind if data_root is not None else None,
+        "synthetic": _looks_synthetic(data_root),
+        "split": {"test_size": TEST_SIZE, "val_size": VAL_SIZE, "val_share_of_rest": VAL_SHARE_OF_REST,
+                  "grouped_by": "patient_id", "generator": "leuk.data.splits.monte_carlo_splits"},
+    }
+    if rank == 0:
+        _check_or_write_config(out, config)
+    _barrier(distributed)
+    if rank != 0:
+        _check_or_write_config(out, config)
+
+    splits = {p: list(monte_carlo_splits(labels, patient_ids, n_iter=int(n_iter), seed=int(seed), protocol=p,
+                                         test_size=TEST_SIZE, val_size=VAL_SIZE))
+              for p in protocols}
+    seeds_by_protocol = {p: [s for _, s, _ in splits[p]] for p in protocols}
+    if len({tuple(v) for v in seeds_by_protocol.values()}) != 1:
+        raise MonteCarloError("the split generator gave different iteration seeds per protocol")
+    done = {path.name for path in parts_dir.glob("*.parquet")}
+    tasks = [(iteration, p, model) for p in protocols for iteration, _, _ in splits[p]
+             if iteration % world_size == rank for model in models]
+    tasks.sort(key=lambda task: (task[0], PROTOCOLS.index(task[1]), models.index(task[2])))
+    todo = [task for task in tasks if _part_name(*task) not in done]
+    setup_s = time.perf_counter() - started
+
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if world_size > 1 and device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % max(torch.cuda.device_count(), 1)}"
+
+    # Features: extracted once per model. Rank 0 extracts for every rank; the others read its cache (after a
+    # barrier, or by polling when ``wait_for_ranks`` is set) or, failing that, extract themselves.
+    extraction_started = time.perf_counter()
+    features: dict[str, np.ndarray] = {}
+    if mode == "features":
+        from leuk.experiments.features import cached_features
+
+        cache_dir = Path(feature_cache) if feature_cache else out / "feature_cache"
+        all_tasks = [(i, p, m) for p in protocols for i in range(int(n_iter)) for m in models]
+        needed_by_any = [m for m in models if any(t[2] == m and _part_name(*t) not in done for t in all_tasks)]
+        needed = [m for m in models if any(task[2] == m for task in todo)]
+
+        def extract(names: Sequence[str], wait_s: float | None = None) -> None:
+            for model in names:
+                features[model], _, _ = cached_features(
+                    model, dataset, cache_dir, image_size=image_size, batch_size=batch_size,
+                    pretrained=pretrained, init_seed=int(seed), device=device, data_hash=data_hash,
+                    progress=progress, wait_s=wait_s)
+
+        if rank == 0:
+            extract(needed_by_any if world_size > 1 else needed)
+        _barrier(distributed)
+        if rank != 0:
+            extract(needed, wait_s=None if distributed else wait_for_ranks)
+    extraction_s = time.perf_counter() - extraction_started
+
+    from tqdm.auto import tqdm
+
+    from leuk.metrics import classification_metrics
+
+    iterations_started = time.perf_counter()
+    split_lookup = {(p, it): (s, split) for p in protocols for it, s, split in splits[p]}
+    written = 0
+    for iteration, protocol_name, model in tqdm(todo, desc=f"monte carlo (rank {rank})" if world_size > 1
+                                                else "monte carlo", unit="fit", disable=not progress):
+        iteration_seed, split = split_lookup[(protocol_name, iteration)]
+        train, val, test = (np.asarray(split.train), np.asarray(split.val), np.asarray(split.test))
+        if mode == "features":
+            probs, _ = fit_head(features[model][train], labels[train], features[model][val], labels[val],
+                                features[model][test], len(label_names), head,
+                                _derived_seed(iteration_seed, model))
+            metrics = classification_metrics(labels[test], probs, label_names)
+        else:
+            probs = _finetune_probabilities(
+                model, dataset, split, seed=_derived_seed(iteration_seed, model), image_size=image_size,
+                batch_size=batch_size, pretrained=pretrained, device=device, options=dict(finetune_options or {}),
+                run_dir=out / "finetune" / f"rank{rank}")
+            metrics = classification_metrics(labels[test], probs, label_names)
+        row = {"iteration": iteration, "seed": int(iteration_seed), "model": model, "protocol": protocol_name,
+               **split_hashes(split, protocol_name, patient_ids, image_keys),
+               "n_train": len(train), "n_val": len(val), "n_test": len(test), **_metric_row(metrics)}
+        part = parts_dir / _part_name(iteration, protocol_name, model)
+        with atomic_output(part) as temporary:
+            pd.DataFrame([row]).to_parquet(temporary, index=False)
+        written += 1
+        if on_part_written is not None:
+            on_part_written(iteration, protocol_name, model)
+    iterations_s = time.perf_counter() - iterations_started
+
+    _barrier(distributed)
+    run = MonteCarloRun(out=out, results=None, summary=None, complete=False, extraction_s=extraction_s,
+                        iterations_s=iterations_s, parts_written=written, parts_skipped=len(tasks) - len(todo))
+    if rank == 0:
+        merged = _merge_when_ready(out, plots=plots, wait_s=wait_for_ranks if world_size > 1 and not distributed
+                                   else None, may_be_incomplete=world_size > 1 and not distributed)
+        if merged is not None:
+            run.results, run.summary = merged
+            run.complete = True
+    run.timings = {"setup_s": setup_s, "extraction_s": extraction_s, "iterations_s": iterations_s,
+                   "total_s": time.perf_counter() - started}
+    return run
+
+
+# ----------------------------------------------------------------------------------------------- merging
+
+class IncompleteRunError(MonteCarloError):
+    """Some (iteration, protocol, model) parts are missing: other ranks are still running or were stopped."""
+
+
+def _merge_when_ready(out: Path, *, plots: bool, wait_s: float | None,
+                      may_be_incomplete: bool) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """Merge once every part exists, looking again every :data:`RANK_POLL_S` for up to ``wait_s`` seconds;
+    ``None`` when parts are still missing and ``may_be_incomplete`` (other ranks not done)."""
+    deadline = time.monotonic() + (wait_s or 0.0)
+    while True:
+        try:
+            return merge_results(out, plots=plots)
+        except IncompleteRunError:
+            if not may_be_incomplete:
+                raise
+            if time.monotonic() >= deadline:
+                return None  # merge later: merge_results / leuk montecarlo --merge
+            time.sleep(RANK_POLL_S)
+
+
+def load_parts(out: str | os.PathLike) -> pd.DataFrame:
+    """Every finished part of a run folder as one table, in canonical order (unmerged runs included)."""
+    parts_dir = Path(out) / PARTS_DIR
+    files = sorted(parts_dir.glob("*.parquet"))
+    if not files:
+        return pd.DataFrame(columns=ID_COLUMNS)
+    return _canonical(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True))
+
+
+def _canonical(frame: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
+    metric_columns = [c for c in frame.columns if c not in ID_COLUMNS and c != "confusion_matrix"]
+    columns = ID_COLUMNS + metric_columns + (["confusion_matrix"] if "confusion_matrix" in frame else [])
+    frame = frame[columns].copy()
+    protocol_rank = frame["protocol"].map({p: i for i, p in enumerate(PROTOCOLS)})
+    model_rank = frame["model"].map({m: i for i, m in enumerate(models)}) if models else frame["model"]
+    order = np.lexsort((model_rank.to_numpy(), protocol_rank.to_numpy(), frame["iteration"].to_numpy()))
+    frame = frame.iloc[order].reset_index(drop=True)
+    for column in ("iteration", "seed", "n_train", "n_val", "n_test"):
+        frame[column] = frame[column].astype("int64")
+    for column in metric_columns:
+        frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def merge_results(out: str | os.PathLike, *, plots: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Merge a run folder's parts into ``results.parquet`` + ``summary.json``/``summary.md`` (+ plots).
+
+    Raises :class:`IncompleteRunError` when parts are missing. Writes every file atomically and returns
+    ``(results, summary)``.
+    """
+    out = Path(out)
+    config = _read_run_config(out)
+    if config is None:
+        raise MonteCarloError(f"{out} is not a Monte Carlo run folder (no {RUN_FILE})")
+    models, protocols, n_iter = config["models"], _protocols(config["protocol"]), int(config["n_iter"])
+    expected = {_part_name(i, p, m) for i in range(n_iter) for p in protocols for m in models}
+    present = {path.name for path in (out / PARTS_DIR).glob("*.parquet")}
+    missing = expected - present
+    if missing:
+        raise IncompleteRunError(
+            f"{len(missing)} of {len(expected)} (iteration, protocol, model) results are missing in {out}; "
+            "resume the run (same command) or wait for the other ranks")
+    results = _canonical(
+        pd.concat([pd.read_parquet(out / PARTS_DIR / name) for name in sorted(expected)], ignore_index=True),
+        models)
+    with atomic_output(out / RESULTS_FILE) as temporary:
+        results.to_parquet(temporary, index=False)
+    summary = summarize(results, config["reference"], config=config)
+    _write_json(out / SUMMARY_JSON, summary)
+    with atomic_output(out / SUMMARY_MD) as temporary:
+        temporary.write_text(summary_markdown(summary), encoding="utf-8")
+    if plots:
+        from leuk.experiments.plots import write_plots
+
+        write_plots(out, results, summary)
+    return results, summary
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+def metric_columns(results: pd.DataFrame) -> list[str]:
+    """The metric columns of a results table, headline metrics first."""
+    metrics = [c for c in results.columns if c not in ID_COLUMNS and c != "confusion_matrix"]
+    return [m for m in HEADLINE_METRICS if m in metrics] + [m for m in metrics if m not in HEADLINE_METRICS]
+
+
+def paired_values(results: pd.DataFrame, protocol: str, model: str, metric: str) -> pd.Series:
+    """One model's metric per iteration (index: iteration, sorted) under one protocol."""
+    rows = results[(results["protocol"] == protocol) & (results["model"] == model)]
+    return rows.set_index("iteration")[metric].sort_index()
+
+
+def _aligned(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    common = a.index.intersection(b.index)
+    return a.loc[common].to_numpy(np.float64), b.loc[common].to_numpy(np.float64)
+
+
+def _with_holm(tests: dict[str, dict[str, Any]]) -> None:
+    names = list(tests)
+    for key in ("t_pvalue", "wilcoxon_pvalue"):
+        for name, adjusted in zip(names, holm([tests[n][key] for n in names])):
+            tests[name][f"{key}_holm"] = adjusted
+
+
+def summarize(results: pd.DataFrame, reference: str, *, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per protocol, model and metric: :func:`~leuk.experiments.stats.describe`; per protocol and metric,
+    each model against ``reference``: :func:`~leuk.experiments.stats.paired_tests` (``other - reference``,
+    paired by iteration) with Holm-adjusted p-values across the models; with both protocols, the leakage
+    gap (image − patient) of each model and metric with its tests."""
+    metrics = metric_columns(results)
+    models = list(dict.fromkeys(config["models"] if config else results["model"]))
+    protocols = [p for p in PROTOCOLS if p in set(results["protocol"])]
+    others = [m for m in models if m != reference]
+    summary: dict[str, Any] = {
+        "format": SUMMARY_FORMAT,
+        "reference": reference,
+        "models": models,
+        "synthetic": (config or {}).get("synthetic"),
+        "protocols_run": protocols,
+        "metrics": metrics,
+        "n_iterations": int(results["iteration"].nunique()),
+        "differences": "other - reference (positive: the model scores higher than the reference)",
+        "intervals": "p2_5/p97_5: 2.5 and 97.5 percentiles over iterations; mean_ci_*: 95% t interval of the mean",
+        "holm_family": HOLM_FAMILY,
+        "splits": ("regenerate iteration i's split with leuk.data.splits.train_val_test_split(labels, groups, "
+                   f"test_size={TEST_SIZE}, val_size={VAL_SIZE}, seed=<row seed>, protocol=<row protocol>); its "
+                   "leuk.experiments.montecarlo.split_hashes equal the row's hashes"),
+        "config": config or {},
+        "protocols": {},
+    }
+    for protocol in protocols:
+        block: dict[str, Any] = {"models": {}, "comparisons": {}}
+        for model in models:
+            block["models"][model] = {m: describe(paired_values(results, protocol, model, m)) for m in metrics}
+        for metric in metrics:
+            ref_values = paired_values(results, protocol, reference, metric)
+            tests = {}
+            for model in others:
+                ref, other = _aligned(ref_values, paired_values(results, protocol, model, metric))
+                tests[model] = paired_tests(ref, other)
+            _with_holm(tests)
+            block["comparisons"][metric] = tests
+        summary["protocols"][protocol] = block
+    if set(PROTOCOLS) <= set(protocols):
+        gap: dict[str, Any] = {"definition": "image-protocol score - patient-protocol score, paired by iteration",
+                               "metrics": {}}
+        for metric in metrics:
+            tests = {}
+            for model in models:
+                patient, image = _aligned(paired_values(results, "patient", model, metric),
+                                          paired_values(results, "image", model, metric))
+                tests[model] = paired_tests(patient, image)
+            _with_holm(tests)
+            gap["metrics"][metric] = tests
+        summary["leakage_gap"] = gap
+    return _json_ready(summary)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 10 ** -digits:
+            return f"{value:.1e}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _interval(low: Any, high: Any) -> str:
+    return f"[{_fmt(low)}, {_fmt(high)}]"
+
+
+def summary_markdown(summary: dict[str, Any], metrics: Sequence[str] | None = None) -> str:
+    """A human-readable rendering of :func:`summarize` (Markdown tables)."""
+    metrics = list(metrics or summary["metrics"])
+    config = summary.get("config") or {}
+    lines = [
+        "# Monte Carlo validation",
+        "",
+        f"{summary['n_iterations']} iterations; models: {', '.join(summary['models'])}; "
+        f"reference: **{summary['reference']}**; protocols: {', '.join(summary['protocols_run'])}"
+        + (f"; mode: {config['mode']}; seed {config['seed']}" if config else "") + ".",
+    ]
+    if config:
+        data = "SYNTHETIC data (leuk synth), not patients" if config.get("synthetic") else "data"
+        weights = "ImageNet-initialised" if config.get("pretrained") else "randomly initialised"
+        lines += ["", f"{data}: {config['n_images']} images of {config['n_patients']} patients; "
+                      f"preset backbones {weights}" + (" (features mode: a light head is trained per iteration)"
+                                                       if config["mode"] == "features" else "") + "."]
+    lines += [
+        "",
+        "Intervals are the 2.5–97.5 percentiles over iterations. Differences are model − reference, paired by "
+        f"iteration; p-values are two-sided, Holm-adjusted {summary['holm_family']}.",
+    ]
+    for protocol, block in summary["protocols"].items():
+        lines += ["", f"## {protocol}-level protocol", "",
+                  "| model | metric | mean | sd | median | [2.5%, 97.5%] |", "|---|---|---|---|---|---|"]
+        for model, per_metric in block["models"].items():
+            for metric in metrics:
+                d = per_metric[metric]
+                lines.append(f"| {model} | {metric} | {_fmt(d['mean'])} | {_fmt(d['sd'])} | {_fmt(d['median'])} | "
+                             f"{_interval(d['p2_5'], d['p97_5'])} |")
+        if any(block["comparisons"].get(m) for m in metrics):
+            lines += ["", f"### Against {summary['reference']} ({protocol} protocol)", "",
+                      "| metric | model | mean diff | [2.5%, 97.5%] of diff | Cohen's d | t p | t p (Holm) | "
+                      "Wilcoxon p | Wilcoxon p (Holm) |", "|---|---|---|---|---|---|---|---|---|"]
+            for metric in metrics:
+                for model, t in block["comparisons"][metric].items():
+                    lines.append(
+                        f"| {metric} | {model} | {_fmt(t['mean_difference'])} | "
+                        f"{_interval(t['difference_p2_5'], t['difference_p97_5'])} | {_fmt(t['cohens_d'], 2)} | "
+                        f"{_fmt(t['t_pvalue'])} | "
+                        f"{_fmt(t['t_pvalue_holm'])} | {_fmt(t['wilcoxon_pvalue'])} | "
+                        f"{_fmt(t['wilcoxon_pvalue_holm'])} |")
+    gap = summary.get("leakage_gap")
+    if gap:
+        lines += ["", "## Leakage gap (image − patient protocol)", "",
+                  "An image-level split puts cells of the same subject in training and test sets; the gap is "
+                  "how much that flatters each score.", "",
+                  "| model | metric | mean gap | [2.5%, 97.5%] | 95% CI of mean | t p (Holm) | Wilcoxon p (Holm) |",
+                  "|---|---|---|---|---|---|---|"]
+        for metric in metrics:
+            for model, t in gap["metrics"][metric].items():
+                lines.append(
+                    f"| {model} | {metric} | {_fmt(t['mean_difference'])} | "
+                    f"{_interval(t['difference_p2_5'], t['difference_p97_5'])} | "
+                    f"{_interval(t['mean_ci_low'], t['mean_ci_high'])} | "
+                    f"{_fmt(t['t_pvalue_holm'])} | {_fmt(t['wilcoxon_pvalue_holm'])} |")
+    lines += ["", "## Reproducing a split", "", summary["splits"] + ".", ""]
+    return "\n".join(lines)

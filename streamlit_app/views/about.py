@@ -1,0 +1,41 @@
+"""About: what leuk is for, what it is not for, and how its figures are made."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from leuk import serving
+
+st.title("About leuk")
+st.warning(serving.NOT_A_MEDICAL_DEVICE, icon=":material/health_and_safety:")
+st.markdown(f"""
+**leuk** rebuilds two published leukemic-cell classifiers as reference software and evaluates them honestly:
+
+- **EfficientNet-SE**: ALL (malignant lymphoblast) versus HEM (normal) on single segmented cells of the
+  C-NMC 2019 dataset;
+- **HybridCN-NAS**: four B-ALL classes (Benign, Early Pre-B, Pre-B, Pro-B) on peripheral blood smears of the
+  Aria ALL dataset, with its four phases (preprocessing, segmentation, features, attention classifier).
+
+### Intended use
+Research and teaching: reproducing the two papers, comparing models under patient-wise evaluation, studying
+calibration, uncertainty and explanations, and measuring how much image-level splits inflate published figures.
+
+### Out of scope
+Any clinical use: screening, diagnosis, triage or treatment decisions. The models saw images from few hospitals
+and scanners; they have not been validated prospectively, on other stains, microscopes or populations, and
+they cannot see what a haematologist needs (morphology across the whole smear, flow cytometry, genetics).
+
+### How to read the outputs
+- Probabilities are **calibrated** by a temperature fitted on validation data only; the test set is touched once.
+- An image is flagged **uncertain** when its top probability is below {serving.UNCERTAIN_BELOW:.2f} or when it
+  looks unlike the training images (out-of-distribution score above {serving.OOD_THRESHOLD:g}). A confident
+  prediction is not a correct one.
+- The **patient-level** reading averages the probabilities of a patient's images and reports the majority vote.
+- **Monte Carlo** figures come from repeated splits grouped by patient; the image-level protocol is shown only to
+  measure the leakage that inflates published numbers.
+
+### Demo models
+When no trained model is configured, the app serves demo models trained for a few minutes on synthetic
+look-alike images so that it runs anywhere; their predictions on real images mean nothing. Set `LEUK_MODELS`
+(Hub ids with `@revision`, folders, or `demo:<name>`) to serve trained models.
+""")

@@ -1,0 +1,46 @@
+"""Explain: an attribution map for one image (Captum methods) and how faithful it is (deletion / insertion)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from leuk import serving
+from streamlit_app import ui
+
+RESULT_KEY = "explain_result"
+NO_SAMPLE = "(none)"
+
+st.title("Explain")
+st.markdown("Where the model looks for one image, drawn on the image it actually sees. The faithfulness score "
+            "checks the map: the class probability as the most-attributed pixels are put back (insertion, higher "
+            "is better) or taken away (deletion, lower is better).")
+model_name = ui.require_model()
+
+source_column, options_column = st.columns(2)
+with source_column:
+    upload = st.file_uploader("Image", type=ui.UPLOAD_TYPES, key="explain_file")
+    sample_paths = {s.path.name: s.path for s in serving.samples_for_model(model_name)}
+    sample = st.selectbox("…or a bundled synthetic sample (the model's own task first)", [NO_SAMPLE, *sample_paths],
+                          key="explain_sample", index=1 if sample_paths else 0)
+with options_column:
+    methods = dict(serving.explain_method_choices())
+    method_title = st.selectbox("Method", list(methods), key="explain_method")
+    target = st.selectbox("Class to explain", ["predicted", *serving.model_labels(model_name)], key="explain_target")
+    run = st.button("Explain", type="primary", icon=":material/play_arrow:", key="explain_run")
+
+if run:
+    image = upload.getvalue() if upload is not None else sample_paths.get(sample)
+    if image is None:
+        st.warning("Upload an image or pick a sample first.", icon=":material/upload:")
+    else:
+        with ui.user_errors("explain"), st.spinner(f"Computing {method_title}…"):
+            st.session_state[RESULT_KEY] = serving.explain_image(image, model_name, method=methods[method_title],
+                                                                 target=target)
+
+result: serving.ExplainResult | None = st.session_state.get(RESULT_KEY)
+if result is not None:
+    seen, overlay = st.columns(2)
+    seen.image(result.model_input, caption="What the model sees (after preprocessing)", width="stretch")
+    overlay.image(result.overlay, caption=f"{serving.METHOD_TITLES.get(result.method, result.method)} overlay "
+                  f"(`{result.model_name}`)", width="stretch")
+    st.markdown(result.summary_markdown)

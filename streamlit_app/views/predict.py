@@ -1,0 +1,106 @@
+"""Predict: classify one image, many images or a zip archive; per-image and patient-level tables, CSV download."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from leuk import serving
+from leuk.serving import batch as batching
+from streamlit_app import charts, ui
+
+#: Session-state key of the last batch result (kept across reruns, e.g. the download click).
+RESULT_KEY = "predict_result"
+CSV_NAME = "leuk_predictions.csv"
+
+
+def probability_columns(labels: list[str], prefix: str = "p_") -> dict[str, object]:
+    """Column formats of a table holding ``<prefix><class>`` probabilities."""
+    config: dict[str, object] = {f"{prefix}{name}": st.column_config.ProgressColumn(
+        f"{prefix}{name}", min_value=0.0, max_value=1.0, format="%.3f") for name in labels}
+    config["top_probability"] = st.column_config.NumberColumn("top probability", format="%.3f")
+    config["ood_score"] = st.column_config.NumberColumn("OOD score", format="%.1f",
+                                                        help="largest |z| of simple image statistics")
+    config["uncertain"] = st.column_config.CheckboxColumn("uncertain")
+    return config
+
+
+def gather_inputs(model: str) -> list[batching.NamedImage]:
+    """The uploaded files, the images of the uploaded zip and the chosen samples, as one batch."""
+    images = [batching.NamedImage(f.name, f.getvalue()) for f in st.session_state.get("predict_files") or []]
+    archive = st.session_state.get("predict_zip")
+    if archive is not None:
+        images += batching.read_zip_images(archive.getvalue(), archive_name=archive.name)
+    chosen = set(st.session_state.get("predict_samples") or [])
+    images += [batching.NamedImage(s.path.name, str(s.path)) for s in serving.samples_for_model(model)
+               if s.path.name in chosen]
+    return images
+
+
+def run_batch(model: str) -> None:
+    """Classify the gathered inputs with a progress bar and keep the result in the session."""
+    images = gather_inputs(model)
+    if not images:
+        st.warning("Upload images or a zip archive, or pick samples, first.", icon=":material/upload:")
+        return
+    bar = st.progress(0.0, text=f"Classifying {len(images)} image(s)…")
+
+    def advance(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Classified {done} of {total} image(s)")
+
+    st.session_state[RESULT_KEY] = batching.classify_batch(images, model, progress=advance)
+    bar.empty()
+
+
+def show(batch: batching.BatchResult) -> None:
+    """Headline numbers, the probabilities of a single image or patient, both tables and the CSV download."""
+    result = batch.result
+    table = batch.table()
+    patients = batch.patient_table()
+    st.subheader(f"{len(table)} image(s) classified by `{result.model_name}`")
+    count, uncertain, failed, groups = st.columns(4)
+    count.metric("images read", int((table["error"] == "").sum()))
+    uncertain.metric("uncertain", int(table["uncertain"].sum()))
+    failed.metric("unreadable", int((table["error"] != "").sum()))
+    groups.metric("patients", len(patients) if "patient_id" in table.columns else "not known")
+
+    if len(patients) <= 1 and result.aggregate is not None:
+        chart, verdict = st.columns([3, 2])
+        single = len(table) == 1
+        chart.markdown("**Calibrated probabilities**" + ("" if single else " (patient mean)"))
+        chart.altair_chart(charts.probability_chart(result.label_output()), width="stretch")
+        verdict.markdown(result.flag_markdown)
+    else:
+        st.markdown(f"**{int(patients['uncertain'].sum())} of {len(patients)} patients flagged uncertain.**")
+
+    st.markdown("**Per image**")
+    st.dataframe(table, hide_index=True, column_config=probability_columns(batch.labels), width="stretch")
+    st.markdown("**Patient level** (mean of the calibrated probabilities and majority vote over readable images)")
+    st.dataframe(patients, hide_index=True, column_config=probability_columns(batch.labels, "mean_p_"),
+                 width="stretch")
+    st.download_button("Download CSV (one row per image)", batch.csv_bytes(), file_name=CSV_NAME, mime="text/csv",
+                       on_click="ignore", icon=":material/download:", key="predict_csv")
+    notes = [f"Uncertain: top probability below {serving.UNCERTAIN_BELOW:.2f}, or OOD score above "
+             f"{serving.OOD_THRESHOLD:g} (image unlike the training images)."]
+    if result.ood_reference:
+        notes.append(f"OOD reference: {result.ood_reference}.")
+    st.caption(" ".join(notes))
+
+
+st.title("Predict")
+st.markdown("Upload one image, the images of one or several patients, or a zip archive. Patient ids come from "
+            "C-NMC file names (`UID_<subject>_…`) or from the folder holding each image inside the zip.")
+model_name = ui.require_model()
+
+files_column, zip_column = st.columns(2)
+files_column.file_uploader("Images (PNG, JPG, BMP, TIFF)", type=ui.UPLOAD_TYPES, accept_multiple_files=True,
+                           key="predict_files")
+zip_column.file_uploader("…or a zip archive of images (one folder per patient)", type=["zip"], key="predict_zip")
+sample_names = [s.path.name for s in serving.samples_for_model(model_name)]
+st.multiselect("…or bundled synthetic samples (the model's own task first)", sample_names, key="predict_samples")
+
+if st.button("Classify", type="primary", icon=":material/play_arrow:", key="predict_run"):
+    with ui.user_errors("classify"):
+        run_batch(model_name)
+
+if RESULT_KEY in st.session_state:
+    show(st.session_state[RESULT_KEY])

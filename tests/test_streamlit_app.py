@@ -1,0 +1,400 @@
+"""The Streamlit dashboard: every page through ``AppTest``, batch prediction to CSV (files and zip archives), the
+Monte Carlo statistics against scipy, and ``streamlit run`` answering HTTP.
+
+Models: the bundled demo models when ``assets/demo_models/`` holds some, else two tiny untrained models saved
+here (EfficientNet-SE with ``test_efficientnet``, HybridCN-NAS lite) passed through ``LEUK_MODELS``. Monte Carlo
+results: a seeded three-model, two-protocol run written here, served through ``LEUK_RESULTS_DIR``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "streamlit_app" / "app.py"
+PAGES = ("views/predict.py", "views/explain.py", "views/pipeline.py", "views/montecarlo.py", "views/models.py",
+         "views/about.py")
+PAGE_TITLES = ("Predict", "Explain", "Pipeline", "Monte Carlo", "Models", "About leuk")
+TIMEOUT = 60
+MC_RUN = "streamlit-test-run"
+MC_MODELS = ("efficientnet-se", "vgg16", "resnet50")
+MC_ITERATIONS = 10
+N_BATCH = 20
+
+pytestmark = pytest.mark.slow
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def save_tiny_models(root: Path) -> list[str]:
+    """Untrained tiny models (C-NMC EfficientNet-SE first, then HybridCN-NAS lite) as ``save_pretrained`` folders."""
+    import torch
+
+    from leuk.models import create_model
+    from leuk.models.efficientnet_se import EfficientNetSEImageProcessor
+    from leuk.models.hybridcn_nas import HybridCNNASImageProcessor
+
+    torch.manual_seed(0)
+    folders = []
+    for preset, processor_class in (("efficientnet-se-test", EfficientNetSEImageProcessor),
+                                    ("hybridcn-nas-lite", HybridCNNASImageProcessor)):
+        model = create_model(preset)
+        folder = root / preset
+        model.save_pretrained(folder)
+        processor_class.from_model_config(model.config).save_pretrained(folder)
+        folders.append(str(folder))
+    return folders
+
+
+def model_specs(root: Path) -> str:
+    """``LEUK_MODELS`` for the tests: empty (every bundled demo) when demo models exist, else tiny models."""
+    from leuk.hub import list_demo_models
+
+    return "" if list_demo_models() else ",".join(save_tiny_models(root))
+
+
+def write_montecarlo_run(folder: Path) -> pd.DataFrame:
+    """A seeded run (three models, both protocols, three metrics) as ``results.parquet`` + ``summary.json``."""
+    from leuk.experiments.montecarlo import summarize
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for iteration in range(MC_ITERATIONS):
+        split_effect = rng.normal(0, 0.02)
+        for protocol, leak in (("patient", 0.0), ("image", 0.05)):
+            for model, skill in zip(MC_MODELS, (0.88, 0.84, 0.86)):
+                f1 = float(np.clip(skill + leak + split_effect + rng.normal(0, 0.01), 0, 1))
+                accuracy = float(np.clip(f1 + rng.normal(0, 0.005), 0, 1))
+                auc = float(np.clip(f1 + 0.05 + rng.normal(0, 0.01), 0, 1))
+                rows.append({"iteration": iteration, "seed": 500 + iteration, "model": model, "protocol": protocol,
+                             "train_hash": "t", "val_hash": "v", "test_hash": "x", "n_train": 60, "n_val": 10,
+                             "n_test": 20, "f1_weighted": f1, "accuracy": accuracy, "roc_auc": auc})
+    results = pd.DataFrame(rows)
+    folder.mkdir(parents=True)
+    results.to_parquet(folder / "results.parquet")
+    (folder / "summary.json").write_text(json.dumps(summarize(results, reference=MC_MODELS[0])), encoding="utf-8")
+    return results
+
+
+def dashboard_env(models: str, results_dir: Path) -> dict[str, str]:
+    """Environment of a dashboard subprocess: these models and results, one thread, offline, no telemetry."""
+    return dict(os.environ, LEUK_MODELS=models, LEUK_RESULTS_DIR=str(results_dir), OMP_NUM_THREADS="1",
+                MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+
+
+@pytest.fixture(scope="module")
+def dashboard_server_factory():
+    """``start(env, log_path) -> url``: ``streamlit run`` on a free port, stopped after the module."""
+    processes: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str], log_path: Path) -> str:
+        port = free_port()
+        log = log_path.open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+                    if response.status == 200:
+                        return url
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        raise RuntimeError(f"streamlit did not answer within 90 s: {log_path.read_text()[-2000:]}")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return model_specs(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def mc_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """``(results dir, results)`` of the seeded run."""
+    root = tmp_path_factory.mktemp("results")
+    return root, write_montecarlo_run(root / MC_RUN)
+
+
+@pytest.fixture(scope="module")
+def batch_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """20 synthetic C-NMC cells (4 subjects x 5, 64 px)."""
+    from leuk.data.synthetic import write_cnmc
+
+    root = write_cnmc(tmp_path_factory.mktemp("cnmc"), patients=4, images_per_patient=N_BATCH // 4, size=64, seed=3)
+    images = sorted(root.rglob("*.bmp"))
+    assert len(images) == N_BATCH
+    return images
+
+
+def _reset_caches() -> None:
+    import streamlit as st
+
+    from leuk import serving
+
+    serving.set_registry(None)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture(scope="module")
+def app_env(specs: str, mc_run) -> Iterator[None]:
+    """LEUK_MODELS / LEUK_RESULTS_DIR for in-process AppTest runs; caches reset before and after."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEUK_MODELS", specs)
+        patch.setenv("LEUK_RESULTS_DIR", str(mc_run[0]))
+        _reset_caches()
+        try:
+            yield
+        finally:
+            _reset_caches()
+
+
+def new_app():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+
+
+def assert_clean(at) -> None:
+    """No exception and no error message on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+# -------------------------------------------------------------------------------------------------- pages
+
+
+def test_every_page_runs(app_env):
+    at = new_app().run()
+    assert_clean(at)
+    for page, title in zip(PAGES, PAGE_TITLES):
+        at.switch_page(page).run()
+        assert_clean(at)
+        assert [t.value for t in at.title] == [title]
+    assert at.sidebar.selectbox(key="model").options, "the sidebar offers the configured models"
+
+
+def test_predict_batch_of_files_gives_csv(app_env, batch_images):
+    from leuk.data.loaders import cnmc_subject
+
+    at = new_app().run()
+    at.file_uploader(key="predict_files").set_value([(p.name, p.read_bytes(), "image/bmp") for p in batch_images])
+    at.button(key="predict_run").click().run()
+    assert_clean(at)
+    batch = at.session_state["predict_result"]
+    table = pd.read_csv(io.BytesIO(batch.csv_bytes()), keep_default_na=False)
+    labels = batch.labels
+    assert list(table.columns) == ["file", "patient_id", "label", *(f"p_{n}" for n in labels), "top_probability",
+                                   "uncertain", "uncertain_reasons", "ood_score", "error"]
+    assert len(table) == N_BATCH
+    assert sorted(table["file"]) == sorted(p.name for p in batch_images)
+    assert list(table["patient_id"].astype(str)) == [cnmc_subject(name) for name in table["file"]]
+    probabilities = table[[f"p_{n}" for n in labels]].to_numpy(float)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(table["top_probability"], probabilities.max(axis=1))
+    assert list(table["label"]) == [labels[i] for i in probabilities.argmax(axis=1)]
+    assert (table["error"] == "").all()
+    # the patient-level rows are the means of the per-image probabilities
+    patients = batch.patient_table().set_index("patient_id")
+    expected = table.groupby(table["patient_id"].astype(str))[[f"p_{n}" for n in labels]].mean()
+    assert sorted(patients.index) == sorted(expected.index)
+    np.testing.assert_allclose(patients.loc[expected.index, [f"mean_p_{n}" for n in labels]].to_numpy(float),
+                               expected.to_numpy(float), atol=1e-9)
+    assert at.download_button(key="predict_csv").label.startswith("Download CSV")
+    assert len(at.dataframe) == 2
+
+
+def test_predict_zip_archive_with_folders_and_a_broken_file(app_env, batch_images):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, path in enumerate(batch_images[:6]):
+            archive.writestr(f"export/patient_{index % 2}/cell_{index}.bmp", path.read_bytes())
+        archive.writestr("export/patient_1/broken.png", b"not an image")
+        archive.writestr("__MACOSX/export/._cell_0.bmp", b"resource fork")
+        archive.writestr("export/notes.txt", b"ignored")
+    at = new_app().run()
+    at.file_uploader(key="predict_zip").set_value(("cells.zip", buffer.getvalue(), "application/zip"))
+    at.button(key="predict_run").click().run()
+    assert_clean(at)
+    table = at.session_state["predict_result"].table()
+    assert len(table) == 7
+    assert sorted(set(table["patient_id"])) == ["patient_0", "patient_1"]
+    broken = table[table["file"].str.endswith("broken.png")]
+    assert len(broken) == 1 and broken["error"].iloc[0] and not broken["label"].iloc[0]
+    assert (table.drop(broken.index)["error"] == "").all()
+
+
+def test_predict_one_sample_shows_its_probabilities(app_env):
+    at = new_app().run()
+    sample = at.multiselect(key="predict_samples").options[0]
+    at.multiselect(key="predict_samples").set_value([sample])
+    at.button(key="predict_run").click().run()
+    assert_clean(at)
+    batch = at.session_state["predict_result"]
+    (row,) = batch.result.images
+    assert row.name == sample and row.error is None
+    assert len(at.get("vega_lite_chart")) == 1  # the probability bars
+    import pyarrow as pa
+
+    (dataset,) = at.get("vega_lite_chart")[0].proto.datasets  # the chart's data, as Streamlit sends it (Arrow)
+    drawn = pa.ipc.open_stream(dataset.data.data).read_pandas()
+    assert dict(zip(drawn["class"], drawn["probability"])) == pytest.approx(row.probabilities)
+    assert any(m.value.startswith(("**Confident**", "⚠ **Uncertain**")) for m in at.markdown)
+
+
+def test_read_zip_images_refuses_what_is_not_a_batch():
+    from leuk.errors import ImageReadError
+    from leuk.serving.batch import read_zip_images
+
+    with pytest.raises(ImageReadError, match="not a readable zip archive"):
+        read_zip_images(b"plain bytes", archive_name="x.zip")
+    empty = io.BytesIO()
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("readme.md", b"no images here")
+    with pytest.raises(ImageReadError, match="holds no image"):
+        read_zip_images(empty.getvalue())
+    many = io.BytesIO()
+    with zipfile.ZipFile(many, "w") as archive:
+        for index in range(3):
+            archive.writestr(f"{index}.png", b"x")
+    with pytest.raises(ImageReadError, match="at most 2"):
+        read_zip_images(many.getvalue(), max_images=2)
+    with pytest.raises(ImageReadError, match="limit is"):
+        read_zip_images(many.getvalue(), max_total_bytes=2)
+
+
+def test_patient_ids_come_from_cnmc_names_then_folders():
+    from leuk.serving.batch import patient_id_for
+
+    assert patient_id_for("UID_h10_1_1_hem.bmp") == "H10"
+    assert patient_id_for("x/UID_11_10_1_all.bmp", folder="x") == "11"
+    assert patient_id_for("cell.png", folder="patient 7") == "patient 7"
+    assert patient_id_for("cell.png", folder="All", labels=["hem", "all"]) is None
+    assert patient_id_for("cell.png") is None
+
+
+def test_montecarlo_page_shows_statistics_and_charts(app_env, mc_run):
+    _, results = mc_run
+    at = new_app().run().switch_page("views/montecarlo.py").run()
+    assert_clean(at)
+    metrics = at.multiselect(key=f"mc_metrics:bundled:{MC_RUN}").value
+    assert metrics == ["f1_weighted", "accuracy", "roc_auc"]
+    # distributions, paired differences and leakage gap: one chart per metric each
+    assert len(at.get("vega_lite_chart")) == 3 * len(metrics)
+    tables = {tuple(frame.value.columns): frame.value for frame in at.dataframe}
+    pvalues = next(frame for columns, frame in tables.items() if "t_pvalue_holm" in columns)
+    row = pvalues[(pvalues["comparison"] == f"vs {MC_MODELS[0]}") & (pvalues["protocol"] == "patient")
+                  & (pvalues["metric"] == "f1_weighted") & (pvalues["model"] == "vgg16")]
+    assert len(row) == 1
+
+    def scores(model: str, protocol: str) -> np.ndarray:
+        chosen = results[(results["model"] == model) & (results["protocol"] == protocol)]
+        return chosen.sort_values("iteration")["f1_weighted"].to_numpy()
+
+    expected = stats.ttest_rel(scores("vgg16", "patient"), scores(MC_MODELS[0], "patient"))
+    assert row["t_pvalue"].iloc[0] == pytest.approx(expected.pvalue, rel=5e-3)  # shown to 3 significant figures
+    gap = scores("vgg16", "image") - scores("vgg16", "patient")
+    leakage = next(frame for columns, frame in tables.items() if "mean gap" in columns)
+    shown = leakage[(leakage["metric"] == "f1_weighted") & (leakage["model"] == "vgg16")]["mean gap"].iloc[0]
+    assert shown == pytest.approx(gap.mean(), abs=1e-4)
+    assert at.download_button(key="mc_download").label.endswith("(parquet)")
+
+    # filters: one metric, two models, one protocol
+    at.multiselect(key=f"mc_metrics:bundled:{MC_RUN}").set_value(["accuracy"])
+    at.multiselect(key=f"mc_models:bundled:{MC_RUN}").set_value(list(MC_MODELS[:2]))
+    at.multiselect(key=f"mc_protocols:bundled:{MC_RUN}").set_value(["patient"])
+    at.run()
+    assert_clean(at)
+    assert len(at.get("vega_lite_chart")) == 2  # no leakage gap with a single protocol
+    pvalues = next(frame.value for frame in at.dataframe if "t_pvalue_holm" in frame.value.columns)
+    assert set(pvalues["model"]) == {"vgg16"} and set(pvalues["metric"]) == {"accuracy"}
+
+
+def test_explain_and_pipeline_pages_draw_images(app_env):
+    from leuk import serving
+
+    at = new_app().run().switch_page("views/explain.py").run()
+    samples = at.selectbox(key="explain_sample").options
+    at.selectbox(key="explain_sample").set_value(samples[1])
+    at.button(key="explain_run").click().run()
+    assert_clean(at)
+    assert len(at.image) == 2
+    assert any("Faithfulness" in m.value for m in at.markdown)
+
+    at.switch_page("views/pipeline.py").run()
+    assert_clean(at)
+    if not serving.pipeline_model_names():
+        pytest.skip("no HybridCN-NAS model among the configured models")
+    at.button(key="pipeline_run").click().run()
+    assert_clean(at)
+    assert len(at.image) >= 4
+    assert any("found" in m.value for m in at.markdown)
+
+
+def test_pages_explain_what_to_do_without_models(tmp_path):
+    from leuk import serving
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEUK_MODELS", "")
+        patch.setenv("LEUK_DEMO_MODELS_DIR", str(tmp_path))
+        patch.setenv("LEUK_RESULTS_DIR", str(tmp_path / "no-results"))
+        _reset_caches()
+        try:
+            at = new_app().run()
+            for page in PAGES:
+                at.switch_page(page).run()
+                assert not at.exception, (page, [e.value for e in at.exception])
+            at.switch_page("views/predict.py").run()
+            assert any(serving.NO_MODEL_HELP in i.value for i in at.info)
+        finally:
+            _reset_caches()
+
+
+def test_streamlit_run_serves_http(specs, mc_run, dashboard_server_factory, tmp_path):
+    url = dashboard_server_factory(dashboard_env(specs, mc_run[0]), tmp_path / "streamlit.log")
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200
+        assert "text/html" in response.headers.get("Content-Type", "")
+        assert b"<div id=\"root\">" in response.read()

@@ -297,6 +297,15 @@ class FitResult:
     train_loss: float
 
 
+def latest_complete_checkpoint(checkpoints_dir: Path) -> str | None:
+    """The newest checkpoint folder whose save finished (a run killed mid-save leaves a partial folder)."""
+    complete = [path for path in checkpoints_dir.glob("checkpoint-*")
+                if (path / "trainer_state.json").is_file() and path.name.split("-")[-1].isdigit()]
+    if not complete:
+        return None
+    return str(max(complete, key=lambda path: int(path.name.split("-")[-1])))
+
+
 def fit_classifier(
     model,
     processor,
@@ -362,7 +371,8 @@ def fit_classifier(
 
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    resume = True if options.resume == "latest" else options.resume
+    resume = (latest_complete_checkpoint(output_dir / CHECKPOINTS_DIR) if options.resume == "latest"
+              else options.resume)
     train_output = trainer.train(resume_from_checkpoint=resume)
 
     # Calibration on validation only: logits with temperature 1 from the selected (best) model.

@@ -1,0 +1,663 @@
+"""Attribution maps for leuk's image classifiers through Captum, behind one entry point.
+
+:func:`explain` computes one method; :func:`explain_many` several at once, sharing what they can (the
+forward pass that fixes the target, Grad-CAM inside Guided Grad-CAM). Every :class:`Explanation` carries
+an H x W float32 map at the input's size, the target class, timings and its faithfulness numbers.
+
+Methods (``METHODS``):
+
+- ``gradcam``: :class:`captum.attr.LayerGradCam` on the model's final feature map (``get_gradcam_layer()``),
+  ReLU, upsampled bilinearly with :meth:`captum.attr.LayerAttribution.interpolate`. One backward pass.
+- ``guided_gradcam``: guided backpropagation times the (shared) upsampled Grad-CAM, as
+  :class:`captum.attr.GuidedGradCam` computes it. Captum's guided backprop only rewrites the gradient of
+  ``nn.ReLU`` modules; EfficientNetV2 has none in its backbone (SiLU everywhere), so on leuk's models
+  Captum's rule reaches only the SE block and the head and the guided part is nearly a plain gradient
+  through the backbone. By default (``guided="all"``) leuk applies the guided rule to every
+  rectifier-like activation module (ReLU, SiLU, GELU, Mish, ...): the gradient leaving the activation
+  towards its input is clipped at zero, ``max(0, act'(x) * g)``. For ReLU this is exactly Springenberg et
+  al.'s rule; for smooth activations it is a generalisation that is not in the original paper.
+  ``guided="relu"`` reproduces Captum. ``Explanation.notes`` says how many modules were rewritten.
+- ``integrated_gradients``: :class:`captum.attr.IntegratedGradients` (``n_steps``, ``internal_batch_size``)
+  from a black image by default (Sundararajan et al.'s choice, and "no cell" for C-NMC's segmented cells on
+  black; ``baseline="blur"``, ``"mean"``, ``"zero"`` or a tensor otherwise); the completeness gap is kept
+  in ``extras``.
+- ``smoothgrad``: :class:`captum.attr.NoiseTunnel` (``nt_type="smoothgrad"``) over
+  :class:`captum.attr.Saliency` (signed gradients, like every map here but Grad-CAM: draw them with
+  ``sign="absolute"`` for Smilkov et al.'s absolute view) or over Integrated Gradients.
+- ``occlusion``: :class:`captum.attr.Occlusion`, a sliding window replaced by the baseline (black).
+
+Attributions are computed on float32 inputs with the model in eval mode (restored afterwards); maps are
+summed over colour channels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from captum.attr import (
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from captum.metrics import sensitivity_max
+from torch import Tensor, nn
+
+from leuk.explain._util import ExplainError, seeded
+from leuk.explain.faithfulness import (
+    Faithfulness,
+    deletion_insertion,
+    infidelity_score,
+    make_baseline,
+)
+
+METHODS: tuple[str, ...] = ("gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad", "occlusion")
+
+_ALIASES = {
+    "grad-cam": "gradcam",
+    "grad_cam": "gradcam",
+    "guided-gradcam": "guided_gradcam",
+    "guided-grad-cam": "guided_gradcam",
+    "guided_grad_cam": "guided_gradcam",
+    "ig": "integrated_gradients",
+    "integrated-gradients": "integrated_gradients",
+    "integratedgradients": "integrated_gradients",
+    "smooth-grad": "smoothgrad",
+    "smooth_grad": "smoothgrad",
+}
+
+#: Options each method understands (besides ``internal_batch_size``), with their defaults.
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {
+    "gradcam": {},
+    "guided_gradcam": {"guided": "all"},
+    "integrated_gradients": {"n_steps": 50, "baseline": "black", "ig_method": "gausslegendre"},
+    "smoothgrad": {"nt_samples": 16, "noise": 0.15, "smoothgrad_base": "saliency", "n_steps": 16, "seed": 0},
+    "occlusion": {"window": None, "stride": None, "baseline": "black"},
+}
+
+#: Default number of images per forward/backward inside IG, SmoothGrad and occlusion, per device type.
+DEFAULT_INTERNAL_BATCH = {"cpu": 8, "cuda": 64}
+
+
+def canonical_method(name: str) -> str:
+    """The canonical name of a method (``"IG"`` -> ``"integrated_gradients"``); raises :class:`ExplainError`."""
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in METHODS:
+        raise ExplainError(f"unknown explanation method {name!r}: use one of {', '.join(METHODS)} (or 'all')")
+    return key
+
+
+def resolve_methods(methods: Union[str, Sequence[str]]) -> list[str]:
+    """``"all"``, a comma-separated string or a list -> canonical method names, in the order given, no repeats."""
+    if isinstance(methods, str):
+        if methods.strip().lower() == "all":
+            return list(METHODS)
+        methods = [m for m in methods.split(",") if m.strip()]
+    names = [canonical_method(m) for m in methods]
+    if not names:
+        raise ExplainError(f"no explanation method given: use one of {', '.join(METHODS)} (or 'all')")
+    return list(dict.fromkeys(names))
+
+
+# --------------------------------------------------------------------------------------------- model view
+def logits_of(output: Any) -> Tensor:
+    """The logits tensor of a model output: a tensor, an object with ``.logits``, a mapping or a tuple."""
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, Mapping) and isinstance(output.get("logits"), Tensor):
+        return output["logits"]
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise ExplainError(f"cannot find logits in a model output of type {type(output).__name__}")
+
+
+class LogitsOnly(nn.Module):
+    """Captum-facing view of a classifier: ``forward(pixel_values)`` returns the logits tensor (N x classes).
+
+    Captum needs a forward that returns a tensor; Hugging Face models return output objects (which also
+    break :class:`captum.attr.GuidedGradCam`). The wrapped model's modules are shared, not copied, so
+    layer hooks on ``model`` see this module's forward passes.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        return logits_of(self.model(pixel_values))
+
+
+def unwrap_model(model: Any) -> nn.Module:
+    """The ``nn.Module`` behind a model or a :class:`leuk.hub.LoadedModel`-like holder (``.model``)."""
+    if isinstance(model, LogitsOnly):
+        return model.model
+    if isinstance(model, nn.Module):
+        return model
+    inner = getattr(model, "model", None)
+    if isinstance(inner, nn.Module):
+        return inner
+    raise ExplainError(f"expected a torch model, got {type(model).__name__}")
+
+
+def find_gradcam_layer(model: nn.Module) -> nn.Module:
+    """The layer whose output is the final feature map: ``model.get_gradcam_layer()``; for a multi-branch
+    model the first branch's (see :func:`leuk.explain.branches.branch_layers`); else the last Conv2d."""
+    getter = getattr(model, "get_gradcam_layer", None)
+    if callable(getter):
+        layer = getter()
+        if isinstance(layer, nn.Module):
+            return layer
+    from leuk.explain.branches import branch_layers
+
+    branches = branch_layers(model)
+    if branches:
+        return next(iter(branches.values()))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ExplainError(
+            f"{type(model).__name__} has no get_gradcam_layer() and no Conv2d layer: pass layer= for Grad-CAM"
+        )
+    return convs[-1]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode for the block and restore each module's training flag afterwards."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+@contextlib.contextmanager
+def _quiet_captum() -> Iterator[None]:
+    """Silence Captum's notice that it switched on input gradients (it does so on every call, as intended)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
+        yield
+
+
+# ------------------------------------------------------------------------------- guided backpropagation
+class _PositiveGradient(torch.autograd.Function):
+    """Identity forward; backward passes only the positive part of the gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        # a copy, so that an in-place activation that follows does not modify the function's input
+        return tensor.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.clamp_min(0)
+
+
+def _rectifier_types(which: str) -> tuple[type, ...]:
+    if which == "relu":
+        return (nn.ReLU,)
+    if which != "all":
+        raise ExplainError(f"guided={which!r}: use 'all' (every rectifier-like activation) or 'relu' (Captum's rule)")
+    kinds: list[type] = [nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU,
+                         nn.Mish, nn.Hardswish, nn.Softplus]
+    try:
+        from timm.layers import activations as timm_act
+
+        kinds += [getattr(timm_act, name) for name in ("Swish", "Mish", "HardSwish", "GELU", "GELUTanh", "QuickGELU")
+                  if hasattr(timm_act, name)]
+    except ImportError:  # timm is optional here
+        pass
+    return tuple(kinds)
+
+
+@contextlib.contextmanager
+def guided_activations(model: nn.Module, which: str = "all") -> Iterator[int]:
+    """Apply the guided-backpropagation rule to ``model``'s activation modules for the block.
+
+    Yields the number of modules rewritten. ``which="relu"`` rewrites only ``nn.ReLU`` (Captum's
+    :class:`~captum.attr.GuidedBackprop`); ``"all"`` every rectifier-like activation (see module docs).
+    Activations written as functions (``F.silu``) cannot be reached and keep their plain gradient.
+    """
+    kinds = _rectifier_types(which)
+
+    def clip_input_gradient(module: nn.Module, args: tuple) -> tuple:
+        if args and isinstance(args[0], Tensor) and args[0].requires_grad:
+            return (_PositiveGradient.apply(args[0]),) + tuple(args[1:])
+        return args
+
+    handles = [m.register_forward_pre_hook(clip_input_gradient) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        yield len(handles)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# ---------------------------------------------------------------------------------------- explanation
+@dataclass
+class Explanation:
+    """One attribution map and what is needed to trust it.
+
+    ``attribution``: H x W float32 at the input's size (summed over colour channels; Grad-CAM is
+    non-negative, the others are signed). ``channels``: the per-channel C x H x W map where the method
+    has one. ``timings``: seconds (``forward`` is 0 when the caller's logits were reused).
+    """
+
+    method: str
+    attribution: np.ndarray
+    target: int
+    label: Optional[str]
+    probability: float
+    timings: dict[str, float]
+    faithfulness: Optional[Faithfulness]
+    notes: list[str] = field(default_factory=list)
+    channels: Optional[np.ndarray] = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> str:
+        """One line: method, target, probability, time and faithfulness."""
+        label = f"{self.label} ({self.target})" if self.label is not None else str(self.target)
+        text = f"{self.method}: target {label} p={self.probability:.3f}, {self.timings.get('attribution', 0.0):.2f} s"
+        if self.faithfulness is not None:
+            text += "; " + self.faithfulness.summary()
+        return text
+
+
+def _as_image_batch(pixel_values: Any) -> Tensor:
+    if isinstance(pixel_values, Mapping) or hasattr(pixel_values, "pixel_values"):
+        pixel_values = pixel_values["pixel_values"] if isinstance(pixel_values, Mapping) else pixel_values.pixel_values
+    x = torch.as_tensor(pixel_values)
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ExplainError(
+            f"explain takes one image as C x H x W or 1 x C x H x W pixel values, got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype, tensor.device
+    return torch.float32, torch.device("cpu")
+
+
+def input_normalization(model: nn.Module) -> Optional[tuple[list[float], list[float]]]:
+    """``(image_mean, image_std)`` from the model's config when it records them (leuk's models do)."""
+    config = getattr(model, "config", None)
+    mean, std = getattr(config, "image_mean", None), getattr(config, "image_std", None)
+    if mean is None or std is None:
+        return None
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def _labels(model: nn.Module) -> dict[int, str]:
+    id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
+    return {int(k): str(v) for k, v in id2label.items()}
+
+
+def resolve_target(target: Union[int, str, None], logits: Tensor, labels: Mapping[int, str]) -> int:
+    """Class index from an index, a label name (case-insensitive) or ``None`` (the predicted class)."""
+    n_classes = int(logits.shape[-1])
+    if target is None:
+        return int(logits.reshape(-1, n_classes)[0].argmax())
+    if isinstance(target, str):
+        text = target.strip()
+        by_name = {name.lower(): idx for idx, name in labels.items()}
+        if text.lower() in by_name:
+            return by_name[text.lower()]
+        if not text.lstrip("-").isdigit():
+            known = ", ".join(labels[i] for i in sorted(labels)) or "none"
+            raise ExplainError(f"unknown target label {target!r}: the model's labels are {known}")
+        target = int(text)
+    index = int(target)
+    if not 0 <= index < n_classes:
+        raise ExplainError(f"target class {index} is out of range for a model with {n_classes} classes")
+    return index
+
+
+def _check_options(opts: Mapping[str, Any]) -> None:
+    """Options no method knows are typos: refuse them. Options of methods not asked for are ignored."""
+    known = {name for options in METHOD_OPTIONS.values() for name in options}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ExplainError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+class _Attributor:
+    """Runs the Captum methods for one model and layer; every method works on a batch of images."""
+
+    def __init__(
+        self, model: nn.Module, layer: Optional[nn.Module], internal_batch_size: int, opts: Mapping[str, Any]
+    ) -> None:
+        self.model = model
+        self.forward = LogitsOnly(model)
+        self.layer = layer
+        self.batch = internal_batch_size
+        self.opts = opts
+        self.notes: dict[str, list[str]] = {}
+        self.extras: dict[str, dict[str, Any]] = {}
+        self.normalization = input_normalization(model)
+        #: logits of the explained image (1 x classes), once known: reused instead of recomputed
+        self.reference_logits: Optional[Tensor] = None
+
+    def baseline(self, method: str, x: Tensor, kind: Any) -> Tensor:
+        if isinstance(kind, str) and kind == "black" and self.normalization is None:
+            self.notes.setdefault(method, []).append(
+                "the model records no image_mean/image_std: the 'black' baseline is the zero input "
+                "(black only for inputs in [0, 1])"
+            )
+            kind = "zero"
+        return make_baseline(x, kind, normalization=self.normalization)
+
+    def option(self, method: str, name: str) -> Any:
+        value = self.opts.get(name)
+        return METHOD_OPTIONS[method][name] if value is None else value
+
+    def gradcam(self, x: Tensor, target: int) -> tuple[Tensor, Tensor]:
+        """Upsampled (N x 1 x H x W) and layer-resolution Grad-CAM."""
+        x = x.detach()
+        cam = LayerGradCam(self.forward, self.layer).attribute(x, target=target, relu_attributions=True)
+        cam = cam[0] if isinstance(cam, tuple) else cam
+        if cam.dim() != 4:
+            raise ExplainError(
+                f"Grad-CAM layer {type(self.layer).__name__} gives a {cam.dim()}-d output; it needs a spatial "
+                "feature map (N x C x h x w): pass layer= a convolutional layer"
+            )
+        return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear"), cam
+
+    def guided_gradcam(self, x: Tensor, target: int, cam: Optional[Tensor] = None) -> Tensor:
+        x = x.detach()
+        if cam is None:
+            cam = self.gradcam(x, target)[0]
+        which = self.option("guided_gradcam", "guided")
+        with guided_activations(self.model, which) as rewritten:
+            guided = Saliency(self.forward).attribute(x, target=target, abs=False)
+        note = f"guided rule applied to {rewritten} activation module(s) ({which})"
+        if rewritten == 0:
+            note += "; none found, so the guided part is the plain input gradient"
+        self.notes.setdefault("guided_gradcam", []).append(note)
+        return guided * cam
+
+    def integrated_gradients(self, x: Tensor, target: int) -> Tensor:
+        baseline = self.baseline("integrated_gradients", x, self.option("integrated_gradients", "baseline"))
+        attr = IntegratedGradients(self.forward).attribute(
+            x,
+            baselines=baseline,
+            target=target,
+            n_steps=int(self.option("integrated_gradients", "n_steps")),
+            method=self.option("integrated_gradients", "ig_method"),
+            internal_batch_size=self.batch,
+        )
+        # completeness: the attributions should sum to f(x) - f(baseline); f(x) is the prediction's
+        with torch.no_grad():
+            start = self.forward(baseline)[:, target].float()
+            end = (self.reference_logits if len(x) == 1 and self.reference_logits is not None
+                   else self.forward(x))[:, target].float()
+        gap = end - start
+        delta = attr.detach().float().reshape(len(x), -1).sum(dim=1) - gap
+        relative = (delta.abs() / gap.abs().clamp_min(1e-6)).max().item()
+        self.extras["integrated_gradients"] = {"convergence_delta": delta.cpu().numpy(), "relative_delta": relative}
+        if relative > 0.05:
+            self.notes.setdefault("integrated_gradients", []).append(
+                f"completeness gap {relative:.1%} of f(x) - f(baseline): raise n_steps for a more exact integral"
+            )
+        return attr
+
+    def smoothgrad(self, x: Tensor, target: int) -> Tensor:
+        base = self.option("smoothgrad", "smoothgrad_base")
+        if base in ("saliency", "gradient"):
+            tunnel, extra = NoiseTunnel(Saliency(self.forward)), {"abs": False}
+        elif base in ("integrated_gradients", "ig"):
+            tunnel = NoiseTunnel(IntegratedGradients(self.forward))
+            extra = {"n_steps": int(self.option("smoothgrad", "n_steps")), "internal_batch_size": self.batch,
+                     "baselines": self.baseline("smoothgrad", x, self.option("integrated_gradients", "baseline"))}
+        else:
+            raise ExplainError(f"smoothgrad_base={base!r}: use 'saliency' or 'integrated_gradients'")
+        stdev = float(self.option("smoothgrad", "noise")) * float((x.max() - x.min()).detach())
+        n_samples = int(self.option("smoothgrad", "nt_samples"))
+        with seeded(int(self.option("smoothgrad", "seed")), x.device):
+            return tunnel.attribute(
+                x,
+                nt_type="smoothgrad",
+                nt_samples=n_samples,
+                nt_samples_batch_size=min(self.batch, n_samples) if base in ("saliency", "gradient") else 1,
+                stdevs=stdev,
+                target=target,
+                **extra,
+            )
+
+    def occlusion(self, x: Tensor, target: int) -> Tensor:
+        channels, height, width = x.shape[1:]
+        window = int(self.option("occlusion", "window") or max(2, round(min(height, width) / 8)))
+        stride = int(self.option("occlusion", "stride") or max(1, window // 2))
+        return Occlusion(self.forward).attribute(
+            x,
+            sliding_window_shapes=(channels, window, window),
+            strides=(channels, stride, stride),
+            baselines=self.baseline("occlusion", x, self.option("occlusion", "baseline")),
+            target=target,
+            perturbations_per_eval=self.batch,
+        )
+
+    def attribute(self, method: str, x: Tensor, target: int) -> Tensor:
+        """Per-pixel attributions of ``method`` (N x C x H x W, or N x 1 x H x W for Grad-CAM)."""
+        x = x.detach()  # Captum switches on requires_grad of the tensor it gets: never the caller's
+        with _quiet_captum():
+            if method == "gradcam":
+                return self.gradcam(x, target)[0]
+            return getattr(self, method)(x, target)
+
+
+def explain_many(
+    model: Any,
+    pixel_values: Any,
+    methods: Union[str, Sequence[str]] = "all",
+    *,
+    target: Union[int, str, None] = None,
+    logits: Optional[Union[Tensor, np.ndarray]] = None,
+    layer: Optional[nn.Module] = None,
+    internal_batch_size: Optional[int] = None,
+    faithfulness: bool = True,
+    faithfulness_steps: int = 20,
+    faithfulness_baseline: Union[str, Tensor, float] = "blur",
+    infidelity: bool = False,
+    sensitivity: bool = False,
+    progress: bool = False,
+    **opts: Any,
+) -> dict[str, Explanation]:
+    """Several attribution methods for one image, sharing the forward pass and Grad-CAM.
+
+    ``model``: a classifier (Hugging Face output with ``.logits``, or a tensor-returning module);
+    ``pixel_values``: the processor's output for ONE image (C x H x W or 1 x C x H x W);
+    ``target``: class index or label name, default the predicted class; ``logits``: the prediction's
+    logits for this image, if the caller has them (then no forward pass is repeated).
+    ``internal_batch_size``: images per forward/backward inside IG, SmoothGrad and occlusion.
+    ``faithfulness``: compute deletion/insertion curves (``faithfulness_steps`` steps, baseline
+    ``"blur"``/``"mean"``/``"zero"``); ``infidelity`` / ``sensitivity`` add Captum's metrics (costly).
+    Method options (``METHOD_OPTIONS``): ``guided``, ``n_steps``, ``baseline``, ``ig_method``,
+    ``nt_samples``, ``noise``, ``smoothgrad_base``, ``seed``, ``window``, ``stride``.
+    Returns ``{method: Explanation}`` in the order asked.
+    """
+    names = resolve_methods(methods)
+    _check_options(opts)
+    net = unwrap_model(model)
+    dtype, device = _model_dtype_device(net)
+    x = _as_image_batch(pixel_values).to(device=device, dtype=torch.float32)
+    if dtype != torch.float32:
+        x = x.to(dtype)
+    batch = int(internal_batch_size or DEFAULT_INTERNAL_BATCH.get(device.type, 8))
+    if batch < 1:
+        raise ExplainError(f"internal_batch_size must be at least 1, got {internal_batch_size}")
+    labels = _labels(net)
+
+    results: dict[str, Explanation] = {}
+    with eval_mode(net):
+        needs_layer = layer is None and any(m in ("gradcam", "guided_gradcam") for m in names)
+        attributor = _Attributor(net, find_gradcam_layer(net) if needs_layer else layer, batch, opts)
+        if needs_layer:
+            from leuk.explain.branches import branch_layers
+
+            branches = list(branch_layers(net))
+            if len(branches) > 1:
+                note = (f"Grad-CAM of branch {branches[0]} only; the model has {len(branches)} branches "
+                        "(leuk.explain.explain_hybrid maps each)")
+                for method in ("gradcam", "guided_gradcam"):
+                    attributor.notes.setdefault(method, []).append(note)
+        start = time.perf_counter()
+        if logits is None:
+            with torch.no_grad():
+                reference_logits = attributor.forward(x).detach()
+            forward_time = time.perf_counter() - start
+        else:
+            reference_logits = torch.as_tensor(logits).detach().to(device)
+            if reference_logits.dim() > 2 or (reference_logits.dim() == 2 and reference_logits.shape[0] != 1):
+                raise ExplainError(f"logits must be this one image's (classes or 1 x classes), got shape "
+                                   f"{tuple(reference_logits.shape)}")
+            reference_logits = reference_logits.reshape(1, -1)
+            forward_time = 0.0
+        attributor.reference_logits = reference_logits
+        target_index = resolve_target(target, reference_logits, labels)
+        probability = float(torch.softmax(reference_logits.float(), dim=-1)[0, target_index])
+
+        shared_cam: Optional[Tensor] = None
+        cam_layer_map: Optional[np.ndarray] = None
+        cam_time = 0.0
+        iterator = names
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(names, desc="explain", unit="method")
+        for method in iterator:
+            timings = {"forward": forward_time}
+            extras: dict[str, Any] = {}
+            if method in ("gradcam", "guided_gradcam"):
+                if shared_cam is None:
+                    start = time.perf_counter()
+                    with _quiet_captum():
+                        shared_cam, low_res = attributor.gradcam(x, target_index)
+                    cam_time = time.perf_counter() - start
+                    cam_layer_map = low_res.detach().float().cpu().numpy()[0, 0]
+                timings["gradcam"] = cam_time
+                extras["gradcam_layer_map"] = cam_layer_map
+            start = time.perf_counter()
+            if method == "gradcam":
+                raw = shared_cam
+            elif method == "guided_gradcam":
+                with _quiet_captum():
+                    raw = attributor.guided_gradcam(x, target_index, shared_cam)
+            else:
+                raw = attributor.attribute(method, x, target_index)
+            # the cost of a method as if run alone: Guided Grad-CAM includes its Grad-CAM
+            timings["attribution"] = time.perf_counter() - start + timings.get("gradcam", 0.0)
+            raw = raw.detach().float()
+            attribution_map = raw.sum(dim=1)[0]
+            if not torch.isfinite(attribution_map).all():
+                attribution_map = torch.nan_to_num(attribution_map, nan=0.0, posinf=0.0, neginf=0.0)
+                attributor.notes.setdefault(method, []).append("non-finite attributions were set to 0")
+
+            start = time.perf_counter()
+            faith = None
+            if faithfulness:
+                faith = _faithfulness(
+                    attributor, method, x, raw, attribution_map, target_index, reference_logits,
+                    steps=faithfulness_steps, baseline=faithfulness_baseline,
+                    infidelity=infidelity, sensitivity=sensitivity,
+                )
+            timings["faithfulness"] = time.perf_counter() - start
+            timings["total"] = forward_time + timings["attribution"] + timings["faithfulness"]
+
+            extras.update(attributor.extras.get(method, {}))
+            results[method] = Explanation(
+                method=method,
+                attribution=attribution_map.cpu().numpy().astype(np.float32),
+                target=target_index,
+                label=labels.get(target_index),
+                probability=probability,
+                timings=timings,
+                faithfulness=faith,
+                notes=list(attributor.notes.get(method, [])),
+                channels=raw[0].cpu().numpy().astype(np.float32) if raw.shape[1] > 1 else None,
+                extras=extras,
+            )
+            if dtype != torch.float32:
+                results[method].notes.append(f"model runs in {dtype}; attributions are returned as float32")
+    return results
+
+
+def _faithfulness(
+    attributor: _Attributor,
+    method: str,
+    x: Tensor,
+    raw: Tensor,
+    attribution_map: Tensor,
+    target: int,
+    reference_logits: Tensor,
+    *,
+    steps: int,
+    baseline: Union[str, Tensor, float],
+    infidelity: bool,
+    sensitivity: bool,
+) -> Faithfulness:
+    """Deletion/insertion curves of one map (each curve one forward), plus Captum's metrics if asked."""
+    faith = deletion_insertion(
+        attributor.forward, x, attribution_map, target, steps=steps, baseline=attributor.baseline(method, x, baseline),
+        reference_logits=reference_logits, batch_size=max(attributor.batch, steps),
+    )
+    faith = replace(faith, baseline=baseline if isinstance(baseline, str) else "custom")
+    if infidelity:
+        faith = replace(faith, infidelity=infidelity_score(
+            attributor.forward, x, raw.expand_as(x), target, batch_size=attributor.batch))
+    if sensitivity:
+        faith = replace(faith, sensitivity=_sensitivity(attributor, method, x, target))
+    return faith
+
+
+def _sensitivity(attributor: _Attributor, method: str, x: Tensor, target: int, n_samples: int = 5) -> float:
+    """Captum's max-sensitivity of ``method`` (recomputes the explanation ``n_samples`` times)."""
+    def explanation(inputs: Any) -> Any:
+        # captum passes the inputs as a tuple and expects the same structure back
+        if isinstance(inputs, tuple):
+            return tuple(attributor.attribute(method, t, target).expand_as(t).contiguous() for t in inputs)
+        return attributor.attribute(method, inputs, target).expand_as(inputs).contiguous()
+
+    # the perturbed inputs are other images: nothing computed for the original may be reused
+    reference, attributor.reference_logits = attributor.reference_logits, None
+    try:
+        with seeded(0, x.device):
+            score = sensitivity_max(explanation, x, n_perturb_samples=n_samples, max_examples_per_batch=1)
+    finally:
+        attributor.reference_logits = reference
+    return float(score.reshape(-1)[0])
+
+
+def explain(
+    model: Any,
+    pixel_values: Any,
+    method: str,
+    *,
+    target: Union[int, str, None] = None,
+    **opts: Any,
+) -> Explanation:
+    """One attribution map for one image, with timings and faithfulness (see :func:`explain_many`).
+
+    >>> exp = explain(model, processor(images=img, return_tensors="pt").pixel_values, "gradcam")
+    >>> exp.attribution.shape, exp.target, exp.faithfulness.deletion_auc
+    """
+    name = canonical_method(method)
+    return explain_many(model, pixel_values, [name], target=target, **opts)[name]
+

@@ -18,6 +18,9 @@ Stages (each writes its result under ``<out>/stages`` and is skipped when that r
 
 Then the assembled model is saved (weights, processor, remote code), reloaded from disk and evaluated ONCE
 on the test patients: ``eval_results.json``.
+
+:func:`run_ablation` (``leuk ablate``) refits stage 8 for every ablation variant on patient-wise Monte Carlo
+draws over a finished run's held-out patients, reusing its cached features.
 """
 
 from __future__ import annotations
@@ -44,13 +47,13 @@ __all__ = [
     "HybridTrainOptions",
     "HybridTrainResult",
     "StageCache",
+    "ablation_variants",
     "fit_head",
     "fit_stain_target",
-    "load_table",
-    "run_feature_stages",
-    "ablation_variants",
     "held_out_monte_carlo",
+    "load_table",
     "run_ablation",
+    "run_feature_stages",
     "train_hybridcn_nas",
 ]
 
@@ -62,7 +65,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adamax")
 PRESETS = {"lite": "hybridcn-nas-lite", "paper": "hybridcn-nas"}
 #: per-preset defaults of the options left as ``None``
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lite": {"segmenter_epochs": 15, "extractor_epochs": 12, "extractor_lr": 2e-3, "classifier_epochs": 150,
+    "lite": {"segmenter_epochs": 15, "extractor_epochs": 20, "extractor_lr": 2e-3, "classifier_epochs": 150,
              "classifier_lr": 1e-3},
     "paper": {"segmenter_epochs": 40, "extractor_epochs": 10, "extractor_lr": 1e-4, "classifier_epochs": 100,
               "classifier_lr": 1e-4},
@@ -84,6 +87,7 @@ class HybridTrainOptions:
     freeze_backbones: bool = False
     steps: tuple[str, ...] = ("stain", "multiscale", "edge", "clahe", "denoise")
     stain_color_space: str = "lab"
+    stain_template: Optional[str] = None
     batch_size: int = 16
     segmenter_epochs: Optional[int] = None
     segmenter_lr: float = 3e-3
@@ -97,6 +101,7 @@ class HybridTrainOptions:
     patience: int = 30
     num_selected: Optional[int] = None
     save_dtype: str = "float32"
+    synthetic: Optional[bool] = None
     device: str = "cpu"
     progress: bool = True
 
@@ -110,7 +115,8 @@ class HybridTrainOptions:
 
         unknown = sorted(set(self.steps) - set(PREPROCESSING_STEPS))
         if unknown:
-            raise LeukError(f"unknown preprocessing step(s) {', '.join(unknown)} (steps: {', '.join(PREPROCESSING_STEPS)})")
+            raise LeukError(f"unknown preprocessing step(s) {', '.join(unknown)} "
+                            f"(steps: {', '.join(PREPROCESSING_STEPS)})")
         if self.save_dtype not in ("float32", "float16", "bfloat16"):
             raise LeukError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
         filled = {key: value for key, value in PRESET_DEFAULTS[self.preset].items() if getattr(self, key) is None}
@@ -119,7 +125,7 @@ class HybridTrainOptions:
     def fingerprint(self) -> dict[str, Any]:
         """The options that determine the stage results (not device, progress or output dtype)."""
         record = asdict(self)
-        for key in ("device", "progress", "save_dtype"):
+        for key in ("device", "progress", "save_dtype", "synthetic"):
             record.pop(key)
         record["steps"] = list(self.steps)
         return record
@@ -291,11 +297,29 @@ def _class_weights(labels: np.ndarray, n_classes: int):
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _to_pixels(images: np.ndarray):
-    """uint8 (N, H, W, 3) -> float tensor (N, 3, H, W) in [0, 1]."""
-    import torch
+class PixelBank:
+    """uint8 images (N, H, W, 3) kept as they are and served as float batches (n, 3, H, W) in [0, 1]
+    (``bank[rows]`` or ``bank[start:stop]``), so a whole dataset never sits in memory as float32."""
 
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    def __init__(self, images: np.ndarray):
+        import torch
+
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        n, height, width, channels = self.images.shape
+        return n, channels, height, width
+
+    def __getitem__(self, rows):
+        import torch
+
+        if isinstance(rows, np.ndarray):
+            rows = torch.from_numpy(rows)
+        return self.images[rows].permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def _flip_rotate(tensors, generator):
@@ -496,8 +520,8 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
                 head.eval()
                 with torch.no_grad():
                     val_logits = torch.cat([
-                        head(extractor(pixels[split.val[i:i + 32]].to(device), masks[split.val[i:i + 32]].to(device)).fused).cpu()
-                        for i in range(0, len(split.val), 32)])
+                        head(extractor(pixels[rows].to(device), masks[rows].to(device)).fused).cpu()
+                        for rows in np.array_split(split.val, -(-len(split.val) // 32))])
                 val_targets = torch.from_numpy(labels[split.val])
                 record["val_loss"] = float(F.cross_entropy(val_logits, val_targets))
                 record["val_accuracy"] = float((val_logits.argmax(1) == val_targets).float().mean())
@@ -522,10 +546,10 @@ def _predicted_masks(model, pixels, batch_size: int = 16):
     import torch
 
     if model.segmenter is None:
-        return torch.ones(len(pixels), 1, *pixels.shape[-2:])
+        return torch.ones(len(pixels), 1, *pixels.shape[-2:], dtype=torch.bool)
     device = model.feature_mean.device
     with torch.no_grad():
-        return torch.cat([model.cell_mask(pixels[i:i + batch_size].to(device)).cpu()
+        return torch.cat([model.cell_mask(pixels[i:i + batch_size].to(device)).bool().cpu()
                           for i in range(0, len(pixels), batch_size)])
 
 
@@ -576,9 +600,15 @@ def run_feature_stages(
 
     if "stain" in options.steps:
         if not cache.has("stain.json"):
-            means, stds = fit_stain_target(resized[split.train], options.stain_color_space)
+            if options.stain_template:
+                template = np.asarray(read_image(options.stain_template), dtype=np.uint8)
+                means, stds = fit_stain_target(template[None], options.stain_color_space)
+                source = f"template {Path(options.stain_template).name}"
+            else:
+                means, stds = fit_stain_target(resized[split.train], options.stain_color_space)
+                source = "training images (mean of per-image statistics)"
             cache.save_json("stain.json", {"color_space": options.stain_color_space, "means": means, "stds": stds,
-                                           "fitted_on": "training images"})
+                                           "fitted_on": source})
         target = cache.load_json("stain.json")
         processor.stain_target_means, processor.stain_target_stds = target["means"], target["stds"]
 
@@ -590,7 +620,7 @@ def run_feature_stages(
         cache.save_array("preprocessed.npy", preprocessed)
         reports["preprocess_seconds"] = round(time.perf_counter() - started, 1)
     preprocessed = cache.load_array("preprocessed.npy")
-    pixels = _to_pixels(preprocessed)
+    pixels = PixelBank(preprocessed)
 
     if model.segmenter is not None:
         reports["segmenter"] = _segmenter_stage(cache, model, pixels, table, split, options, size)
@@ -599,8 +629,10 @@ def run_feature_stages(
 
     if not cache.has("features.npy"):
         with torch.no_grad():
-            features = torch.cat([model.extractor(pixels[i:i + 32].to(options.device), masks[i:i + 32].to(options.device)).vector.cpu()
-                                  for i in _progress(range(0, len(pixels), 32), "features", options.progress)])
+            features = torch.cat([
+                model.extractor(pixels[i:i + 32].to(options.device), masks[i:i + 32].to(options.device)).vector.cpu()
+                for i in _progress(range(0, len(pixels), 32), "features", options.progress)
+            ])
         cache.save_array("features.npy", features.numpy().astype(np.float32))
     features = cache.load_array("features.npy")
     model.eval()
@@ -735,17 +767,22 @@ def _split_sizes(table: AriaTable, split: Any) -> dict[str, Any]:
     return sizes
 
 
-def _evaluate(model, pixels, labels, label_names, batch_size: int = 32) -> tuple[dict, np.ndarray]:
+def _pick(record: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: record[key] for key in keys if key in record}
+
+
+def _evaluate(model, pixels: PixelBank, rows: np.ndarray, labels: np.ndarray, label_names,
+              batch_size: int = 32) -> tuple[dict, np.ndarray]:
     import torch
 
     from leuk.metrics import classification_metrics
 
     device = model.feature_mean.device
     with torch.no_grad():
-        logits = torch.cat([model(pixel_values=pixels[i:i + batch_size].to(device)).logits.float().cpu()
-                            for i in range(0, len(pixels), batch_size)])
+        logits = torch.cat([model(pixel_values=pixels[rows[i:i + batch_size]].to(device)).logits.float().cpu()
+                            for i in range(0, len(rows), batch_size)])
     probabilities = torch.softmax(logits, dim=-1).numpy()
-    return classification_metrics(labels, probabilities, label_names), probabilities
+    return classification_metrics(labels[rows], probabilities, label_names), probabilities
 
 
 def train_hybridcn_nas(
@@ -798,7 +835,7 @@ def train_hybridcn_nas(
     config = model.config
     config.num_selected = int(head_report["num_selected"])
     config.temperature = float(head_report["temperature"])
-    synthetic = looks_synthetic(table.root)
+    synthetic = looks_synthetic(table.root) if options.synthetic is None else bool(options.synthetic)
     config.training_protocol = {
         "engine": "leuk.training.hybridcn_nas",
         "preset": options.preset,
@@ -807,7 +844,7 @@ def train_hybridcn_nas(
         "stages": "segmenter (Dice+BCE) -> extractor (end to end, temporary linear head) -> features -> "
                   "z-score + mRMR on training rows -> token-attention classifier -> temperature on validation",
         "preprocessing": list(options.steps),
-        "synthetic_data": synthetic,
+        "synthetic": synthetic,
         "options": options.fingerprint(),
     }
     config.pretrained_backbone_source = "timm ImageNet weights" if options.pretrained else None
@@ -824,11 +861,11 @@ def train_hybridcn_nas(
 
     # evaluate what was saved, once
     saved = HybridCNNASForImageClassification.from_pretrained(out_dir, dtype=torch.float32).to(options.device).eval()
-    pixels = _to_pixels(stages.preprocessed)
+    pixels = PixelBank(stages.preprocessed)
     label_names = table.label_names
-    validation_metrics = (_evaluate(saved, pixels[split.val], table.labels[split.val], label_names)[0]
+    validation_metrics = (_evaluate(saved, pixels, split.val, table.labels, label_names)[0]
                           if len(split.val) else {})
-    test_metrics, _ = _evaluate(saved, pixels[split.test], table.labels[split.test], label_names)
+    test_metrics, _ = _evaluate(saved, pixels, split.test, table.labels, label_names)
     segmentation = {part: stages.reports.get("segmenter", {}).get(part) for part in ("val", "test")}
     eval_results = {
         "model": PRESETS[options.preset],
@@ -844,9 +881,9 @@ def train_hybridcn_nas(
         "selection": {"num_features": int(config.num_features), "num_selected": int(config.num_selected),
                       "fitted_on": "training rows only"},
         "training": {
-            "segmenter": {k: v for k, v in stages.reports.get("segmenter", {}).items() if k in ("best_epoch", "best_val_dice", "seconds")},
-            "extractor": {k: v for k, v in stages.reports["extractor"].items() if k in ("best_epoch", "best_val_loss", "seconds")},
-            "classifier": {k: v for k, v in head_report.items() if k in ("best_epoch", "seconds")},
+            "segmenter": _pick(stages.reports.get("segmenter", {}), "best_epoch", "best_val_dice", "seconds"),
+            "extractor": _pick(stages.reports["extractor"], "best_epoch", "best_val_loss", "seconds"),
+            "classifier": _pick(head_report, "best_epoch", "seconds"),
             "runtime_s": round(time.perf_counter() - started, 1),
         },
         "validation": validation_metrics,
@@ -868,6 +905,9 @@ ABLATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "
 FEATURE_SHARES = (1.0, 0.9, 0.8, 0.7, 0.6)
 #: SGD (no adaptive scaling) runs at this multiple of the classifier learning rate
 SGD_LR_FACTOR = 10.0
+#: options that only the head stage reads: changing them keeps a run's cached features valid
+CLASSIFIER_ONLY_OPTIONS = frozenset({"classifier_epochs", "classifier_lr", "classifier_batch_size", "optimizer",
+                                     "patience", "num_selected", "save_dtype", "synthetic", "device", "progress"})
 
 
 @dataclass(frozen=True)
@@ -887,7 +927,8 @@ def ablation_variants(config: Any, options: HybridTrainOptions, studies: Sequenc
 
     variants: list[AblationVariant] = []
     if "architecture" in studies:
-        half = max(config.classifier_heads, (config.classifier_dim // 2) // config.classifier_heads * config.classifier_heads)
+        heads = config.classifier_heads
+        half = max(heads, (config.classifier_dim // 2) // heads * heads)
         variants += [
             AblationVariant("architecture", "full"),
             AblationVariant("architecture", "no_attention", (("use_attention", False),)),
@@ -898,7 +939,8 @@ def ablation_variants(config: Any, options: HybridTrainOptions, studies: Sequenc
     if "features" in studies:
         counts = []
         for share in FEATURE_SHARES:
-            count = max(config.token_size, int(round(config.num_selected * share / config.token_size)) * config.token_size)
+            tokens = int(round(config.num_selected * share / config.token_size))
+            count = max(config.token_size, tokens * config.token_size)
             if count not in counts:
                 counts.append(count)
         variants += [AblationVariant("features", f"k_{count}", (("num_selected", count),)) for count in counts]
@@ -932,7 +974,8 @@ def held_out_monte_carlo(labels: np.ndarray, groups: np.ndarray, split: Any, *, 
     for iteration, iteration_seed, part in monte_carlo_splits(labels[held], groups[held], n_iter=n_iter, seed=seed,
                                                               test_size=0.5, val_size=0.25):
         train = np.concatenate([split.train, held[part.train]])
-        draws.append((iteration, iteration_seed, Split(train, held[part.val], held[part.test], protocol=split.protocol)))
+        mc_split = Split(train, held[part.val], held[part.test], protocol=split.protocol)
+        draws.append((iteration, iteration_seed, mc_split))
     return draws
 
 
@@ -1001,7 +1044,11 @@ def run_ablation(
     draws = held_out_monte_carlo(table.labels, table.groups, split, n_iter=n_iter, seed=seed)
     variants = ablation_variants(config, options, studies)
     parts = StageCache(out_dir / "parts")
-    features_by_steps: dict[tuple, np.ndarray] = {tuple(options.steps): stage_cache.load_array("features.npy")}
+    features_by_steps: dict[tuple, np.ndarray] = {}
+    run_options = replace(HybridTrainOptions(**stored_options), progress=progress).resolved()
+    if all(getattr(options, name) == getattr(run_options, name)
+           for name in HybridTrainOptions.__dataclass_fields__ if name not in CLASSIFIER_ONLY_OPTIONS):
+        features_by_steps[tuple(options.steps)] = stage_cache.load_array("features.npy")
     rows = []
     bar = _progress(range(len(variants) * len(draws)), "ablation", progress)
     bar_iter = iter(bar)
@@ -1009,7 +1056,8 @@ def run_ablation(
         steps = tuple(options.steps) if variant.steps is None else variant.steps
         if steps not in features_by_steps:
             variant_options = replace(options, steps=steps, progress=False)
-            stages = run_feature_stages(table, variant_options, out_dir / "preprocessing" / variant.name, split=split)
+            folder = out_dir / "preprocessing" / ("-".join(steps) or "none")
+            stages = run_feature_stages(table, variant_options, folder, split=split)
             features_by_steps[steps] = stages.features
         features = features_by_steps[steps]
         variant_config, variant_options = _variant_inputs(variant, config, options)
@@ -1067,7 +1115,8 @@ def run_ablation(
     return per_iteration, summary
 
 
-def ablation_markdown(summary: Any, *, n_iter: int, run_dir: Path, metrics: Sequence[str] = ("f1_macro", "accuracy", "mcc", "roc_auc")) -> str:
+def ablation_markdown(summary: Any, *, n_iter: int, run_dir: Path,
+                      metrics: Sequence[str] = ("f1_macro", "accuracy", "mcc", "roc_auc")) -> str:
     """One Markdown table per study: mean [2.5th, 97.5th percentile] per metric, paired p vs the reference."""
 
     def cell(frame, metric):

@@ -1,0 +1,157 @@
+"""Cell segmentation (HybridCN-NAS phase 2): training the Attention U-Net, Dice/IoU, watershed split.
+
+The network (:class:`AttentionUNet`) and the watershed (:func:`split_cells`) live in the standalone Hub file
+``leuk/models/hybridcn_nas/segmentation_hybridcn_nas.py`` and are re-exported here; this module adds what
+only training needs: the Dice + BCE loss, the training loop and the scores.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from leuk.models.hybridcn_nas.segmentation_hybridcn_nas import AttentionUNet, split_cells
+
+__all__ = [
+    "AttentionUNet",
+    "SegmenterFit",
+    "dice_bce_loss",
+    "predict_probabilities",
+    "segmentation_scores",
+    "split_cells",
+    "train_segmenter",
+]
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice loss (1 - Dice of the sigmoid), both averaged over the batch."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    probabilities = torch.sigmoid(logits).flatten(1)
+    target = target.flatten(1)
+    intersection = (probabilities * target).sum(dim=1)
+    dice = (2 * intersection + smooth) / (probabilities.sum(dim=1) + target.sum(dim=1) + smooth)
+    return bce + (1 - dice).mean()
+
+
+def segmentation_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Dice and IoU of binary masks (N, H, W): the mean over images and the pooled (all pixels) value.
+
+    An image where both masks are empty scores 1.
+    """
+    predicted = np.asarray(predicted, dtype=bool).reshape(len(predicted), -1)
+    truth = np.asarray(truth, dtype=bool).reshape(len(truth), -1)
+    if predicted.shape != truth.shape:
+        raise ValueError(f"predicted masks {predicted.shape} and true masks {truth.shape} differ")
+    intersection = (predicted & truth).sum(axis=1).astype(np.float64)
+    sizes = predicted.sum(axis=1) + truth.sum(axis=1)
+    union = (predicted | truth).sum(axis=1).astype(np.float64)
+    empty = sizes == 0
+    dice = np.where(empty, 1.0, 2 * intersection / np.maximum(sizes, 1))
+    iou = np.where(empty, 1.0, intersection / np.maximum(union, 1))
+    return {
+        "dice": float(dice.mean()),
+        "iou": float(iou.mean()),
+        "dice_pooled": float(2 * intersection.sum() / max(sizes.sum(), 1)),
+        "iou_pooled": float(intersection.sum() / max(union.sum(), 1)),
+        "n": int(len(dice)),
+    }
+
+
+def _augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator):
+    """The same random flips and quarter turns for each image and its mask."""
+    if torch.rand(1, generator=generator).item() < 0.5:
+        images, masks = images.flip(-1), masks.flip(-1)
+    if torch.rand(1, generator=generator).item() < 0.5:
+        images, masks = images.flip(-2), masks.flip(-2)
+    turns = int(torch.randint(0, 4, (1,), generator=generator))
+    return images.rot90(turns, (-2, -1)), masks.rot90(turns, (-2, -1))
+
+
+@torch.no_grad()
+def predict_probabilities(model: AttentionUNet, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """Sigmoid probabilities (N, 1, H, W) of float images (N, 3, H, W) in [0, 1], in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    parts = [torch.sigmoid(model(images[i:i + batch_size].to(device))).cpu() for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(parts) if parts else torch.zeros(0, 1, *images.shape[-2:])
+
+
+@dataclass
+class SegmenterFit:
+    """Result of :func:`train_segmenter`: the best epoch (by validation Dice) and the history."""
+
+    best_epoch: int
+    best_val_dice: float
+    history: list[dict] = field(default_factory=list)
+
+
+def train_segmenter(
+    model: AttentionUNet,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    *,
+    val_images: Optional[torch.Tensor] = None,
+    val_masks: Optional[torch.Tensor] = None,
+    epochs: int = 30,
+    batch_size: int = 8,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    threshold: float = 0.5,
+    seed: int = 0,
+    progress: bool = True,
+) -> SegmenterFit:
+    """Train ``model`` in place with Dice + BCE on float images (N, 3, H, W) in [0, 1] and masks (N, 1, H, W).
+
+    AdamW with a cosine schedule; flips and quarter turns as augmentation. With validation data the
+    weights of the epoch with the best validation Dice are restored at the end.
+    """
+    if len(images) == 0:
+        raise ValueError("no training images for the segmenter")
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = -(-len(images) // batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=max(epochs * steps_per_epoch, 1), pct_start=0.15
+    )
+    best_state, best_dice, best_epoch = None, -1.0, -1
+    history: list[dict] = []
+    bar = tqdm(range(epochs), desc="segmenter", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(images), generator=generator)
+        total = 0.0
+        for start in range(0, len(images), batch_size):
+            batch = order[start:start + batch_size]
+            if len(batch) < 2 and len(images) > 1:  # BatchNorm needs two samples
+                continue
+            x, y = _augment(images[batch], masks[batch], generator)
+            loss = dice_bce_loss(model(x.to(device)), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(batch)
+        record = {"epoch": epoch, "loss": total / len(images)}
+        if val_images is not None and len(val_images):
+            predicted = predict_probabilities(model, val_images) > threshold
+            record["val_dice"] = segmentation_scores(predicted[:, 0].numpy(), val_masks[:, 0].numpy() > 0.5)["dice"]
+            if record["val_dice"] > best_dice:
+                best_dice, best_epoch = record["val_dice"], epoch
+                best_state = copy.deepcopy(model.state_dict())
+        history.append(record)
+        bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = epochs - 1
+    model.eval()
+    return SegmenterFit(best_epoch=best_epoch, best_val_dice=float(best_dice), history=history)

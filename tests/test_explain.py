@@ -207,8 +207,12 @@ def test_deletion_and_insertion_reward_the_true_evidence():
 
 
 def test_prediction_logits_are_reused_not_recomputed(tiny_model, cell_pixels):
+    from leuk.explain.attribution import attribution_twin
+
     calls = []
-    handle = tiny_model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    # the passes run on the model's BatchNorm-folded twin (built, checked and cached here, outside the count)
+    twin, _ = attribution_twin(tiny_model, cell_pixels)
+    handle = twin.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     try:
         fresh = explain(tiny_model, cell_pixels, "gradcam", faithfulness_steps=4)
         n_fresh = len(calls)

@@ -8,6 +8,7 @@ CPU: Grad-CAM <= 0.5 s, IG (50 steps) <= 10 s per image.
     OMP_NUM_THREADS=2 python bench/bench_explain.py             # paper preset, 300 px, CPU, 2 threads
     python bench/bench_explain.py --tiny                         # efficientnet-se-test at 64 px (seconds)
     python bench/bench_explain.py --device cuda --json out.json
+    OMP_NUM_THREADS=2 python bench/bench_explain.py --compile   # also IG through torch.compile (compiles first)
 
 CPU timings are only meaningful on an otherwise idle machine: the 1-minute load average is printed before
 and after, and a load above the thread count is flagged.
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
     parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps")
     parser.add_argument("--batch-size", type=int, default=None, help="IG internal batch size (default: leuk's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time IG with torch_compile=True (the one-time compile is reported apart)")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
     args = parser.parse_args(argv)
 
@@ -110,6 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     measure("integrated_gradients", lambda: explain(model, pixel_values, "integrated_gradients", logits=logits,
                                                     n_steps=args.steps, internal_batch_size=batch,
                                                     faithfulness=False))
+    if args.compile:
+        def compiled_ig() -> object:
+            return explain(model, pixel_values, "integrated_gradients", logits=logits, n_steps=args.steps,
+                           internal_batch_size=batch, faithfulness=False, torch_compile=True)
+
+        start = time.perf_counter()
+        compiled_ig()
+        sync()
+        rows["integrated_gradients compile (first call)"] = {"median_s": time.perf_counter() - start}
+        print(f"{'integrated_gradients compile (first call)':34s} "
+              f"{rows['integrated_gradients compile (first call)']['median_s'] * 1000:10.1f} ms", flush=True)
+        TARGETS_S["integrated_gradients (torch.compile)"] = TARGETS_S["integrated_gradients"]
+        measure("integrated_gradients (torch.compile)", compiled_ig)
     saliency = torch.rand(size, size, generator=torch.Generator().manual_seed(0))
     measure("deletion + insertion (20 steps)",
             lambda: deletion_insertion(forward, pixel_values, saliency.to(device), 1, steps=20,

@@ -2,6 +2,19 @@
 
 Used by ``leuk predict``, ``leuk evaluate``, the training engine's final test evaluation and the apps, so
 that every figure leuk reports comes from the same decoding, preprocessing and forward pass.
+
+The forward pass runs in one of :data:`RUNTIMES` (``Predictor(..., runtime=...)``), all computing the same
+logits up to float rounding:
+
+- ``"eager"`` (default): the PyTorch model as it is (channels_last; bf16 autocast on CUDA).
+- ``"compile"``: ``torch.compile`` of the same forward, for one fixed batch shape: a partial batch is padded
+  to ``batch_size`` rows and the padding dropped, so a single compiled graph serves every call. The first
+  call compiles (seconds to minutes).
+- ``"cudagraphs"``: the same with ``mode="reduce-overhead"``, which captures a CUDA graph of the fixed
+  shape and replays it (what makes batch-1 latency launch-free). CUDA only.
+- ``"onnx"``: the model exported once to ONNX (:mod:`leuk.export`, float32, dynamic batch) and run by
+  onnxruntime: CPUExecutionProvider, CUDAExecutionProvider first when the device is CUDA and it is installed.
+  Needs the optional packages onnx, onnxruntime and onnxscript.
 """
 
 from __future__ import annotations
@@ -10,15 +23,25 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from leuk.errors import ImageReadError, LeukError
 from leuk.io import ImageSource, read_image
+from leuk.models.outputs import logits_of
 
-__all__ = ["Engine", "Prediction", "Predictor", "default_device"]
+__all__ = ["Engine", "InferenceRuntimeError", "Prediction", "Predictor", "RUNTIMES", "default_device"]
+
+#: the forward-pass runtimes :class:`Predictor` offers (see the module docstring)
+RUNTIMES = ("eager", "compile", "cudagraphs", "onnx")
+#: runtimes that compile one graph for one input shape: partial batches are padded to ``batch_size``
+FIXED_BATCH_RUNTIMES = ("compile", "cudagraphs")
+
+
+class InferenceRuntimeError(LeukError, ValueError):
+    """A runtime that does not exist or cannot run here (``cudagraphs`` without a CUDA device)."""
 
 
 @dataclass
@@ -52,12 +75,33 @@ def _source_name(src: Any, index: int) -> str:
     return f"image {index}"
 
 
+def _pad_rows(batch: torch.Tensor, rows: int) -> torch.Tensor:
+    """``batch`` with zero rows appended up to ``rows`` rows."""
+    if len(batch) == rows:
+        return batch
+    return torch.cat([batch, batch.new_zeros((rows - len(batch), *batch.shape[1:]))])
+
+
+def _marking_cuda_graph_steps(compiled: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``compiled`` (a CUDA-graph runtime) told before every call that the previous replay's output, already
+    copied to the CPU, may be overwritten."""
+
+    def replay(batch: torch.Tensor) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(batch)
+
+    return replay
+
+
 class Predictor:
     """Batched, thread-fed inference for a Hugging Face image classifier and its image processor.
 
     Probabilities are the softmax of the model's logits, which the leuk models already divide by their
     fitted ``config.temperature``. Inputs that cannot be read or preprocessed get their own error and
-    never stop the rest of the batch.
+    never stop the rest of the batch. ``runtime`` picks how the forward pass runs (one of :data:`RUNTIMES`,
+    see the module docstring); it raises :class:`InferenceRuntimeError` for an unknown runtime or
+    ``"cudagraphs"`` off CUDA, and :class:`leuk.export.ExportError` for ``"onnx"`` without its packages or
+    for a model that does not export.
     """
 
     def __init__(
@@ -68,10 +112,19 @@ class Predictor:
         device: str | torch.device | None = None,
         batch_size: int = 32,
         num_threads: int | None = None,
+        runtime: str = "eager",
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if runtime not in RUNTIMES:
+            raise InferenceRuntimeError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         self.device = torch.device(device) if device is not None else default_device()
+        if runtime == "cudagraphs" and self.device.type != "cuda":
+            raise InferenceRuntimeError(
+                "runtime 'cudagraphs' captures CUDA graphs and needs a CUDA device "
+                f"(the device is {self.device}{'' if torch.cuda.is_available() else '; this machine has no CUDA'}); "
+                "use 'compile' or 'onnx' on the CPU")
+        self.runtime = runtime
         self.processor = processor
         self.batch_size = batch_size
         self.num_threads = num_threads or min(8, os.cpu_count() or 1)
@@ -81,6 +134,35 @@ class Predictor:
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
         self.label_names: list[str] = [str(id2label[i]) for i in sorted(id2label, key=int)]
+        self._forward = self._build_forward(runtime)
+
+    def _build_forward(self, runtime: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The runtime's forward: a CPU NCHW batch in, float32 CPU logits out."""
+        if runtime == "onnx":
+            from leuk.export import onnx_session, run_session
+
+            session = onnx_session(self.model, device=self.device)
+            return lambda pixel_values: run_session(session, pixel_values)
+        if runtime == "compile":
+            model_logits = torch.compile(self._model_logits, dynamic=False)
+        elif runtime == "cudagraphs":
+            model_logits = _marking_cuda_graph_steps(
+                torch.compile(self._model_logits, mode="reduce-overhead", dynamic=False))
+        else:
+            model_logits = self._model_logits
+        dtype = next(self.model.parameters()).dtype
+
+        def torch_forward(pixel_values: torch.Tensor) -> torch.Tensor:
+            batch = pixel_values.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            return model_logits(batch.to(dtype)).float().cpu()
+
+        return torch_forward
+
+    def _model_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The PyTorch model's logits of a batch already on the device (bf16 autocast on CUDA)."""
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            output = self.model(pixel_values=batch)
+        return logits_of(output)
 
     # -- preprocessing ---------------------------------------------------------------------------
 
@@ -104,13 +186,16 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Model logits (temperature-scaled by the model) of a preprocessed NCHW batch, as float32 on CPU."""
-        batch = pixel_values.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        dtype = next(self.model.parameters()).dtype
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            output = self.model(pixel_values=batch.to(dtype))
-        logits = output.logits if hasattr(output, "logits") else output[0]
-        return logits.float().cpu()
+        """Model logits (temperature-scaled by the model) of a preprocessed NCHW batch, as float32 on CPU.
+
+        Fixed-shape runtimes (:data:`FIXED_BATCH_RUNTIMES`) run ``batch_size`` rows at a time, the last chunk
+        padded with zero images whose logits are dropped; the others run the batch whole.
+        """
+        if self.runtime not in FIXED_BATCH_RUNTIMES:
+            return self._forward(pixel_values)
+        chunks = [pixel_values[start:start + self.batch_size]
+                  for start in range(0, max(len(pixel_values), 1), self.batch_size)]
+        return torch.cat([self._forward(_pad_rows(chunk, self.batch_size))[:len(chunk)] for chunk in chunks])
 
     def predict_proba(self, pixel_values: torch.Tensor) -> np.ndarray:
         """Class probabilities (softmax of the logits) of a preprocessed NCHW batch."""

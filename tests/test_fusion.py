@@ -124,3 +124,16 @@ def test_a_half_precision_model_is_explained_in_float32():
     assert next(model.parameters()).dtype == torch.float16
     exp = explain(model, x, "integrated_gradients", n_steps=4, faithfulness=False)
     assert exp.attribution.dtype == np.float32 and np.isfinite(exp.attribution).all()
+
+
+@pytest.mark.slow
+def test_compiled_hookless_methods_equal_eager():
+    """torch_compile=True runs IG through torch.compile of the twin: the same attributions."""
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(create_model("efficientnet-se-test"))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    eager = explain(model, x, "integrated_gradients", target=1, n_steps=8, internal_batch_size=4,
+                    faithfulness=False).attribution
+    compiled = explain(model, x, "integrated_gradients", target=1, n_steps=8, internal_batch_size=4,
+                       faithfulness=False, torch_compile=True).attribution
+    np.testing.assert_allclose(compiled, eager, rtol=0, atol=1e-4 * float(np.abs(eager).max()))

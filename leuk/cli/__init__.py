@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "montecarlo": ("montecarlo", "Monte Carlo validation with paired significance tests."),
     "ablate": ("ablate", "HybridCN-NAS ablation study (patient-wise Monte Carlo means)."),
     "push": ("push", "Publish a model folder (weights, card, remote code) to the Hugging Face Hub."),
+    "export": ("export", "Write a model as an ONNX file, checked against PyTorch with onnxruntime."),
 }
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from leuk.inference import RUNTIMES
+
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (or folders of images)")
     parser.add_argument("--model", default="demo:efficientnet-se",
                         help="Hub id[@revision], save_pretrained folder or demo:<name> (default: %(default)s)")
@@ -21,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", type=Path, metavar="FILE", help="also write the predictions as CSV")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="eager",
+                        help="forward-pass runtime: eager PyTorch, torch.compile, CUDA graphs (CUDA only) or "
+                             "onnxruntime (needs leuk[onnx]) (default: %(default)s)")
 
 
 def expand_inputs(items: list[str]) -> list[str]:
@@ -58,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise LeukError("no image files given (the folders hold no images)")
     loaded = load_model(args.model, device=args.device)
-    predictor = Predictor(loaded.model, loaded.processor, device=args.device, batch_size=args.batch_size)
+    predictor = Predictor(loaded.model, loaded.processor, device=args.device, batch_size=args.batch_size,
+                          runtime=args.runtime)
     predictions = predictor.predict_images(files, progress=len(files) > 4 * args.batch_size)
 
     rows = []

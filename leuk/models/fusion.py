@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from leuk.models.outputs import logits_of
 
 
 class ActivationOfBatchNorm(nn.Module):
@@ -52,13 +54,6 @@ class FoldReport:
     @property
     def ok(self) -> bool:
         return self.folded > 0 and not self.reason
-
-
-def _logits(output: Any) -> Tensor:
-    if isinstance(output, Tensor):
-        return output
-    logits = getattr(output, "logits", None)
-    return logits if isinstance(logits, Tensor) else output[0]
 
 
 def conv_batchnorm_pairs(model: nn.Module, probe: Tensor) -> list[tuple[str, str]]:
@@ -134,8 +129,8 @@ def fold_batchnorm(
             _set_submodule(folded, norm_name, ActivationOfBatchNorm(norm))
         folded.eval()
         with torch.no_grad():
-            expected = _logits(model(probe)).float()
-            actual = _logits(folded(probe)).float()
+            expected = logits_of(model(probe)).float()
+            actual = logits_of(folded(probe)).float()
         difference = float((expected - actual).abs().max())
         tolerance = atol + rtol * float(expected.abs().max())
         if not difference <= tolerance:

@@ -36,8 +36,8 @@ import contextlib
 import copy
 import itertools
 import time
-import weakref
 import warnings
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
@@ -165,8 +165,8 @@ _COMPILED: "weakref.WeakKeyDictionary[nn.Module, dict[bool, nn.Module]]" = weakr
 
 def compiled_forward(model: nn.Module, channels_last: bool = False) -> nn.Module:
     """``torch.compile`` of :class:`LogitsOnly` over ``model``, one per model (fixed shapes: each new batch
-    shape compiles once more). The first call compiles: about 2 minutes for EfficientNet-SE at 300 px on
-    2 CPU threads, after which Integrated Gradients ran 23% faster there (``bench/bench_explain.py``)."""
+    shape compiles once more). The first call compiles: 2-4 minutes for EfficientNet-SE at 300 px on 2 CPU
+    threads, after which Integrated Gradients ran about a quarter faster there (``bench/bench_explain.py``)."""
     per_model = _COMPILED.setdefault(model, {})
     if channels_last not in per_model:
         per_model[channels_last] = torch.compile(LogitsOnly(model, channels_last=channels_last), dynamic=False)

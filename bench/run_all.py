@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("bench_inference.py", "bench_explain.py", "bench_mrmr.py", "bench_montecarlo.py")
+SCRIPTS = ("bench_inference.py", "bench_training.py", "bench_hybrid.py", "bench_explain.py", "bench_mrmr.py",
+           "bench_montecarlo.py")
 
 
 def _load(script: str):

@@ -21,5 +21,8 @@ def test_benchmarks_run_tiny_and_print_ratios():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "batch1_latency_ratio" in out and "throughput_ratio" in out
-    for script in ("bench_inference.py", "bench_explain.py", "bench_mrmr.py", "bench_montecarlo.py"):
+    assert "training_ratio_files" in out and "training_ratio_cached" in out
+    assert "hybrid_ratio" in out
+    for script in ("bench_inference.py", "bench_training.py", "bench_hybrid.py", "bench_explain.py", "bench_mrmr.py",
+                   "bench_montecarlo.py"):
         assert f"== {script}: exit 0" in out, out[-3000:]

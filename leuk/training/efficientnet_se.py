@@ -243,6 +243,8 @@ def _training_arguments(options: TrainOptions, output_dir: Path, use_bf16: bool)
         data_seed=options.seed,
         dataloader_num_workers=options.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # keep worker processes across epochs (and evaluations) instead of starting them anew each time
+        dataloader_persistent_workers=options.num_workers > 0,
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=not options.progress,

@@ -27,7 +27,9 @@ def processed_uint8(processor: Any, path: str) -> torch.Tensor:
     """One image file read with :func:`leuk.io.read_image` and resized by ``processor``: CHW ``uint8``."""
     image = read_image(path)
     pixels = processor(images=image, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"][0]
-    return torch.from_numpy(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    if pixels.dtype != np.uint8:  # rounding uint8 would go through slow float16 arithmetic for nothing
+        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(pixels))
 
 
 class ImageTensorDataset(Dataset):

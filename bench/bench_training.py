@@ -19,9 +19,8 @@ steps are printed with the ratio leuk / raw (higher is better; the issue's goal 
   device, channels-last, the focal loss in the model, gradient clipping, AdamW (fused on CUDA), the
   scheduler, bf16 autocast on CUDA and the Trainer's logging. The steps are timed by a ``TrainerCallback``
   (``on_step_end``, which comes after the step's batch was fetched, so loading is inside the window),
-  attached by running ``fit_classifier`` with a subclass of ``ImageClassificationTrainer`` that only adds
-  that callback: nothing of leuk's step is re-implemented here. Evaluation and checkpointing are configured
-  to happen once, after the last timed step (``eval_steps = max_steps``). Two leuk runs, as ``--cache``
+  passed to ``fit_classifier(callbacks=...)``: nothing of leuk's step is re-implemented here. Evaluation
+  and checkpointing are configured to happen once, after the last timed step (``eval_steps = max_steps``). Two leuk runs, as ``--cache``
   says: ``none`` decodes every image file in every step (the like-for-like comparison with the raw loop)
   and ``memory`` is what ``leuk train`` does when the set fits (``--cache auto``): decode once into a
   uint8 cache before training (that one-off time is printed apart) and train from memory.
@@ -39,7 +38,6 @@ on the weights. CPU timings only mean something on a quiet machine: the 1-minute
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -47,7 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 TINY_PRESET, PAPER_PRESET = "efficientnet-se-test", "efficientnet-se"
 
@@ -84,25 +82,6 @@ def _trainer_callback(clock: _StepClock):
     return StepTimer()
 
 
-@contextlib.contextmanager
-def _timed_trainer(clock: _StepClock) -> Iterator[None]:
-    """While active, ``fit_classifier`` builds an ``ImageClassificationTrainer`` that also carries the timer."""
-    import leuk.training.trainer as trainer_module
-
-    base = trainer_module.ImageClassificationTrainer
-
-    class TimedTrainer(base):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.add_callback(_trainer_callback(clock))
-
-    trainer_module.ImageClassificationTrainer = TimedTrainer
-    try:
-        yield
-    finally:
-        trainer_module.ImageClassificationTrainer = base
-
-
 def _balanced_subset(labels, batch: int):
     """Indices of an equal number of images per class whose total is a multiple of ``batch``."""
     import numpy as np
@@ -129,10 +108,9 @@ def _leuk_run(preset: str, size: int, batch: int, warmup: int, steps: int, cache
     model, processor = _build_model(options, label_names)
     clock = _StepClock(warmup, steps, sync)
     val = min(batch, len(paths))
-    with _timed_trainer(clock):
-        fit_classifier(model, processor, train_paths=paths, train_labels=labels, val_paths=paths[:val],
-                       val_labels=labels[:val], label_names=label_names, options=options,
-                       output_dir=Path(options.out))
+    fit_classifier(model, processor, train_paths=paths, train_labels=labels, val_paths=paths[:val],
+                   val_labels=labels[:val], label_names=label_names, options=options,
+                   output_dir=Path(options.out), callbacks=[_trainer_callback(clock)])
     if clock.seconds is None:
         raise RuntimeError("the Trainer stopped before the last timed step")
     return {"img_s": batch * steps / clock.seconds, "setup_s": (clock.train_begin or clock.created) - clock.created}

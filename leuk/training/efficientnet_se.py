@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -319,9 +319,11 @@ def fit_classifier(
     label_names: list[str],
     options: TrainOptions,
     output_dir: Path,
+    callbacks: Sequence[Any] = (),
 ) -> FitResult:
     """Train ``model`` with the ``Trainer`` (checkpoints in ``output_dir/checkpoints``), keep the best
-    checkpoint by validation weighted F1, then fit and set the temperature on validation logits."""
+    checkpoint by validation weighted F1, then fit and set the temperature on validation logits.
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects (progress reporting, step timing)."""
     import torch
     import transformers
     from transformers import EarlyStoppingCallback
@@ -362,7 +364,7 @@ def fit_classifier(
         data_collator=collate_image_batch,
         processing_class=processor,
         compute_metrics=metrics_for_trainer(label_names),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=options.patience)],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=options.patience), *callbacks],
         image_mean=processor.image_mean,
         image_std=processor.image_std,
         augment=augment,

@@ -25,18 +25,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from _timing import timed_runs
+
 TARGETS_S = {"gradcam": 0.5, "integrated_gradients": 10.0}
 
 
 def _median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> tuple[float, list[float]]:
-    fn()  # warm-up: allocator, oneDNN kernel selection, lazy imports
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
+    times = timed_runs(fn, repeats, sync, warmup=1)  # warm-up: allocator, oneDNN kernel selection, lazy imports
     return statistics.median(times), times
 
 

@@ -28,34 +28,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
+
+from _timing import load_average, timed_runs
 
 TINY_PRESET, PAPER_PRESET = "hybridcn-nas-lite", "hybridcn-nas"
 
 
 def _images_per_s(fn: Callable[[], Any], batch: int, repeats: int, warmup: int, sync: Callable[[], None]) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
-
-
-def _load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
+    return batch / statistics.median(timed_runs(fn, repeats, sync, warmup=warmup))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     batch = args.batch or (8 if args.tiny else (128 if cuda else 2))
     repeats = args.repeats or (10 if cuda and not args.tiny else 3)
     warmup = 3 if args.compile else 1
-    load_before = _load_average()
+    load_before = load_average()
 
     torch.manual_seed(0)
     model = create_model(preset).to(device, memory_format=torch.channels_last).eval()
@@ -125,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)",
         "model": preset, "parameters": n_params, "image_size": int(config.image_size), "batch": batch,
         "repeats": repeats, "compiled": args.compile, "torch": torch.__version__, "timm": timm.__version__,
-        "load_average_1min": [load_before, _load_average()],
+        "load_average_1min": [load_before, load_average()],
         "hybrid_img_s": round(hybrid_img_s, 2), "hybrid_extractor_only_img_s": round(extractor_img_s, 2),
         "branch_a": raw["a"], "branch_b": raw["b"], "slower_branch": slower["backbone"],
         "hybrid_ratio": round(hybrid_img_s / slower["img_s"], 3),

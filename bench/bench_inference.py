@@ -26,17 +26,8 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
-
-def _timed(fn, repeats: int, sync) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return times
+from _timing import timed_runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(warmups):
             fn()
         sync()
-    engine_1 = statistics.median(_timed(lambda: engine_one.predict_proba(one), repeats, sync))
-    raw_1 = statistics.median(_timed(lambda: raw_forward(one), repeats, sync))
-    engine_b = statistics.median(_timed(lambda: engine_many.predict_proba(many), max(3, repeats // 4), sync))
-    raw_b = statistics.median(_timed(lambda: raw_forward(many), max(3, repeats // 4), sync))
+    engine_1 = statistics.median(timed_runs(lambda: engine_one.predict_proba(one), repeats, sync))
+    raw_1 = statistics.median(timed_runs(lambda: raw_forward(one), repeats, sync))
+    engine_b = statistics.median(timed_runs(lambda: engine_many.predict_proba(many), max(3, repeats // 4), sync))
+    raw_b = statistics.median(timed_runs(lambda: raw_forward(many), max(3, repeats // 4), sync))
     figures = {
         "device": torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)",
         "model": preset, "size": size, "batch": batch, "torch": torch.__version__, "timm": timm.__version__,

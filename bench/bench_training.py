@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _timing import load_average
+
 TINY_PRESET, PAPER_PRESET = "efficientnet-se-test", "efficientnet-se"
 
 
@@ -171,13 +173,6 @@ def _raw_run(backbone: str, size: int, batch: int, warmup: int, steps: int, path
     return {"img_s": batch * steps / (time.perf_counter() - start)}
 
 
-def _load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help=f"{TINY_PRESET} at 64 px, a few steps (CPU, seconds)")
@@ -220,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     n_images = args.images or (48 if args.tiny else 12 * math.ceil(8 * batch * 1.6 / 12))
     file_side = 96 if args.tiny else 450
     caches = ("none", "memory") if args.cache == "both" else (args.cache,)
-    load_before = _load_average()
+    load_before = load_average()
 
     with tempfile.TemporaryDirectory(prefix="leuk-bench-training-") as tmp:
         work = Path(tmp)
@@ -250,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": preset, "backbone": backbone, "size": size, "batch": batch, "steps": steps, "warmup": warmup,
         "num_workers": workers, "compiled": args.compile, "train_images": len(train_paths),
         "file_side": file_side, "torch": torch.__version__, "timm": timm.__version__,
-        "load_average_1min": [load_before, _load_average()], "write_s": round(written_s, 1),
+        "load_average_1min": [load_before, load_average()], "write_s": round(written_s, 1),
         "raw_img_s": round(raw["img_s"], 2),
     }
     for cache, result in leuk.items():

@@ -12,7 +12,13 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LogitsOnly", "logits_of"]
+from leuk.errors import LeukError
+
+__all__ = ["LogitsOnly", "ModelOutputError", "logits_of"]
+
+
+class ModelOutputError(LeukError, TypeError):
+    """A model output with no logits tensor in it (reported on one line, like every leuk error)."""
 
 
 def logits_of(output: Any) -> Tensor:
@@ -26,7 +32,7 @@ def logits_of(output: Any) -> Tensor:
         return output["logits"]
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
         return output[0]
-    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
+    raise ModelOutputError(f"cannot find logits in a model output of type {type(output).__name__}")
 
 
 class LogitsOnly(nn.Module):

@@ -64,6 +64,40 @@ def test_normal_chromatin_is_darker_and_coarser():
     assert nucleus_stats(_cells("hem", 20, seed=4)) < nucleus_stats(_cells("all", 20, seed=5))
 
 
+def _outside_nucleus_stats(cells: list[RenderedCell]) -> dict[str, np.ndarray]:
+    ring = [c.cell_mask & ~cv2.dilate(c.nucleus_mask.astype(np.uint8), np.ones((3, 3))).astype(bool) for c in cells]
+    return {
+        "cell area": np.array([c.cell_mask.sum() for c in cells], float),
+        "N:C ratio": np.array([c.nucleus_mask.sum() / c.cell_mask.sum() for c in cells]),
+        "cytoplasm blue": np.array([c.image[r][:, 2].mean() - c.image[r][:, 0].mean() for c, r in zip(cells, ring)]),
+    }
+
+
+def test_nucleus_class_evidence_leaves_the_rest_of_the_cell_class_independent():
+    """``class_evidence="nucleus"``: size, N:C ratio and cytoplasm colour have one distribution for both classes
+    (Mann-Whitney U, scipy), while they separate the classes in the default mode; the nucleus still differs."""
+    from scipy.stats import mannwhitneyu
+
+    for mode, separated in (("morphology", True), ("nucleus", False)):
+        blasts = _outside_nucleus_stats(_cells("all", 120, seed=21, class_evidence=mode))
+        normals = _outside_nucleus_stats(_cells("hem", 120, seed=22, class_evidence=mode))
+        for name in blasts:
+            p_value = mannwhitneyu(blasts[name], normals[name]).pvalue
+            if separated:
+                assert p_value < 1e-6, f"{mode}: {name} should tell the classes apart (p={p_value:.2g})"
+            else:
+                assert p_value > 0.01, f"{mode}: {name} gives the class away (p={p_value:.2g})"
+
+    def nucleus_gray(cells):
+        return np.mean([cv2.cvtColor(c.image, cv2.COLOR_RGB2GRAY)[c.nucleus_mask].mean() for c in cells])
+
+    assert nucleus_gray(_cells("hem", 40, seed=4, class_evidence="nucleus")) < nucleus_gray(
+        _cells("all", 40, seed=5, class_evidence="nucleus")
+    ), "condensed dark chromatin still marks normal cells"
+    with pytest.raises(ValueError, match="class_evidence must be one of morphology, nucleus"):
+        render_cell(np.random.default_rng(0), "all", 64, class_evidence="size")
+
+
 def test_subtypes_and_labels_are_validated():
     rng = np.random.default_rng(0)
     assert render_cell(rng, "Pro", 48).image.shape == (48, 48, 3)
@@ -128,6 +162,19 @@ def test_write_cnmc_refuses_to_overwrite_without_flag(tmp_path: Path):
     assert len(list((tmp_path / "C-NMC_Leukemia").rglob("*.bmp"))) == 3
     with pytest.raises(ValueError, match="patients"):
         write_cnmc(tmp_path / "other", patients=1)
+
+
+def test_synth_cli_writes_nucleus_evidence_and_says_so(tmp_path: Path, capsys):
+    from leuk.cli import main
+
+    assert main(["synth", "cnmc", "--out", str(tmp_path), "--patients", "3", "--images-per-patient", "2",
+                 "--size", "48", "--class-evidence", "nucleus"]) == 0
+    assert "class evidence nucleus" in capsys.readouterr().out
+    assert "- class_evidence: nucleus" in (tmp_path / "SYNTHETIC.md").read_text()
+    default = write_cnmc(tmp_path / "default", patients=3, images_per_patient=2, size=48)
+    assert "class_evidence" not in (default / "SYNTHETIC.md").read_text()
+    assert main(["synth", "aria", "--out", str(tmp_path / "aria"), "--patients", "2", "--images-per-patient", "1",
+                 "--size", "64", "--class-evidence", "nucleus"]) == 0
 
 
 def test_write_aria_layout_names_masks_and_patient_map(tmp_path: Path):

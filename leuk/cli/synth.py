@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--confounding", type=float, default=0.5,
         help="strength of each patient's stain/illumination signature (0 = none, 1 = strong; default 0.5)",
     )
+    parser.add_argument(
+        "--class-evidence", choices=("morphology", "nucleus"), default="morphology",
+        help="where the class shows: morphology = the whole cell (size, outline, cytoplasm, nucleus; default), "
+        "nucleus = only inside the nucleus (for checking attribution maps against the nucleus masks)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a synthetic tree already in --out")
 
 
@@ -40,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         size=size if args.size is None else args.size,
         seed=args.seed,
         confounding=args.confounding,
+        class_evidence=args.class_evidence,
         overwrite=args.overwrite,
         progress=True,
     )
@@ -56,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {where}")
     print(
         f"{summary['rows']} images of {summary['patients']} patients: {classes}; "
-        f"{options['size']} px, seed {args.seed}, confounding {args.confounding}"
+        f"{options['size']} px, seed {args.seed}, confounding {args.confounding}, class evidence {args.class_evidence}"
     )
     return 0

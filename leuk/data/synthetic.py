@@ -7,6 +7,11 @@ chromatin, visible nucleoli and irregular contours; normal cells / hematogones a
 condensed dark chromatin. Every cell draws a latent "blastness" from its class, shifted by a per-patient
 offset, so the classes overlap and a small CNN lands clearly below 100% on unseen patients.
 
+``class_evidence="nucleus"`` keeps the class evidence inside the nucleus (chromatin, nucleoli, nuclear
+outline) and draws cell size, nucleus:cytoplasm ratio, cell outline and cytoplasm colour from one distribution
+for every class: a model trained on such cells has to look at the nucleus, which makes attribution maps
+checkable against the nucleus masks.
+
 Each patient also carries a :class:`StainSignature` (hue, saturation, brightness, tint, blur) whose strength is
 ``confounding``: it lets an image-level split leak the patient, as in the real data. Output is byte-identical
 for identical arguments (seeded :class:`numpy.random.Generator`, PIL writers with fixed settings).
@@ -27,6 +32,7 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "ARIA_CLASSES",
+    "CLASS_EVIDENCE",
     "CNMC_CLASSES",
     "RenderedCell",
     "StainSignature",
@@ -57,6 +63,9 @@ _CNMC_ALL_SUBJECT_SHARE = 0.6
 _CNMC_ALL_IMAGE_WEIGHT = 4.0 / 3.0  # per-subject image weight of ALL vs HEM that turns 60/40 subjects into 2:1
 _ARIA_BENIGN_PATIENT_SHARE = 25 / 89
 _CNMC_CELLS_PER_SMEAR = 3
+
+# Where the class shows: "morphology" (every feature of the cell) or "nucleus" (only inside the nucleus).
+CLASS_EVIDENCE = ("morphology", "nucleus")
 
 
 @dataclass(frozen=True)
@@ -165,16 +174,37 @@ def _lerp(a: float, b: float, t: float) -> float:
     return a + (b - a) * t
 
 
+def _check_class_evidence(class_evidence: str) -> None:
+    if class_evidence not in CLASS_EVIDENCE:
+        raise ValueError(f"class_evidence must be one of {', '.join(CLASS_EVIDENCE)}, got {class_evidence!r}")
+
+
+def _blastness_position(blastness: float) -> float:
+    return float(np.clip((blastness + 1.0) / 2.0, -0.4, 1.4))  # 0: typical normal cell, 1: typical blast
+
+
 def _draw_morphology(
-    rng: np.random.Generator, malignant: bool, subtype: str | None, *, base_radius: float, blastness_offset: float
+    rng: np.random.Generator,
+    malignant: bool,
+    subtype: str | None,
+    *,
+    base_radius: float,
+    blastness_offset: float,
+    class_evidence: str = "morphology",
 ) -> _Morphology:
     blastness = (1.0 if malignant else -1.0) + blastness_offset + rng.normal(0.0, CELL_BLASTNESS_SD)
-    t = float(np.clip((blastness + 1.0) / 2.0, -0.4, 1.4))  # 0: typical normal cell, 1: typical blast
+    t = _blastness_position(blastness)
     mod = _SUBTYPES[subtype]
+    # t_cell drives what lies outside the nucleus (size, N:C ratio, outline, cytoplasm); t drives the nucleus.
+    t_cell, cell_mod = t, mod
+    if class_evidence == "nucleus":  # outside the nucleus every class shares one (two-class mixture) distribution
+        t_cell = _blastness_position(float(rng.choice((-1.0, 1.0))) + rng.normal(0.0, CELL_BLASTNESS_SD))
+        cell_mod = _SubtypeModifier(nucleoli=mod.nucleoli, irregularity=mod.irregularity,
+                                    chromatin_grain=mod.chromatin_grain)
     return _Morphology(
-        radius=base_radius * (1.0 + 0.30 * t) * mod.size * float(np.exp(rng.normal(0.0, 0.06))),
-        nc_ratio=float(np.clip(_lerp(0.58, 0.80, t) + mod.nc_shift + rng.normal(0.0, 0.04), 0.35, 0.92)),
-        cell_irregularity=max(0.0, _lerp(0.012, 0.045, t)) * float(np.exp(rng.normal(0.0, 0.3))),
+        radius=base_radius * (1.0 + 0.30 * t_cell) * cell_mod.size * float(np.exp(rng.normal(0.0, 0.06))),
+        nc_ratio=float(np.clip(_lerp(0.58, 0.80, t_cell) + cell_mod.nc_shift + rng.normal(0.0, 0.04), 0.35, 0.92)),
+        cell_irregularity=max(0.0, _lerp(0.012, 0.045, t_cell)) * float(np.exp(rng.normal(0.0, 0.3))),
         nucleus_irregularity=max(0.0, _lerp(0.015, 0.08, t)) * mod.irregularity * float(np.exp(rng.normal(0, 0.3))),
         nucleus_notch=bool(rng.random() < np.clip(_lerp(0.03, 0.35, t) * mod.irregularity, 0.0, 1.0)),
         chromatin_sigma=_lerp(0.11, 0.045, t) * mod.chromatin_grain * float(np.exp(rng.normal(0.0, 0.15))),
@@ -182,7 +212,7 @@ def _draw_morphology(
         chromatin_density=_lerp(1.3, 0.85, t) * float(np.exp(rng.normal(0.0, 0.07))),
         nucleoli=int(min(4, rng.poisson(max(0.0, _lerp(0.1, 1.8, t)) * mod.nucleoli))),
         nucleolus_visibility=float(np.clip(_lerp(0.35, 0.85, t) + rng.normal(0.0, 0.1), 0.1, 1.0)),
-        basophilia=_lerp(0.75, 1.0, t) * mod.basophilia * float(np.exp(rng.normal(0.0, 0.12))),
+        basophilia=_lerp(0.75, 1.0, t_cell) * cell_mod.basophilia * float(np.exp(rng.normal(0.0, 0.12))),
     )
 
 
@@ -284,17 +314,21 @@ def render_cell(
     *,
     subtype: str | None = None,
     blastness_offset: float = 0.0,
+    class_evidence: str = "morphology",
 ) -> RenderedCell:
     """Render one segmented cell on black, as in C-NMC (``size`` x ``size`` pixels).
 
     ``label`` is ``"all"``/``"hem"`` (or an Aria class name); ``subtype`` one of ``Early``, ``Pre``, ``Pro``
     for malignant cells. ``stain`` is the patient's signature (None: neutral); ``blastness_offset`` the
-    patient's shift of the latent blastness (0 for a typical patient).
+    patient's shift of the latent blastness (0 for a typical patient). ``class_evidence`` is ``"morphology"``
+    (the class shows everywhere in the cell) or ``"nucleus"`` (only inside the nucleus mask).
     """
     malignant, subtype = _parse_label(label, subtype)
+    _check_class_evidence(class_evidence)
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
-    morph = _draw_morphology(rng, malignant, subtype, base_radius=0.25 * size, blastness_offset=blastness_offset)
+    morph = _draw_morphology(rng, malignant, subtype, base_radius=0.25 * size, blastness_offset=blastness_offset,
+                             class_evidence=class_evidence)
     morph = replace(morph, radius=min(morph.radius, 0.42 * size))
     cx, cy = (float(v) for v in size / 2.0 - 0.5 + rng.normal(0.0, 0.02 * size, 2))
     dx, dy = _offsets((slice(0, size), slice(0, size)), cx, cy)
@@ -331,13 +365,15 @@ def render_smear(
     subtype: str | None = None,
     blastness_offset: float = 0.0,
     white_cells: int | None = None,
+    class_evidence: str = "morphology",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render a peripheral-smear field as in Aria: 2-5 white cells of one class among many red cells.
 
     Returns the ``size`` x ``size`` x 3 uint8 image and the boolean white-cell mask. Some white cells touch,
-    red cells overlap each other and lie under the white cells.
+    red cells overlap each other and lie under the white cells. ``class_evidence`` as in :func:`render_cell`.
     """
     malignant, subtype = _parse_label(label, subtype)
+    _check_class_evidence(class_evidence)
     od = np.broadcast_to(_PLASMA_OD * float(np.exp(rng.normal(0.0, 0.1))), (size, size, 3)).copy()
     red_radius = 0.06 * size
     area_per_cell = np.pi * red_radius**2
@@ -358,7 +394,8 @@ def render_smear(
     placed: list[tuple[float, float, float]] = []
     count = int(rng.integers(2, 6)) if white_cells is None else int(white_cells)
     for _ in range(count):
-        morph = _draw_morphology(rng, malignant, subtype, base_radius=0.085 * size, blastness_offset=blastness_offset)
+        morph = _draw_morphology(rng, malignant, subtype, base_radius=0.085 * size, blastness_offset=blastness_offset,
+                                 class_evidence=class_evidence)
         radius = morph.radius
         reach = radius * 1.2 + 2
         for _attempt in range(60):
@@ -391,7 +428,10 @@ def render_smear(
 # Dataset writers
 
 
-def _check_args(patients: int, images_per_patient: int, size: int, confounding: float, minimum_patients: int) -> None:
+def _check_args(
+    patients: int, images_per_patient: int, size: int, confounding: float, minimum_patients: int, class_evidence: str
+) -> None:
+    _check_class_evidence(class_evidence)
     if patients < minimum_patients:
         raise ValueError(f"patients must be at least {minimum_patients}, got {patients}")
     if images_per_patient < 1:
@@ -429,6 +469,11 @@ def _write_marker(out: Path, layout: str, **settings) -> None:
     (out / MARKER_FILE).write_text("\n".join(lines), encoding="utf-8")
 
 
+def _evidence_setting(class_evidence: str) -> dict[str, str]:
+    """The marker line for a non-default class evidence (default folders keep their old, identical marker)."""
+    return {} if class_evidence == "morphology" else {"class_evidence": class_evidence}
+
+
 def _allocate(total: int, weights: np.ndarray) -> np.ndarray:
     """Integer shares of ``total`` proportional to ``weights`` (largest remainder, at least 1 each)."""
     raw = weights / weights.sum() * (total - len(weights))
@@ -451,6 +496,7 @@ def write_cnmc(
     size: int = 450,
     seed: int = 0,
     confounding: float = 0.5,
+    class_evidence: str = "morphology",
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
@@ -461,10 +507,10 @@ def write_cnmc(
     masks to ``<out>/masks/<same relative path>.png``, the generator settings to ``<out>/SYNTHETIC.md``.
     About 60% of the subjects are ALL; ALL subjects get about 4/3 as many cells as healthy ones, so images
     are about 2:1 ALL:HEM (as in the real set) and the total is exactly ``patients * images_per_patient``.
-    ``confounding`` scales the per-patient stain signature.
+    ``confounding`` scales the per-patient stain signature; ``class_evidence`` as in :func:`render_cell`.
     An existing tree is replaced only with ``overwrite=True``.
     """
-    _check_args(patients, images_per_patient, size, confounding, minimum_patients=2)
+    _check_args(patients, images_per_patient, size, confounding, minimum_patients=2, class_evidence=class_evidence)
     out = Path(out)
     tree, mask_tree = out / "C-NMC_Leukemia", out / "masks" / "C-NMC_Leukemia"
     _prepare(out, [tree, mask_tree], overwrite)
@@ -487,13 +533,14 @@ def write_cnmc(
             image_no, cell_no = divmod(cell_index, _CNMC_CELLS_PER_SMEAR)
             name = f"UID_{subject}_{image_no + 1}_{cell_no + 1}_{label}.bmp"
             relative = Path("training_data") / fold / label / name
-            cell = render_cell(rng, label, size, signature.jittered(rng, confounding), blastness_offset=offset)
+            cell = render_cell(rng, label, size, signature.jittered(rng, confounding), blastness_offset=offset,
+                               class_evidence=class_evidence)
             _save(cell.image, tree / relative, format="BMP")
             _save(cell.nucleus_mask.astype(np.uint8) * 255, (mask_tree / relative).with_suffix(".png"), format="PNG")
             bar.update()
     bar.close()
     _write_marker(out, "C-NMC 2019", patients=patients, images_per_patient=images_per_patient, size=size, seed=seed,
-                  confounding=confounding)
+                  confounding=confounding, **_evidence_setting(class_evidence))
     return out
 
 
@@ -516,6 +563,7 @@ def write_aria(
     size: int = 256,
     seed: int = 0,
     confounding: float = 0.5,
+    class_evidence: str = "morphology",
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
@@ -526,9 +574,9 @@ def write_aria(
     ``Segmented/<class>/`` the white cells on white, ``Masks/<class>/<stem>.png`` white-cell masks (255),
     ``patients.csv`` (``image``, ``patient_id``, ``label``) and ``SYNTHETIC.md`` (generator settings). About
     28% of the patients are benign (25 of 89 in the real set), each malignant patient has one subtype, and
-    every class has a patient when ``patients >= 4``.
+    every class has a patient when ``patients >= 4``. ``class_evidence`` as in :func:`render_cell`.
     """
-    _check_args(patients, images_per_patient, size, confounding, minimum_patients=1)
+    _check_args(patients, images_per_patient, size, confounding, minimum_patients=1, class_evidence=class_evidence)
     out = Path(out)
     trees = [out / "Original", out / "Segmented", out / "Masks", out / "patients.csv"]
     _prepare(out, trees, overwrite)
@@ -554,7 +602,8 @@ def write_aria(
         offset = float(rng.normal(0.0, PATIENT_BLASTNESS_SD))
         for image_index in range(images_per_patient):
             name = _aria_file_name(label, numbers[(patient, image_index)])
-            image, mask = render_smear(rng, label, size, signature.jittered(rng, confounding), blastness_offset=offset)
+            image, mask = render_smear(rng, label, size, signature.jittered(rng, confounding), blastness_offset=offset,
+                                         class_evidence=class_evidence)
             segmented = np.where(mask[..., None], image, np.uint8(255))
             _save(image, out / "Original" / label / name, format="JPEG", quality=92)
             _save(segmented, out / "Segmented" / label / name, format="JPEG", quality=92)
@@ -567,6 +616,6 @@ def write_aria(
         writer.writerow(["image", "patient_id", "label"])
         writer.writerows(sorted(rows))
     _write_marker(out, "Aria ALL", patients=patients, images_per_patient=images_per_patient, size=size, seed=seed,
-                  confounding=confounding)
+                  confounding=confounding, **_evidence_setting(class_evidence))
     return out
 

@@ -103,13 +103,41 @@ def test_forward_interface_and_gradcam_layer():
     assert pooled.shape == (2, model.num_features)
     assert torch.equal(out.logits, raw / model.config.temperature)
 
+    assert model.data_config["input_size"] == (3, 64, 64)
+
+
+def _gradcam_map(model, pixels: torch.Tensor) -> torch.Tensor:
     captured = []
     handle = model.get_gradcam_layer().register_forward_hook(lambda m, i, o: captured.append(o))
     with torch.no_grad():
         model.forward_features(pixels)
     handle.remove()
-    assert torch.equal(captured[0], features)
-    assert model.data_config["input_size"] == (3, 64, 64)
+    return captured[0]
+
+
+def test_gradcam_layer_is_the_final_map_unless_that_map_is_too_coarse():
+    """At 128 px the tiny backbone's final map is 4 x 4 and Grad-CAM uses it; at 64 px it is 2 x 2, and Grad-CAM
+    moves to the deepest map with ``gradcam_min_side`` (4) cells a side; a min side of 1 restores the final map."""
+    torch.manual_seed(0)
+    large = create_model(TINY, image_size=128).eval()
+    pixels = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        final = large.forward_features(pixels)
+    assert final.shape[-2:] == (4, 4) and torch.equal(_gradcam_map(large, pixels), final)
+
+    small = create_model(TINY).eval()
+    pixels = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        final = small.forward_features(pixels)
+    cam_map = _gradcam_map(small, pixels)
+    assert final.shape[-2:] == (2, 2) and cam_map.shape[-2:] == (4, 4)
+    assert small.get_gradcam_layer() is small.backbone.get_submodule(small._gradcam_layer_name)
+    assert not small._gradcam_layer_name.startswith(("conv_stem", "bn1")), "the deepest 4x4 map, not the stem"
+
+    exact = create_model(TINY, gradcam_min_side=1).eval()
+    assert torch.equal(_gradcam_map(exact, pixels), exact.forward_features(pixels).detach())
+    with pytest.raises(ValueError, match="gradcam_min_side"):
+        create_model(TINY, gradcam_min_side=0)
 
 
 def test_focal_loss_matches_the_formula():

@@ -237,8 +237,9 @@ class EfficientNetSEForImageClassification(EfficientNetSEPreTrainedModel):
         """The backbone module whose output is the last spatial feature map (for Grad-CAM).
 
         Found once by a probe forward pass: the last module to produce a 4-D map with the final map's
-        shape (EfficientNet: ``bn2``; ResNet: ``layer4``). When that map is 1x1 (VGG's convolutional fc
-        layers), the last module with a larger map is returned instead.
+        shape (EfficientNet: ``bn2``; ResNet: ``layer4``). When that map has fewer than
+        ``config.gradcam_min_side`` cells a side (small inputs; VGG's 1x1 convolutional fc layers), the last
+        module whose map has at least that many is returned instead (the stage before, for a small input).
         """
         if self._gradcam_layer_name is None:
             self._gradcam_layer_name = self._probe_gradcam_layer()
@@ -271,7 +272,10 @@ class EfficientNetSEForImageClassification(EfficientNetSEPreTrainedModel):
             for handle in handles:
                 handle.remove()
         matching = [name for name, shape in produced if shape == final_shape]
-        if final_shape[-2:] == (1, 1) or not matching:
+        min_side = getattr(self.config, "gradcam_min_side", 4)
+        if min(final_shape[-2:]) < min_side or not matching:
+            matching = [name for name, shape in produced if min(shape[-2:]) >= min_side]
+        if not matching:
             matching = [name for name, shape in produced if shape[-2] * shape[-1] > 1]
         if not matching:
             raise ValueError(f"backbone {self.config.backbone!r} produces no spatial feature map for Grad-CAM")

@@ -47,6 +47,9 @@ class EfficientNetSEConfig(PreTrainedConfig):
             id; ``None`` for no class weighting. The paper's ``{"hem": 0.75, "all": 0.25}`` by default; a model
             with other labels must pass its own weights or ``None``.
         temperature: logits are divided by it in ``forward`` (set by calibration on validation data).
+        gradcam_min_side: Grad-CAM uses the backbone's final feature map unless that map has fewer cells a
+            side (at 96 px an EfficientNet's is 3 x 3, each cell a third of the image); then it uses the
+            deepest earlier map with at least this many (at 96 px the stride-16 stage, 6 x 6).
         pretrained_backbone_source: where the backbone's initial weights came from (for the model card).
         training_protocol: free-form description of how the weights were trained (for the model card).
     """
@@ -70,6 +73,7 @@ class EfficientNetSEConfig(PreTrainedConfig):
     focal_gamma: float = 2.0
     focal_alpha: dict[str, float] | list[float] | None = field(default_factory=_default_focal_alpha)
     temperature: float = 1.0
+    gradcam_min_side: int = 4
     pretrained_backbone_source: str | None = None
     training_protocol: dict[str, Any] = field(default_factory=dict)
 
@@ -101,6 +105,8 @@ class EfficientNetSEConfig(PreTrainedConfig):
             raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
         if len(self.image_mean) != self.num_channels or len(self.image_std) != self.num_channels:
             raise ValueError(f"image_mean and image_std need {self.num_channels} values each")
+        if self.gradcam_min_side < 1:
+            raise ValueError(f"gradcam_min_side must be >= 1, got {self.gradcam_min_side}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not (self.num_labels or 0) >= 2:

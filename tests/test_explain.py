@@ -22,7 +22,9 @@ from leuk.explain import (
     explain_many,
     feature_attributions,
     gradcam_per_layer,
+    mask_attribution_ratio,
     render_overlay,
+    synthetic_evidence_ratios,
     render_panel,
 )
 
@@ -333,56 +335,48 @@ def test_model_randomisation_changes_every_method(trained_pair):
         assert np.median(values) < 0.5, f"{method}: trained vs random Spearman {np.round(values, 2)}"
 
 
-def _nucleus_ratio(maps: list[np.ndarray], masks: list[np.ndarray]) -> float:
-    """Positive attribution per pixel inside the nucleus / per pixel outside, pooled over images."""
-    inside = sum(float(np.clip(a, 0, None)[m].sum()) for a, m in zip(maps, masks))
-    outside = sum(float(np.clip(a, 0, None)[~m].sum()) for a, m in zip(maps, masks))
-    n_in = sum(int(m.sum()) for m in masks)
-    n_out = sum(int((~m).sum()) for m in masks)
-    return (inside / n_in) / max(outside / n_out, 1e-12)
+def test_mask_attribution_ratio_pools_positive_mass_per_pixel():
+    mask = np.zeros((4, 4), bool)
+    mask[:2, :2] = True  # 4 pixels inside, 12 outside
+    attribution = np.where(mask, 3.0, -1.0)
+    attribution[3, 3] = 1.0  # outside: 1 positive unit over 12 pixels; negatives do not count
+    assert mask_attribution_ratio([attribution], [mask]) == pytest.approx((12 / 4) / (1 / 12))
+    doubled = mask_attribution_ratio([attribution, np.zeros((4, 4))], [mask, mask])
+    assert doubled == pytest.approx((12 / 8) / (1 / 24))
+    with pytest.raises(ExplainError, match="inside and outside"):
+        mask_attribution_ratio([attribution], [np.ones((4, 4), bool)])
+    with pytest.raises(ExplainError, match="does not match"):
+        mask_attribution_ratio([attribution], [mask[:2]])
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap (issue 6): the committed CPU demo (96 px, 3x3 final map) gives Grad-CAM nucleus/outside 1.45 < 2 "
-    "here (1.35 over 40 cells) and IG 4.0 but below random weights' 7.8; a 192 px demo trained with the same "
-    "recipe gave Grad-CAM 1.36 (IG 2.98 vs random 2.74), so a larger input alone does not close it"))
 def test_demo_model_attributes_the_nucleus():
-    """The bundled demo EfficientNet-SE: Grad-CAM and IG put >= 2x the attribution per pixel on the nucleus
-    of synthetic C-NMC cells (two of each class, rendered at the model's input size, through its own
-    processor, each explained as its own class).
+    """The bundled demo EfficientNet-SE, trained on cells whose class evidence is the nucleus
+    (``class_evidence="nucleus"``): Grad-CAM and IG put >= 2x the positive attribution per pixel inside the
+    generator's nucleus masks as outside, on 20 unseen cells of that generator (10 per class, each explained as
+    its own class, through the model's own processor).
 
-    Control: the same architecture with random weights must score lower. Without it the check can pass
-    for reasons that have nothing to do with training: IG from a black baseline puts 5-8x the positive
-    attribution per pixel on the nucleus of a RANDOMLY initialised efficientnet-se-test (measured), because
-    its maps follow the input's structure.
+    Control: the same architecture with random weights. IG from a black baseline passes the 2x bar with random
+    weights too (measured 5.96, trained 5.93): the background is black, so the baseline already removes
+    everything outside the cell, and what is left follows the input. It is held to the bar only. The evidence
+    of training is checked with IG from a blurred baseline (the image without its fine structure, where the
+    chromatin is) and with Grad-CAM: both must pass the bar and beat random weights.
     """
     from leuk.hub import demo_models_dir, load_model
 
     folder = demo_models_dir() / "efficientnet-se"
     if not (folder / "config.json").is_file():
         pytest.skip(f"demo model folder {folder} does not exist yet (built by `make demo-assets`)")
-    from leuk.data.synthetic import render_cell
-
     loaded = load_model("demo:efficientnet-se", device="cpu")
-    torch.manual_seed(0)
-    random_weights = type(loaded.model)(loaded.model.config).eval()
-    size = int(loaded.model.config.image_size)
-    rng = np.random.default_rng(11)
-    cells = [(label, render_cell(rng, label, size)) for label in ("all", "hem", "all", "hem")]
-    pixels = [loaded.processor(images=cell.image, return_tensors="pt")["pixel_values"] for _, cell in cells]
-    masks = [cell.nucleus_mask for _, cell in cells]
-    for method, options in (("gradcam", {}), ("integrated_gradients", {"n_steps": 8})):
-        ratios = {}
-        for name, model in (("demo", loaded.model), ("random", random_weights)):
-            maps = [explain(model, x, method, target=label, faithfulness=False, **options).attribution
-                    for x, (label, _) in zip(pixels, cells)]
-            ratios[name] = _nucleus_ratio(maps, masks)
-        assert ratios["demo"] >= 2.0, f"{method}: nucleus/outside attribution per pixel {ratios['demo']:.2f}"
-        assert ratios["demo"] > ratios["random"], (
-            f"{method}: demo {ratios['demo']:.2f} vs random weights {ratios['random']:.2f}: the nucleus mass comes "
-            "from the input, not from training"
-        )
+    results = synthetic_evidence_ratios(loaded.model, loaded.processor, n_cells=20, seed=11)
+    assert [r.check.label for r in results] == [
+        "gradcam", "integrated_gradients (blur baseline)", "integrated_gradients (black baseline)"
+    ]
+    for result in results:
+        what = f"{result.check.label}: demo {result.trained:.2f}, random weights {result.random:.2f}"
+        assert result.trained >= 2.0, f"{what}: nucleus/outside attribution per pixel below 2"
+        if result.check.beats_random:
+            assert result.trained > result.random, f"{what}: the nucleus mass comes from the input, not training"
 
 
 def test_explain_hybrid_on_the_lite_preset():

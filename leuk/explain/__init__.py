@@ -30,14 +30,25 @@ from leuk.explain.branches import (
     feature_attributions,
     gradcam_per_layer,
 )
-from leuk.explain.faithfulness import BASELINES, Faithfulness, deletion_insertion, infidelity_score, make_baseline
+from leuk.explain.faithfulness import (
+    BASELINES,
+    Faithfulness,
+    deletion_insertion,
+    infidelity_score,
+    make_baseline,
+    mask_attribution_ratio,
+)
+from leuk.explain.evidence import EVIDENCE_CHECKS, EvidenceCheck, EvidenceRatio, synthetic_evidence_ratios
 from leuk.explain.render import SIGNS, display_image, normalize_attribution, render_overlay, render_panel
 
 __all__ = [
     "BASELINES",
+    "EVIDENCE_CHECKS",
     "METHODS",
     "METHOD_OPTIONS",
     "SIGNS",
+    "EvidenceCheck",
+    "EvidenceRatio",
     "ExplainError",
     "Explanation",
     "Faithfulness",
@@ -60,9 +71,11 @@ __all__ = [
     "infidelity_score",
     "logits_of",
     "make_baseline",
+    "mask_attribution_ratio",
     "normalize_attribution",
     "render_overlay",
     "render_panel",
     "resolve_methods",
     "resolve_target",
+    "synthetic_evidence_ratios",
 ]

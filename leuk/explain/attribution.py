@@ -6,8 +6,10 @@ an H x W float32 map at the input's size, the target class, timings and its fait
 
 Methods (``METHODS``):
 
-- ``gradcam``: :class:`captum.attr.LayerGradCam` on the model's final feature map (``get_gradcam_layer()``),
-  ReLU, upsampled bilinearly with :meth:`captum.attr.LayerAttribution.interpolate`. One backward pass.
+- ``gradcam``: :class:`captum.attr.LayerGradCam` on the model's final feature map (``get_gradcam_layer()``;
+  for EfficientNet-SE the deepest map with at least ``config.gradcam_min_side`` cells a side, so a 96 px
+  input is explained on a 6 x 6 map instead of a 3 x 3 one), ReLU, upsampled bilinearly with
+  :meth:`captum.attr.LayerAttribution.interpolate`. One backward pass.
 - ``guided_gradcam``: guided backpropagation times the (shared) upsampled Grad-CAM, as
   :class:`captum.attr.GuidedGradCam` computes it. Captum's guided backprop only rewrites the gradient of
   ``nn.ReLU`` modules; EfficientNetV2 has none in its backbone (SiLU everywhere), so on leuk's models
@@ -20,7 +22,9 @@ Methods (``METHODS``):
 - ``integrated_gradients``: :class:`captum.attr.IntegratedGradients` (``n_steps``, ``internal_batch_size``)
   from a black image by default (Sundararajan et al.'s choice, and "no cell" for C-NMC's segmented cells on
   black; ``baseline="blur"``, ``"mean"``, ``"zero"`` or a tensor otherwise); the completeness gap is kept
-  in ``extras``.
+  in ``extras``. On cells segmented onto black, the black baseline credits the whole cell, and random
+  weights do so too (:mod:`leuk.explain.evidence`); ``baseline="blur"`` asks which fine structure drove the
+  call.
 - ``smoothgrad``: :class:`captum.attr.NoiseTunnel` (``nt_type="smoothgrad"``) over
   :class:`captum.attr.Saliency` (signed gradients, like every map here but Grad-CAM: draw them with
   ``sign="absolute"`` for Smilkov et al.'s absolute view) or over Integrated Gradients.

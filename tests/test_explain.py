@@ -141,6 +141,10 @@ def test_gradcam_per_layer_matches_captum_layer_gradcam(tiny_model, cell_pixels)
         np.testing.assert_allclose(cams.maps[name], expected, rtol=1e-4, atol=1e-8)
     single = explain(tiny_model, cell_pixels, "gradcam", target=0, faithfulness=False)
     np.testing.assert_allclose(single.attribution, cams.maps["final"], rtol=1e-4, atol=1e-8)
+    layer_name = f"backbone.{tiny_model._gradcam_layer_name}"
+    side = cams.maps["final"].shape[0] // 16  # the tiny model's Grad-CAM map is stride 16 at 64 px: 4 x 4
+    assert single.extras["gradcam_layer"] == layer_name and single.extras["gradcam_layer_map"].shape == (side, side)
+    assert single.notes == [f"Grad-CAM on {layer_name} ({side} x {side} map, upsampled to the image)"]
 
 
 def test_feature_attributions_of_a_linear_classifier_are_exact():

@@ -178,8 +178,9 @@ def compiled_forward(model: nn.Module, channels_last: bool = False) -> nn.Module
 
 
 def find_gradcam_layer(model: nn.Module) -> nn.Module:
-    """The layer whose output is the final feature map: ``model.get_gradcam_layer()``; for a multi-branch
-    model the first branch's (see :func:`leuk.explain.branches.branch_layers`); else the last Conv2d."""
+    """The layer Grad-CAM explains: ``model.get_gradcam_layer()`` (EfficientNet-SE: the final feature map, or
+    the deepest map that is not too coarse, see ``gradcam_min_side``); for a multi-branch model the first
+    branch's final map (see :func:`leuk.explain.branches.branch_layers`); else the last Conv2d."""
     getter = getattr(model, "get_gradcam_layer", None)
     if callable(getter):
         layer = getter()
@@ -590,6 +591,7 @@ def explain_many(
 
         shared_cam: Optional[Tensor] = None
         cam_layer_map: Optional[np.ndarray] = None
+        cam_layer_name = None if cam_layer is None else fusion.module_name(attribution_net, cam_layer)
         cam_time = 0.0
         iterator = names
         if progress:
@@ -608,6 +610,7 @@ def explain_many(
                     cam_layer_map = low_res.detach().float().cpu().numpy()[0, 0]
                 timings["gradcam"] = cam_time
                 extras["gradcam_layer_map"] = cam_layer_map
+                extras["gradcam_layer"] = cam_layer_name
             start = time.perf_counter()
             if method == "gradcam":
                 raw = shared_cam
@@ -636,6 +639,11 @@ def explain_many(
             timings["total"] = forward_time + timings["attribution"] + timings["faithfulness"]
 
             extras.update(attributor.extras.get(method, {}))
+            if method == "gradcam" and cam_layer_map is not None:
+                attributor.notes.setdefault(method, []).append(
+                    f"Grad-CAM on {cam_layer_name or 'the given layer'} "
+                    f"({cam_layer_map.shape[0]} x {cam_layer_map.shape[1]} map, upsampled to the image)"
+                )
             results[method] = Explanation(
                 method=method,
                 attribution=attribution_map.cpu().numpy().astype(np.float32),

@@ -126,6 +126,9 @@ def test_integrated_gradients_and_completeness_gap_match_captum(tiny_model, cell
     )
     np.testing.assert_allclose(ours.channels, attr[0].detach().numpy(), rtol=1e-4, atol=1e-8)
     np.testing.assert_allclose(ours.extras["convergence_delta"], delta.detach().numpy(), rtol=1e-3, atol=1e-6)
+    assert ours.notes[0].startswith("from the black baseline, 32 steps; on a cell segmented onto black")
+    blurred = explain(tiny_model, cell_pixels, "ig", target=1, n_steps=4, baseline="blur", faithfulness=False)
+    assert blurred.notes[0] == "from the blur baseline, 4 steps"
 
 
 def test_gradcam_per_layer_matches_captum_layer_gradcam(tiny_model, cell_pixels):
@@ -454,6 +457,10 @@ def test_cli_writes_one_png_per_method(model_folder, cell_file, tmp_path, capsys
         assert read_image(written).size[0] > 100
     printed = capsys.readouterr().out
     assert "gradcam: target all (1)" in printed and "deletion AUC" in printed
+    assert "note: from the black baseline, 4 steps" in printed
+    assert main(["explain", "--model", str(model_folder), "--method", "ig", str(cell_file), "--out", str(out),
+                 "--steps", "4", "--baseline", "blur", "--no-curves"]) == 0
+    assert "note: from the blur baseline, 4 steps" in capsys.readouterr().out
 
     single = tmp_path / "one.png"
     assert main(["explain", "--model", str(model_folder), str(cell_file), "--out", str(single),

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which attributions to draw (default: %(default)s)")
     parser.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default: %(default)s)")
     parser.add_argument("--cmap", default=None, help="matplotlib colormap (default: turbo, RdBu_r for --sign all)")
+    parser.add_argument(
+        "--baseline", choices=("black", "blur", "mean", "zero"), default="black",
+        help="reference image of Integrated Gradients and Occlusion (default: black, 'no cell' on C-NMC's black "
+        "background, which credits the whole cell; blur asks which fine structure, such as chromatin, drove the call)",
+    )
     parser.add_argument("--faithfulness-steps", type=int, default=20,
                         help="steps of the deletion/insertion curves (default: %(default)s)")
     parser.add_argument("--faithfulness-baseline", choices=("blur", "black", "mean", "zero"), default="blur",
@@ -95,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         loaded.model, pixel_values, methods, target=args.target, n_steps=args.steps,
         internal_batch_size=args.batch_size, faithfulness_steps=args.faithfulness_steps,
         faithfulness_baseline=args.faithfulness_baseline, progress=len(methods) > 1, torch_compile=args.compile,
+        baseline=args.baseline,
     )
     shown = display_image(pixel_values, loaded.processor)
     args.out.parent.mkdir(parents=True, exist_ok=True)

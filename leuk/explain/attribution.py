@@ -448,6 +448,13 @@ class _Attributor:
         delta = attr.detach().float().reshape(len(x), -1).sum(dim=1) - gap
         relative = (delta.abs() / gap.abs().clamp_min(1e-6)).max().item()
         self.extras["integrated_gradients"] = {"convergence_delta": delta.cpu().numpy(), "relative_delta": relative}
+        kind = self.option("integrated_gradients", "baseline")
+        kind = kind if isinstance(kind, str) else "custom"
+        note = f"from the {kind} baseline, {int(self.option('integrated_gradients', 'n_steps'))} steps"
+        if kind == "black":
+            note += ("; on a cell segmented onto black this credits the cell as a whole, random weights too "
+                     "(baseline='blur' asks which fine structure drove the call)")
+        self.notes.setdefault("integrated_gradients", []).append(note)
         if relative > 0.05:
             self.notes.setdefault("integrated_gradients", []).append(
                 f"completeness gap {relative:.1%} of f(x) - f(baseline): raise n_steps for a more exact integral"

@@ -24,14 +24,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the cells' class shows (default: nucleus only)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    from leuk.explain import synthetic_evidence_ratios
+    from leuk.explain import find_gradcam_layer, synthetic_evidence_ratios
     from leuk.hub import load_model
+    from leuk.models.fusion import module_name
 
     loaded = load_model(args.model, device="cpu")
     results = synthetic_evidence_ratios(loaded.model, loaded.processor, n_cells=args.cells, seed=args.seed,
                                         class_evidence=args.class_evidence)
     print(f"{args.model}: {args.cells} cells, seed {args.seed}, class evidence {args.class_evidence}; "
-          f"Grad-CAM layer {type(loaded.model).__name__}.backbone.{getattr(loaded.model, '_gradcam_layer_name', '?')}")
+          f"Grad-CAM layer {module_name(loaded.model, find_gradcam_layer(loaded.model))}")
     print("| method | trained | random weights |\n|---|---|---|")
     for result in results:
         print(f"| {result.check.label} | {result.trained:.2f} | {result.random:.2f} |")

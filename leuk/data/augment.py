@@ -127,6 +127,17 @@ class TrainAugment(nn.Module):
         settings.update(overrides)
         return cls(seed=seed, **settings)
 
+    @classmethod
+    def strong(cls, *, seed: int | None = None, **overrides) -> "TrainAugment":
+        """:meth:`paper` with stronger colour and stain jitter, resized crops and blur: for few subjects, where
+        a network would otherwise learn each subject's stain and scanner signature instead of the class."""
+        settings = dict(
+            brightness=0.2, contrast=0.2, saturation=0.15, hed_alpha=0.15, hed_beta=0.03, hed_p=0.8,
+            crop_p=0.5, crop_scale=(0.75, 1.0), blur_p=0.3, blur_sigma=(0.1, 1.2), padding_mode="zeros",
+        )
+        settings.update(overrides)
+        return cls.paper(seed=seed, **settings)
+
     def extra_repr(self) -> str:
         return (
             f"hflip={self.hflip}, vflip={self.vflip}, rot90={self.rot90}, rotate=+-{self.rotate_degrees}deg "

@@ -12,7 +12,15 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["PROTOCOLS", "Split", "grouped_kfold", "monte_carlo_splits", "patient_set_hash", "train_val_test_split"]
+__all__ = [
+    "PROTOCOLS",
+    "Split",
+    "grouped_kfold",
+    "leave_one_rare_subject_out",
+    "monte_carlo_splits",
+    "patient_set_hash",
+    "train_val_test_split",
+]
 
 PROTOCOLS = ("patient", "image")
 
@@ -140,6 +148,58 @@ def grouped_kfold(labels: Sequence, groups: Sequence, k: int, seed: int, *, val_
         else:
             train, val = rest, np.empty(0, dtype=np.int64)
         splits.append(Split(train, val, test, protocol="patient"))
+    return splits
+
+
+def leave_one_rare_subject_out(
+    labels: Sequence, groups: Sequence, *, seed: int, val_size: float = 0.12, rare_label=None
+) -> list[Split]:
+    """One fold per subject of the class with the fewest subjects (C-NMC's pool here: its 3 HEM subjects).
+
+    Fold ``i`` tests on the ``i``-th rare-class subject (sorted by id) and on a share of every other class's
+    subjects, dealt round-robin after a seeded shuffle, so that each subject is tested exactly once and every
+    fold's test set holds both classes. The validation part is ``val_size`` of the *training subjects'*
+    images (stratified by subject; labels are per subject): with so few subjects of one class, a subject-level validation
+    split would leave training with almost none, and no test subject may inform early stopping or
+    calibration. Validation figures are therefore optimistic (seen subjects); test figures are not.
+    """
+    labels, groups = _as_arrays(labels, groups)
+    unique, group_labels, row_group = _group_table(labels, groups)
+    classes, subjects_per_class = np.unique(group_labels, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError("leave-one-subject-out needs subjects of at least two classes")
+    if rare_label is None:
+        rare = classes[int(np.argmin(subjects_per_class))]
+    else:
+        codes = {value: code for code, value in enumerate(np.unique(labels))}
+        if rare_label not in codes:
+            raise ValueError(f"rare_label {rare_label!r} is not one of the labels {sorted(codes)}")
+        rare = codes[rare_label]
+    rare_groups = np.flatnonzero(group_labels == rare)
+    k = len(rare_groups)
+    if k < 2:
+        raise ValueError("leave-one-subject-out needs at least two subjects of the rare class")
+    rng = np.random.default_rng(seed)
+    fold_of_group = np.full(len(unique), -1, dtype=np.int64)
+    fold_of_group[rare_groups] = np.arange(k)
+    for label in classes:
+        if label == rare:
+            continue
+        members = rng.permutation(np.flatnonzero(group_labels == label))
+        if len(members) < k:
+            raise ValueError(f"class {label} has {len(members)} subjects, fewer than the {k} folds")
+        fold_of_group[members] = np.arange(len(members)) % k
+    splits = []
+    for fold in range(k):
+        test = np.flatnonzero(fold_of_group[row_group] == fold)
+        rest = np.flatnonzero(fold_of_group[row_group] != fold)
+        val_mask = np.zeros(len(rest), dtype=bool)
+        if val_size > 0:
+            for stratum in np.unique(row_group[rest]):
+                members = np.flatnonzero(row_group[rest] == stratum)
+                n_val = int(round(val_size * len(members)))
+                val_mask[rng.permutation(members)[:n_val]] = True
+        splits.append(Split(rest[~val_mask], rest[val_mask], test, protocol="patient"))
     return splits
 
 

@@ -48,6 +48,7 @@ CHECKPOINTS_DIR = "checkpoints"
 DTYPES = ("float32", "float16", "bfloat16")
 MIXED_PRECISION = ("auto", "bf16", "no")
 CACHE_MODES = ("auto", "memory", "none")
+AUGMENT_PRESETS = ("paper", "strong")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 # Files in a dataset folder that say it was rendered by ``leuk.data.synthetic``.
 _SYNTHETIC_MARKERS = ("SYNTHETIC", "SYNTHETIC.md", "synthetic.json", "masks/C-NMC_Leukemia", "masks/Original")
@@ -77,6 +78,7 @@ class TrainOptions:
     eval_steps: int | None = None
     balanced: bool = True
     augment: bool = True
+    augment_preset: str = "paper"
     seed: int = 42
     test_size: float = 0.2
     val_size: float = 0.15
@@ -105,6 +107,8 @@ class TrainOptions:
             (self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}"),
             (self.mixed_precision in MIXED_PRECISION,
              f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}"),
+            (self.augment_preset in AUGMENT_PRESETS,
+             f"--augment-preset must be one of {', '.join(AUGMENT_PRESETS)}, got {self.augment_preset!r}"),
             (self.cache in CACHE_MODES, f"--cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}"),
             (self.scheduler in SCHEDULERS, f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"),
             (self.epochs > 0 or self.max_steps > 0, "give --epochs > 0 or --max-steps > 0"),
@@ -355,7 +359,8 @@ def fit_classifier(
         from leuk.data.augment import TrainAugment
 
         # one augmentation stream per process of a distributed run
-        augment = TrainAugment.paper(seed=options.seed + int(os.environ.get("RANK", "0")))
+        preset = TrainAugment.strong if options.augment_preset == "strong" else TrainAugment.paper
+        augment = preset(seed=options.seed + int(os.environ.get("RANK", "0")))
     trainer = ImageClassificationTrainer(
         model=model,
         args=_training_arguments(options, output_dir, use_bf16),
@@ -552,18 +557,24 @@ def _save_model(model, processor, output_dir: Path, dtype: str) -> None:
     processor.save_pretrained(output_dir)
 
 
-def _evaluate_saved(output_dir: Path, test_paths: list[str], test_labels: np.ndarray, label_names: list[str],
-                    options: TrainOptions) -> dict[str, Any]:
-    """Test metrics of the model as saved, through the one loader and the one prediction engine."""
+def _predict_saved(output_dir: Path, paths: list[str], options: TrainOptions) -> np.ndarray:
+    """Calibrated class probabilities ``(len(paths), n_classes)`` of the model as saved in ``output_dir``,
+    through the one loader and the one prediction engine."""
     from leuk.hub import load_model
     from leuk.inference import Predictor
-    from leuk.metrics import classification_metrics
 
     loaded = load_model(str(output_dir.resolve()))
     predictor = Predictor(loaded.model, loaded.processor, batch_size=options.eval_batch_size or options.batch_size)
-    predictions = predictor.predict_images(test_paths, progress=options.progress)
+    predictions = predictor.predict_images(paths, progress=options.progress)
     failed = [p for p in predictions if not p.ok]
     if failed:
         raise LeukError(f"{len(failed)} test image(s) could not be read, e.g. {failed[0].error}")
-    probabilities = np.asarray([[p.probabilities[name] for name in predictor.label_names] for p in predictions])
-    return classification_metrics(test_labels, probabilities, label_names)
+    return np.asarray([[p.probabilities[name] for name in predictor.label_names] for p in predictions])
+
+
+def _evaluate_saved(output_dir: Path, test_paths: list[str], test_labels: np.ndarray, label_names: list[str],
+                    options: TrainOptions) -> dict[str, Any]:
+    """Test metrics of the model as saved (see :func:`_predict_saved`)."""
+    from leuk.metrics import classification_metrics
+
+    return classification_metrics(test_labels, _predict_saved(output_dir, test_paths, options), label_names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from leuk.training.efficientnet_se import CACHE_MODES, DTYPES, MIXED_PRECISION, SCHEDULERS, TrainOptions
+from leuk.training.efficientnet_se import AUGMENT_PRESETS, CACHE_MODES, DTYPES, MIXED_PRECISION, SCHEDULERS, TrainOptions
 
 __all__ = ["add_train_options", "options_from_args"]
 
@@ -30,6 +30,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--balanced", action=bool_flag, default=d.balanced,
                       help="oversample minority classes in the training set")
     data.add_argument("--augment", action=bool_flag, default=d.augment, help="on-device training augmentation")
+    data.add_argument("--augment-preset", choices=AUGMENT_PRESETS, default=d.augment_preset,
+                      help="paper: flips, rotations, light colour/stain jitter; strong: heavier colour and stain "
+                           "jitter, resized crops and blur (for few subjects)")
     data.add_argument("--cache", choices=CACHE_MODES, default=d.cache,
                       help="decode images once into memory (auto: when it fits in 8 GiB)")
     data.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader worker processes")

@@ -1,0 +1,202 @@
+"""Cross-subject evaluation of one training recipe: leave-one-rare-subject-out folds.
+
+With few subjects of one class (the C-NMC pool here has 3 HEM subjects), a single patient-wise split says
+little, so the recipe is trained once per fold of :func:`leuk.data.splits.leave_one_rare_subject_out`:
+each fold holds out one subject of the rare class and a share of the other class's subjects, every subject
+is tested exactly once. Each fold's model is trained, calibrated and saved with the EfficientNet-SE engine
+(:func:`leuk.training.efficientnet_se.fit_classifier`), then scored once on its held-out subjects through
+the saved folder. The summary gives every figure per fold, its mean, standard deviation and range over
+folds, the pooled figures over all held-out images, and per-subject accuracy (a subject the model calls
+wrongly as a whole shows up there, not in the pooled mean).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from leuk.errors import LeukError
+
+__all__ = ["CV_RESULTS_FILE", "SUMMARY_METRICS", "cross_subject_evaluation", "summarise_folds"]
+
+CV_RESULTS_FILE = "cross_subject.json"
+#: Figures summarised over folds.
+SUMMARY_METRICS = ("f1_weighted", "roc_auc", "sensitivity", "specificity", "accuracy", "mcc", "ece")
+
+
+def _spread(values: list[float | None]) -> dict[str, Any]:
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return {"mean": None, "std": None, "min": None, "max": None, "n_folds": 0}
+    return {
+        "mean": float(np.mean(present)),
+        "std": float(np.std(present, ddof=1)) if len(present) > 1 else 0.0,
+        "min": float(np.min(present)),
+        "max": float(np.max(present)),
+        "n_folds": len(present),
+    }
+
+
+def per_subject_accuracy(y_true: np.ndarray, probs: np.ndarray, subjects: np.ndarray,
+                         label_names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per held-out subject: its label, number of images, share called correctly, mean probability of
+    each class."""
+    predicted = probs.argmax(axis=1)
+    table: dict[str, dict[str, Any]] = {}
+    for subject in sorted(set(subjects.tolist())):
+        rows = subjects == subject
+        label = int(np.bincount(y_true[rows]).argmax())
+        table[str(subject)] = {
+            "label": label_names[label],
+            "n_images": int(rows.sum()),
+            "accuracy": float((predicted[rows] == y_true[rows]).mean()),
+            "mean_probability": {name: float(probs[rows, i].mean()) for i, name in enumerate(label_names)},
+        }
+    return table
+
+
+def summarise_folds(folds: list[dict[str, Any]], pooled: dict[str, Any]) -> dict[str, Any]:
+    """Mean, standard deviation (ddof 1) and range over folds of :data:`SUMMARY_METRICS`, and the pooled
+    figures."""
+    return {
+        "over_folds": {key: _spread([fold["test"].get(key) for fold in folds]) for key in SUMMARY_METRICS},
+        "pooled": {key: pooled.get(key) for key in SUMMARY_METRICS},
+    }
+
+
+def cross_subject_evaluation(
+    options: Any,
+    out: str | Path,
+    *,
+    val_size: float = 0.12,
+    folds: list[int] | None = None,
+    on_fold: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train the recipe ``options`` (a :class:`leuk.training.efficientnet_se.TrainOptions`; its ``data``
+    is the dataset folder) once per leave-one-rare-subject-out fold; save fold ``i``'s model to
+    ``out/fold_<i>``; return (and write to ``out/cross_subject.json``) every fold's figures and the summary.
+    ``folds`` limits the run to those fold numbers. ``on_fold(i, record)`` is called after each fold.
+    """
+    from leuk.data.splits import leave_one_rare_subject_out, patient_set_hash
+    from leuk.metrics import classification_metrics
+    from leuk.training.efficientnet_se import (
+        EVAL_RESULTS_FILE,
+        SPLIT_FILE,
+        _build_model,
+        _load_table,
+        _predict_saved,
+        _save_model,
+        _split_summary,
+        fit_classifier,
+        looks_synthetic,
+    )
+
+    options.validate()
+    out = Path(out)
+    data_root = Path(options.data).resolve()
+    if not data_root.is_dir():
+        raise LeukError(f"data folder {options.data} does not exist")
+    paths, labels, groups, label_names = _load_table(options)
+    try:
+        splits = leave_one_rare_subject_out(labels, groups, seed=options.seed, val_size=val_size)
+    except ValueError as err:
+        raise LeukError(f"cannot make cross-subject folds of {data_root}: {err}") from err
+    synthetic = looks_synthetic(data_root) if options.synthetic is None else options.synthetic
+    chosen = list(range(len(splits))) if folds is None else list(folds)
+    records: list[dict[str, Any]] = []
+    all_true, all_probs, all_subjects = [], [], []
+    for index in chosen:
+        if not 0 <= index < len(splits):
+            raise LeukError(f"fold {index} does not exist: there are {len(splits)} folds")
+        split = splits[index]
+        started = time.perf_counter()
+        fold_dir = out / f"fold_{index}"
+        fold_options = dataclasses.replace(options, out=str(fold_dir))
+        model, processor = _build_model(fold_options, label_names)
+        fit = fit_classifier(
+            model, processor,
+            train_paths=[paths[i] for i in split.train], train_labels=labels[split.train],
+            val_paths=[paths[i] for i in split.val], val_labels=labels[split.val],
+            label_names=label_names, options=fold_options, output_dir=fold_dir,
+        )
+        split_info: dict[str, Any] = {
+            "protocol": "leave-one-rare-subject-out",
+            "fold": index,
+            "n_folds": len(splits),
+            "seed": options.seed,
+            "val_size": val_size,
+            "validation": "images of the training subjects (no test subject informs selection or calibration)",
+            "dataset": {"loader": options.dataset, "folder": data_root.name, "n_images": len(paths),
+                        "label_names": label_names},
+            "synthetic": synthetic,
+        }
+        for name in ("train", "val", "test"):
+            split_info[name] = _split_summary(getattr(split, name), paths, labels, groups, label_names, data_root)
+        split_info["test_patients_hash"] = patient_set_hash(split_info["test"]["patients"])
+        state = fit.trainer.state
+        fit.model.config.training_protocol = {
+            "split": "leave-one-rare-subject-out", "fold": index, "n_folds": len(splits),
+            "train_patients": split_info["train"]["patients"], "test_patients": split_info["test"]["patients"],
+            "model_selection": "best checkpoint by weighted F1 on validation images of the training subjects",
+            "calibration": "temperature scaling on validation images of the training subjects",
+            "epochs_trained": round(float(state.epoch or 0.0), 3), "global_step": int(state.global_step),
+            "augmentation": repr(fit.augment) if fit.augment is not None else "none",
+            "balanced_sampling": "minority oversampling (training set only)" if options.balanced else "none",
+            "pretrained_backbone": options.pretrained,
+            "data": "synthetic (leuk synth)" if synthetic else "real",
+        }
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        _save_model(fit.model, processor, fold_dir, options.dtype)
+        (fold_dir / SPLIT_FILE).write_text(json.dumps(split_info, indent=2) + "\n", encoding="utf-8")
+        test_paths = [paths[i] for i in split.test]
+        probs = _predict_saved(fold_dir, test_paths, options)
+        y_true, subjects = labels[split.test], groups[split.test]
+        test_metrics = classification_metrics(y_true, probs, label_names)
+        record = {
+            "fold": index,
+            "train_subjects": split_info["train"]["patients"],
+            "test_subjects": split_info["test"]["patients"],
+            "split_sizes": {name: {k: split_info[name][k] for k in ("n_patients", "n_images", "per_class")}
+                            for name in ("train", "val", "test")},
+            "temperature": fit.temperature,
+            "best_checkpoint": {"validation_f1_weighted": state.best_metric, "global_step": state.best_global_step},
+            "epochs_trained": round(float(state.epoch or 0.0), 3),
+            "runtime_s": round(time.perf_counter() - started, 1),
+            "validation": fit.validation_metrics,
+            "test": test_metrics,
+            "per_subject": per_subject_accuracy(y_true, probs, subjects, label_names),
+        }
+        (fold_dir / EVAL_RESULTS_FILE).write_text(json.dumps({
+            "model": options.model, "protocol": "leave-one-rare-subject-out", "split": "test", "fold": index,
+            "synthetic": synthetic, "dataset": f"{'synthetic ' if synthetic else ''}{options.dataset} "
+            f"({data_root.name})", "test_patients_hash": split_info["test_patients_hash"], **record,
+        }, indent=2) + "\n", encoding="utf-8")
+        import shutil
+
+        shutil.rmtree(fold_dir / "checkpoints", ignore_errors=True)
+        records.append(record)
+        all_true.append(y_true)
+        all_probs.append(probs)
+        all_subjects.append(subjects)
+        if on_fold is not None:
+            on_fold(index, record)
+    pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_probs), label_names)
+    result = {
+        "protocol": "leave-one-rare-subject-out",
+        "dataset": {"loader": options.dataset, "folder": data_root.name, "n_images": len(paths),
+                    "n_subjects": len(set(groups.tolist())), "label_names": label_names, "synthetic": synthetic},
+        "recipe": {key: value for key, value in dataclasses.asdict(options).items() if key not in ("data", "out")},
+        "val_size": val_size,
+        "folds": records,
+        "pooled_test": pooled,
+        "per_subject": {s: v for record in records for s, v in record["per_subject"].items()},
+        "summary": summarise_folds(records, pooled),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result

@@ -146,3 +146,42 @@ def test_patient_set_hash_matches_sha256_of_sorted_unique_ids():
     expected = hashlib.sha256("3\nH10\nprelim:57".encode()).hexdigest()[:16]
     assert patient_set_hash(ids) == expected == patient_set_hash(reversed(ids))
     assert len(expected) == 16 and patient_set_hash(["3"]) != expected
+
+
+def _rare_cohort():
+    """3 subjects of class 0 and 10 of class 1, 4-9 images each, rows shuffled."""
+    rng = np.random.default_rng(3)
+    subjects = [f"H{i}" for i in range(3)] + [f"A{i}" for i in range(10)]
+    sizes = rng.integers(4, 10, len(subjects))
+    groups = np.repeat(subjects, sizes)
+    labels = np.repeat([0] * 3 + [1] * 10, sizes)
+    order = rng.permutation(len(labels))
+    return labels[order], groups[order]
+
+
+def test_leave_one_rare_subject_out_tests_every_subject_once():
+    from leuk.data.splits import leave_one_rare_subject_out
+
+    labels, groups = _rare_cohort()
+    splits = leave_one_rare_subject_out(labels, groups, seed=0, val_size=0.2)
+    assert len(splits) == 3  # one fold per subject of the rarer class
+    tested = np.concatenate([groups[s.test] for s in splits])
+    assert sorted(set(tested)) == sorted(set(groups)) and len(tested) == len(groups)
+    for fold, split in enumerate(splits):
+        test_subjects = set(groups[split.test])
+        assert {g for g in test_subjects if g.startswith("H")} == {f"H{fold}"}
+        assert test_subjects.isdisjoint(groups[split.train]) and test_subjects.isdisjoint(groups[split.val])
+        # validation comes from the training subjects' images, never from a test subject
+        assert set(groups[split.val]) <= set(groups[split.train])
+        assert set(np.unique(labels[split.train])) == {0, 1} and set(np.unique(labels[split.test])) == {0, 1}
+        assert len(np.intersect1d(split.train, split.val)) == 0
+        assert len(split.train) + len(split.val) + len(split.test) == len(labels)
+    again = leave_one_rare_subject_out(labels, groups, seed=0, val_size=0.2)
+    assert all(np.array_equal(a.val, b.val) and np.array_equal(a.test, b.test) for a, b in zip(splits, again))
+
+
+def test_leave_one_rare_subject_out_refuses_too_few_subjects():
+    from leuk.data.splits import leave_one_rare_subject_out
+
+    with pytest.raises(ValueError, match="two subjects"):
+        leave_one_rare_subject_out([0, 0, 1, 1], ["a", "a", "b", "b"], seed=0)

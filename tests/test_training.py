@@ -202,3 +202,29 @@ def test_cli_lists_targets_and_hook():
 
     options = options_from_args(args, model=args.preset)
     assert options.dtype == "float16" and options.model == PRESET
+
+
+def test_cross_subject_folds_score_unseen_subjects_from_the_saved_models(cnmc_root, tmp_path):
+    from leuk.experiments.cross_subject import CV_RESULTS_FILE, cross_subject_evaluation
+    from leuk.metrics import classification_metrics
+
+    options = TrainOptions(data=str(cnmc_root), out=str(tmp_path), model=PRESET, max_steps=2, batch_size=16,
+                           seed=0, progress=False, quiet=True, synthetic=True)
+    result = cross_subject_evaluation(options, tmp_path, folds=[0, 1])
+    assert json.loads((tmp_path / CV_RESULTS_FILE).read_text())["summary"] == result["summary"]
+    f1s = []
+    for record in result["folds"]:
+        fold_dir = tmp_path / f"fold_{record['fold']}"
+        split = json.loads((fold_dir / SPLIT_FILE).read_text())
+        assert set(split["test"]["patients"]).isdisjoint(split["train"]["patients"])
+        assert set(split["val"]["patients"]) <= set(split["train"]["patients"])
+        assert not (fold_dir / "checkpoints").exists()
+        # the recorded test figures are those of the saved folder's predictions
+        paths, labels = _split_rows(fold_dir, cnmc_root, "test")
+        probs, names = _predict_probs(fold_dir, paths)
+        assert classification_metrics(labels, probs, names)["f1_weighted"] == pytest.approx(
+            record["test"]["f1_weighted"], abs=1e-6)
+        f1s.append(record["test"]["f1_weighted"])
+    spread = result["summary"]["over_folds"]["f1_weighted"]
+    assert spread["mean"] == pytest.approx(np.mean(f1s)) and spread["std"] == pytest.approx(np.std(f1s, ddof=1))
+    assert set(result["per_subject"]) == {s for r in result["folds"] for s in r["test_subjects"]}

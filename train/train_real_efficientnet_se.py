@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--augment-preset", choices=("paper", "strong"), default=DEFAULTS["augment_preset"])
     parser.add_argument("--pretrained", action="store_true", help="start from ImageNet backbone weights")
+    parser.add_argument("--reuse", action="store_true",
+                        help="do not train: ship from the folds and cross_subject.json already in --work")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -79,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
               f"AUC {test['roc_auc']:.4f}, sensitivity {test['sensitivity']:.3f}, specificity "
               f"{test['specificity']:.3f} ({record['runtime_s'] / 60:.1f} min)", flush=True)
 
-    result = cross_subject_evaluation(options, args.work, folds=folds, on_fold=report)
+    if args.reuse:
+        result = json.loads((args.work / CV_RESULTS_FILE).read_text(encoding="utf-8"))
+    else:
+        result = cross_subject_evaluation(options, args.work, folds=folds, on_fold=report)
     summary = result["summary"]
     for key, spread in summary["over_folds"].items():
         if spread["mean"] is not None:

@@ -186,6 +186,17 @@ def test_half_precision_weights_load_and_predict_on_cpu(tmp_path, cnmc_dataset):
         torch.float16}
     probs, _ = _predict_probs(tmp_path, [cnmc_dataset[0]["path"]])
     assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+    # transformers alone, as a researcher copies it: the config names float32, so the half-precision
+    # weights are upcast on load and a float32 processor output runs through the model
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float32"
+    plain = AutoModelForImageClassification.from_pretrained(tmp_path, trust_remote_code=True)
+    plain_processor = AutoImageProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert next(plain.parameters()).dtype == torch.float32
+    logits = plain(**plain_processor(Image.open(cnmc_dataset[0]["path"]), return_tensors="pt")).logits
+    assert logits.shape == (1, 2) and torch.isfinite(logits).all()
 
 
 def test_cli_lists_targets_and_hook():

@@ -16,7 +16,6 @@ The run, in order:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -547,14 +546,10 @@ def finetune_for_monte_carlo(
 
 
 def _save_model(model, processor, output_dir: Path, dtype: str) -> None:
-    """``save_pretrained`` of model (safetensors, optionally half precision) and processor."""
-    import torch
+    """Save model and processor with :func:`leuk.hub.save.save_model_folder`."""
+    from leuk.hub.save import save_model_folder
 
-    to_save = model
-    if dtype != "float32":
-        to_save = copy.deepcopy(model).to(getattr(torch, dtype))
-    to_save.save_pretrained(output_dir, safe_serialization=True)
-    processor.save_pretrained(output_dir)
+    save_model_folder(model, processor, output_dir, dtype=dtype)
 
 
 def _predict_saved(output_dir: Path, paths: list[str], options: TrainOptions) -> np.ndarray:

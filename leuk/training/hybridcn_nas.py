@@ -854,10 +854,9 @@ def train_hybridcn_nas(
     model.set_feature_selection(stored["mean"].numpy(), stored["scale"].numpy(), stored["indices"].numpy())
     model.eval()
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[options.save_dtype]
-    model.to(dtype).save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    from leuk.hub.save import save_model_folder
+
+    save_model_folder(model, processor, out_dir, dtype=options.save_dtype)
 
     # evaluate what was saved, once
     saved = HybridCNNASForImageClassification.from_pretrained(out_dir, dtype=torch.float32).to(options.device).eval()

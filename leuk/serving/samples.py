@@ -1,4 +1,9 @@
-"""The bundled sample images (``assets/samples/<task>/<label>_<n>.<ext>``, made by ``train/make_samples.py``)."""
+"""The bundled sample images (``assets/samples/<task>/<label>_<n>.<ext>``, made by ``train/make_samples.py``).
+
+A task folder with an ``ATTRIBUTION.md`` holds real images of a public dataset (C-NMC 2019: real cells of
+subjects the bundled model never saw, CC BY 3.0); the others hold synthetic look-alikes (Aria: its images may
+not be redistributed).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,15 @@ from typing import Sequence
 from leuk.io import IMAGE_SUFFIXES
 
 SAMPLES_ENV = "LEUK_SAMPLES_DIR"
+#: A task folder holding this file holds real images; the file names their source and licence.
+ATTRIBUTION_FILE = "ATTRIBUTION.md"
 #: Display names of the sample folders.
 TASK_TITLES = {"cnmc": "C-NMC single cell", "aria": "Aria smear"}
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One bundled sample image, the task it belongs to and its (synthetic) class."""
+    """One bundled sample image, the task it belongs to and its class (real or synthetic: :attr:`real`)."""
 
     path: Path
     task: str
@@ -24,8 +31,13 @@ class Sample:
 
     @property
     def caption(self) -> str:
-        """Short caption for a gallery thumbnail: the (synthetic) class."""
+        """Short caption for a gallery thumbnail: the class."""
         return self.label
+
+    @property
+    def real(self) -> bool:
+        """Whether this is a real image of a public dataset (its folder holds an ``ATTRIBUTION.md``)."""
+        return (self.path.parent / ATTRIBUTION_FILE).is_file()
 
     @property
     def title(self) -> str:
@@ -52,6 +64,21 @@ def list_samples(task: str | None = None) -> list[Sample]:
             if path.suffix.lower() in IMAGE_SUFFIXES and "_" in path.stem:
                 found.append(Sample(path=path, task=folder.name, label=path.stem.rsplit("_", 1)[0]))
     return found
+
+
+#: How :func:`samples_description` names the real images of a task.
+REAL_SOURCES = {"cnmc": "real C-NMC 2019 cells of held-out subjects, CC BY 3.0"}
+
+
+def samples_description(samples: Sequence[Sample] | None = None) -> str:
+    """Where the samples come from, per task: e.g. ``C-NMC single cell: real ...; Aria smear: synthetic``."""
+    samples = list_samples() if samples is None else samples
+    parts = {}
+    for sample in samples:
+        if sample.task not in parts:
+            source = REAL_SOURCES.get(sample.task, "real images") if sample.real else "synthetic look-alikes"
+            parts[sample.task] = f"{TASK_TITLES.get(sample.task, sample.task)}: {source}"
+    return "; ".join(parts.values())
 
 
 def samples_for_labels(labels: Sequence[str]) -> list[Path]:

@@ -5,7 +5,8 @@
 - ``assets/demo_models/efficientnet-se/``   train/make_efficientnet_se_demo.py (about 20 CPU minutes)
 - ``assets/demo_models/hybridcn-nas-lite/`` train/make_hybrid_demo.py (a few CPU minutes)
 - ``assets/samples/``                       train/make_samples.py (seconds)
-- ``assets/results/``                       train/make_mc_results.py (a few CPU minutes)
+- ``assets/results/synthetic/``             train/make_mc_results.py (a few CPU minutes); the real set,
+  ``assets/results/cnmc-real/``, needs the real C-NMC pool: ``train/make_mc_results.py --data DIR``
 
 Git keeps every version of a binary: run this only when the generator, a model or the runner changed.
 """

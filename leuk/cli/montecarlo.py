@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("patient", "image", "both"), default="patient",
                         help="split by patient (honest), by image (leaky) or both, reporting the leakage gap")
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole run (default: 0)")
+    parser.add_argument("--test-size", type=float, default=0.2, metavar="F",
+                        help="test fraction of each class's subjects (default: 0.2)")
+    parser.add_argument("--val-size", type=float, default=0.12, metavar="F",
+                        help="validation fraction of each class's subjects (default: 0.12 = 15%% of the rest); "
+                             "raise it until validation holds a subject of the rarest class (real C-NMC pool, "
+                             "3 HEM subjects: 0.2)")
     parser.add_argument("--out", metavar="DIR", help="output folder (rerun the same command to resume)")
     parser.add_argument("--image-size", type=int, metavar="PX", help="input size of presets (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="batch size (default: 32)")
@@ -76,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     result = run_monte_carlo(
         dataset, models, args.out, reference=args.reference, mode=args.mode, n_iter=args.iterations,
-        protocol=args.protocol, seed=args.seed, image_size=args.image_size, batch_size=args.batch_size,
+        protocol=args.protocol, seed=args.seed, test_size=args.test_size, val_size=args.val_size,
+        image_size=args.image_size, batch_size=args.batch_size,
         pretrained=args.pretrained, head=HeadConfig(kind=args.head),
         finetune_options={"epochs": args.epochs} if args.epochs else None,
         feature_cache=args.feature_cache, device=args.device, progress=not args.quiet, plots=not args.no_plots,

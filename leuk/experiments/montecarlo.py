@@ -1,6 +1,7 @@
 """Monte Carlo validation: N random patient-grouped splits, every model on the same split (paired design).
 
-Each iteration ``i`` draws one stratified, subject-grouped split (test 20%, validation 15% of the rest) from
+Each iteration ``i`` draws one stratified, subject-grouped split (by default test 20%, validation 15% of the
+rest; ``test_size``/``val_size`` change it, as fractions of each label's subjects) from
 :func:`leuk.data.splits.monte_carlo_splits`; every model is trained and tested on that same split, so model
 scores are paired by iteration. With ``protocol="both"`` each iteration also runs the image-level protocol
 on the same seed and the summary reports the leakage gap (image − patient).
@@ -30,8 +31,8 @@ Split hashes: ``train_hash``/``val_hash``/``test_hash`` are :func:`leuk.data.spl
 split's patient ids (patient protocol) or of its image keys ``"<patient_id>/<file name>"`` (image protocol).
 No patient list is stored: the row's ``seed`` regenerates the split with
 ``train_val_test_split(labels, groups, test_size=0.2, val_size=0.12, seed=seed, protocol=protocol)`` on the
-same dataset (``val_size`` 0.12 of all patients = 15% of the 80% left after the test part), and
-:func:`split_hashes` of it reproduces the three hashes.
+same dataset (``val_size`` 0.12 of all patients = 15% of the 80% left after the test part; a run with other
+sizes records them in ``run.json`` under ``split``), and :func:`split_hashes` of it reproduces the three hashes.
 
 Distributed: under ``torchrun`` (``RANK``/``WORLD_SIZE``) rank ``r`` runs the iterations ``i`` with
 ``i % world_size == r`` and writes its own parts. Rank 0 extracts the features for everyone and merges when
@@ -61,12 +62,14 @@ from leuk.experiments import atomic_output
 from leuk.experiments.stats import describe, holm, paired_tests
 
 __all__ = [
+    "FROZEN_RANDOM_NOTE",
     "ID_COLUMNS",
     "PROTOCOLS",
     "HeadConfig",
     "IncompleteRunError",
     "MonteCarloError",
     "MonteCarloRun",
+    "describe_run",
     "fit_head",
     "load_parts",
     "merge_results",
@@ -414,6 +417,8 @@ def run_monte_carlo(
     n_iter: int = 100,
     protocol: Protocol = "patient",
     seed: int = 0,
+    test_size: float = TEST_SIZE,
+    val_size: float = VAL_SIZE,
     image_size: int | None = None,
     batch_size: int = 32,
     pretrained: bool = False,
@@ -440,6 +445,10 @@ def run_monte_carlo(
     torchrun's ``RANK``/``WORLD_SIZE``. Without an initialised process group, ``wait_for_ranks`` (seconds)
     lets rank 0 wait for the other ranks' parts before merging, and the other ranks wait for rank 0's
     feature cache; ``None`` means no waiting (rank 0 merges only if every part exists).
+    ``test_size``/``val_size`` are fractions of each label's subjects
+    (:func:`leuk.data.splits.train_val_test_split`); with few subjects of one class, raise ``val_size`` until
+    the validation part holds one of them (C-NMC's real pool, 3 HEM subjects: ``val_size=0.2`` gives one
+    HEM subject each to train, validation and test; the default 0.12 gives validation none).
     See the module docstring for the rest.
     """
     models, reference = _check_models(models, reference)
@@ -447,6 +456,10 @@ def run_monte_carlo(
         raise MonteCarloError(f"unknown mode {mode!r}: use features or finetune")
     if int(n_iter) < 1:
         raise MonteCarloError("n_iter must be at least 1")
+    test_size, val_size = float(test_size), float(val_size)
+    if not (0 < test_size < 1 and 0 <= val_size < 1 and test_size + val_size < 1):
+        raise MonteCarloError(f"test_size and val_size must be fractions with a sum below 1, got {test_size}, "
+                              f"{val_size}")
     protocols = _protocols(protocol)
     head = head or HeadConfig()
     dataset, data_root = _load(data, dataset_kind, patients_csv)
@@ -474,7 +487,8 @@ def run_monte_carlo(
         "finetune_options": dict(finetune_options or {}) if mode == "finetune" else None,
         "dataset_kind": dataset_kind if data_root is not None else None,
         "synthetic": _looks_synthetic(data_root),
-        "split": {"test_size": TEST_SIZE, "val_size": VAL_SIZE, "val_share_of_rest": VAL_SHARE_OF_REST,
+        "split": {"test_size": test_size, "val_size": val_size,
+                  "val_share_of_rest": round(val_size / (1 - test_size), 10),
                   "grouped_by": "patient_id", "generator": "leuk.data.splits.monte_carlo_splits"},
     }
     if rank == 0:
@@ -484,7 +498,7 @@ def run_monte_carlo(
         _check_or_write_config(out, config)
 
     splits = {p: list(monte_carlo_splits(labels, patient_ids, n_iter=int(n_iter), seed=int(seed), protocol=p,
-                                         test_size=TEST_SIZE, val_size=VAL_SIZE))
+                                         test_size=test_size, val_size=val_size))
               for p in protocols}
     seeds_by_protocol = {p: [s for _, s, _ in splits[p]] for p in protocols}
     if len({tuple(v) for v in seeds_by_protocol.values()}) != 1:
@@ -690,6 +704,8 @@ def summarize(results: pd.DataFrame, reference: str, *, config: dict[str, Any] |
     models = list(dict.fromkeys(config["models"] if config else results["model"]))
     protocols = [p for p in PROTOCOLS if p in set(results["protocol"])]
     others = [m for m in models if m != reference]
+    split_sizes = (config or {}).get("split") or {}
+    test_size, val_size = split_sizes.get("test_size", TEST_SIZE), split_sizes.get("val_size", VAL_SIZE)
     summary: dict[str, Any] = {
         "format": SUMMARY_FORMAT,
         "reference": reference,
@@ -702,7 +718,7 @@ def summarize(results: pd.DataFrame, reference: str, *, config: dict[str, Any] |
         "intervals": "p2_5/p97_5: 2.5 and 97.5 percentiles over iterations; mean_ci_*: 95% t interval of the mean",
         "holm_family": HOLM_FAMILY,
         "splits": ("regenerate iteration i's split with leuk.data.splits.train_val_test_split(labels, groups, "
-                   f"test_size={TEST_SIZE}, val_size={VAL_SIZE}, seed=<row seed>, protocol=<row protocol>); its "
+                   f"test_size={test_size}, val_size={val_size}, seed=<row seed>, protocol=<row protocol>); its "
                    "leuk.experiments.montecarlo.split_hashes equal the row's hashes"),
         "config": config or {},
         "protocols": {},
@@ -749,6 +765,36 @@ def _interval(low: Any, high: Any) -> str:
     return f"[{_fmt(low)}, {_fmt(high)}]"
 
 
+#: What a features-mode run on randomly initialised presets measures (shown wherever such a run appears).
+FROZEN_RANDOM_NOTE = ("frozen random-init features: no ImageNet weights; measures the protocol, not the paper's "
+                      "model")
+
+
+def describe_run(config: dict[str, Any]) -> str:
+    """One line saying what a run's figures are: which data, which splits, which weights (from ``run.json``)."""
+    if config.get("synthetic"):
+        data = "SYNTHETIC data (leuk synth), not patients"
+    elif config.get("synthetic") is False:
+        kind = {"cnmc": "C-NMC", "aria": "Aria"}.get(str(config.get("dataset_kind")), "")
+        data = f"real {kind} images".replace("  ", " ")
+    else:
+        data = "data"
+    text = f"{data}: {config.get('n_images')} images of {config.get('n_patients')} subjects"
+    split = config.get("split") or {}
+    if split.get("test_size") is not None:
+        text += (f"; subject-grouped splits (test {split['test_size']:g}, validation {split.get('val_size', 0):g} "
+                 "of each class's subjects)")
+    if config.get("mode") == "features":
+        if config.get("pretrained"):
+            text += "; frozen ImageNet features, a light head trained per iteration"
+        else:
+            text += f"; {FROZEN_RANDOM_NOTE} (a light head is trained per iteration)"
+    elif config.get("mode") == "finetune":
+        weights = "ImageNet-initialised" if config.get("pretrained") else "randomly initialised"
+        text += f"; whole model trained per iteration, {weights}"
+    return text
+
+
 def summary_markdown(summary: dict[str, Any], metrics: Sequence[str] | None = None) -> str:
     """A human-readable rendering of :func:`summarize` (Markdown tables)."""
     metrics = list(metrics or summary["metrics"])
@@ -761,11 +807,7 @@ def summary_markdown(summary: dict[str, Any], metrics: Sequence[str] | None = No
         + (f"; mode: {config['mode']}; seed {config['seed']}" if config else "") + ".",
     ]
     if config:
-        data = "SYNTHETIC data (leuk synth), not patients" if config.get("synthetic") else "data"
-        weights = "ImageNet-initialised" if config.get("pretrained") else "randomly initialised"
-        lines += ["", f"{data}: {config['n_images']} images of {config['n_patients']} patients; "
-                      f"preset backbones {weights}" + (" (features mode: a light head is trained per iteration)"
-                                                       if config["mode"] == "features" else "") + "."]
+        lines += ["", describe_run(config) + "."]
     lines += [
         "",
         "Intervals are the 2.5–97.5 percentiles over iterations. Differences are model − reference, paired by "

@@ -76,7 +76,7 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS, mode: str = "R
             if isinstance(src, (str, os.PathLike)):
                 path = Path(src)
                 if not path.is_file():
-                    raise ImageReadError(f"{name}: no such file")
+                    raise ImageReadError(f"{os.fspath(src)}: no such file")
                 if path.stat().st_size > MAX_FILE_BYTES:
                     raise ImageReadError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MiB")
                 data = path.read_bytes()

@@ -220,6 +220,21 @@ def test_missing_models_raise_one_line_errors(hf_home, tmp_path, monkeypatch):
         assert hint in message and "\n" not in message
 
 
+def test_not_cached_advice_names_only_what_applies(hf_home, monkeypatch):
+    from leuk.hub.loader import not_cached_message
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    # the variable is not set: advising to set it to 0 would be noise
+    with pytest.raises(ModelNotFoundError) as caught:
+        load_model("leuk-test/not-cached", device="cpu", cache_dir=hf_home / "hub")
+    assert "HF_HUB_OFFLINE" not in str(caught.value) and "hf download" in str(caught.value)
+    assert "HF_HUB_OFFLINE" not in not_cached_message("dataset 'x/y'")
+    assert "network" in not_cached_message("dataset 'x/y'")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    assert "TRANSFORMERS_OFFLINE=0" in not_cached_message("dataset 'x/y'")
+
+
 def test_model_specs_and_env(monkeypatch, tmp_path):
     assert parse_model_spec("org/name@v1.0") == parse_model_spec("org/name", revision="v1.0")
     assert parse_model_spec("org/name@refs/pr/1").revision == "refs/pr/1"

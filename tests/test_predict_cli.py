@@ -75,7 +75,7 @@ def test_all_bad_files_exit_non_zero(model_dir, files, capsys):
     captured = capsys.readouterr()
     assert code == 1
     assert len([line for line in captured.err.splitlines() if line.startswith("error:")]) == 3
-    assert "no such file" in captured.err
+    assert f"{files['text'].with_name('missing.png')}: no such file" in captured.err  # the path as typed
 
 
 def test_unknown_model_is_one_line_error(files, tmp_path, capsys):

@@ -129,6 +129,28 @@ def _offline() -> bool:
     return constants.is_offline_mode() or env.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+def _offline_env() -> str | None:
+    """The name of the environment variable that switches the Hub client offline, when one does."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+            return name
+    return None
+
+
+def not_cached_message(what: str, *, local_files_only: bool = False) -> str:
+    """One line for a Hub download that found nothing in the cache, advising only what applies here:
+    the variable that is set, the ``local_files_only`` that was asked for, or the network."""
+    variable = _offline_env()
+    if variable is not None:
+        return (f"{what} is not in the local Hugging Face cache and {variable}={os.environ[variable]} keeps the "
+                f"Hub client offline: unset it (or set {variable}=0) to download, or fetch it first with "
+                "`hf download`")
+    if local_files_only:
+        return (f"{what} is not in the local Hugging Face cache and only local files were asked for: "
+                "download it first with `hf download`")
+    return f"could not reach the Hub for {what} and it is not cached: check the network or download it first"
+
+
 def _download_snapshot(
     repo_id: str, revision: str | None, cache_dir: str | Path | None, local_files_only: bool
 ) -> Path:
@@ -161,14 +183,7 @@ def _download_snapshot(
             f"Hub repo {repo_id!r} not found (or private/gated): check the id, or log in with `hf auth login`"
         ) from err
     except LocalEntryNotFoundError as err:
-        if offline:
-            hint = "set HF_HUB_OFFLINE=0 (and local_files_only=False) or download it first with `hf download`"
-            raise ModelNotFoundError(
-                f"model {where!r} is not in the local Hugging Face cache and offline mode is on: {hint}"
-            ) from err
-        raise ModelNotFoundError(
-            f"could not reach the Hub for {where!r} and it is not cached: check the network or download it first"
-        ) from err
+        raise ModelNotFoundError(not_cached_message(f"model {where!r}", local_files_only=offline)) from err
     except HFValidationError as err:
         raise ModelNotFoundError(f"invalid Hub repo id {repo_id!r}: {err}".splitlines()[0]) from err
     except HfHubHTTPError as err:

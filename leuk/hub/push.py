@@ -310,7 +310,7 @@ def _download_dataset(repo_id: str, revision: str | None, cache_dir: str | Path 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    from leuk.hub.loader import _offline
+    from leuk.hub.loader import _offline, not_cached_message
 
     try:
         return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir,
@@ -318,7 +318,6 @@ def _download_dataset(repo_id: str, revision: str | None, cache_dir: str | Path 
     except RepositoryNotFoundError as err:
         raise LeukError(f"dataset repo {repo_id!r} not found (or private): check the id or log in") from err
     except LocalEntryNotFoundError as err:
-        raise LeukError(f"dataset {repo_id!r} is not cached and the Hub cannot be reached: "
-                        "set HF_HUB_OFFLINE=0 or download it first") from err
+        raise LeukError(not_cached_message(f"dataset {repo_id!r}", local_files_only=_offline())) from err
     except HfHubHTTPError as err:
         raise LeukError(f"could not download dataset {repo_id!r}: {str(err).splitlines()[0]}") from err

@@ -38,10 +38,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Leukemic-cell classification: data, training, evaluation, explanations, Hub.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--verbose", action="store_true", help="show library progress bars (model loading)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        sub_parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                                help="show library progress bars (model loading)")
         if name == command:
             _load(name).add_arguments(sub_parser)
     return parser
@@ -62,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from leuk.errors import LeukError
 
+    if args.verbose:
+        import leuk.hub.loader
+
+        leuk.hub.loader.show_loading_progress = True
     try:
         return int(_load(args.command).run(args) or 0)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ executes code downloaded from the Hub.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -57,6 +58,10 @@ class LoadedModel:
     card_text: str | None
     num_parameters: int
     config: Any = field(repr=False, default=None)
+    #: the out-of-distribution detector stored with the weights (:mod:`leuk.ood`), ``None`` when there is none
+    ood_detector: Any = field(repr=False, default=None)
+    #: why there is no detector (one line), ``None`` when there is one
+    ood_note: str | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -274,9 +279,10 @@ def _load_from_folder(path: Path, device: str) -> tuple[Any, Any]:
             "(for other custom models use transformers with trust_remote_code=True)"
         )
     try:
-        model, info = AutoModelForImageClassification.from_pretrained(
-            path, trust_remote_code=False, output_loading_info=True
-        )
+        with _loading_progress(show_loading_progress):
+            model, info = AutoModelForImageClassification.from_pretrained(
+                path, trust_remote_code=False, output_loading_info=True
+            )
         problems = {kind: sorted(map(str, info.get(kind) or ()))
                     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
         if any(problems.values()):
@@ -292,6 +298,23 @@ def _load_from_folder(path: Path, device: str) -> tuple[Any, Any]:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ModelLoadError(f"could not load the model in {path}: {first_line}") from err
     return model.to(device).eval(), processor
+
+
+#: Show transformers' "Loading weights" progress bar (the CLI's ``--verbose``); quiet by default, since every
+#: command and app request that loads a model would print it.
+show_loading_progress = False
+
+
+@contextlib.contextmanager
+def _loading_progress(show: bool):
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
 
 
 _CACHE: dict[tuple, LoadedModel] = {}
@@ -331,6 +354,9 @@ def load_model(
         eval_results = _read_json(path / EVAL_RESULTS_FILE)
         card_path = path / CARD_FILE
         card_text = card_path.read_text(encoding="utf-8") if card_path.is_file() else None
+        from leuk.ood import load_detector
+
+        ood_detector, ood_note = load_detector(path)
         loaded = LoadedModel(
             model=model,
             processor=processor,
@@ -343,6 +369,8 @@ def load_model(
             card_text=card_text,
             num_parameters=sum(p.numel() for p in model.parameters()),
             config=model.config,
+            ood_detector=ood_detector,
+            ood_note=ood_note,
         )
         _CACHE[key] = loaded
         return loaded

@@ -53,6 +53,15 @@ class Prediction:
     probabilities: dict[str, float] = field(default_factory=dict)
     top_probability: float | None = None
     error: str | None = None
+    #: feature distance of the out-of-distribution detector (``None`` without one, see :mod:`leuk.ood`)
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+    #: largest |z| of the image statistics and its threshold (the detector's cheap gate)
+    ood_stats_score: float | None = None
+    ood_stats_threshold: float | None = None
+    #: the verdict of :func:`leuk.verdict.image_verdict`
+    uncertain: bool = False
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +122,9 @@ class Predictor:
         batch_size: int = 32,
         num_threads: int | None = None,
         runtime: str = "eager",
+        detector: Any = None,
+        uncertain_below: float | None = None,
+        ood_note: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -135,6 +147,12 @@ class Predictor:
         id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
         self.label_names: list[str] = [str(id2label[i]) for i in sorted(id2label, key=int)]
         self._forward = self._build_forward(runtime)
+        from leuk.verdict import UNCERTAIN_BELOW
+
+        #: the out-of-distribution detector (:class:`leuk.ood.OODDetector`) every prediction is checked with
+        self.detector = detector
+        self.uncertain_below = UNCERTAIN_BELOW if uncertain_below is None else float(uncertain_below)
+        self.ood_note = ood_note
 
     def _build_forward(self, runtime: str) -> Callable[[torch.Tensor], torch.Tensor]:
         """The runtime's forward: a CPU NCHW batch in, float32 CPU logits out."""
@@ -176,9 +194,19 @@ class Predictor:
                                  f"cannot preprocess image ({err})") from err
         return pixel_values[0]
 
-    def _preprocess_safely(self, src: ImageSource) -> torch.Tensor | str:
+    def _decode(self, src: ImageSource, statistics: bool) -> tuple[torch.Tensor, np.ndarray | None]:
+        """:meth:`preprocess`, and the image statistics of :func:`leuk.ood.image_statistics` when asked."""
+        if not statistics:
+            return self.preprocess(src), None
+        from leuk.ood import image_statistics
+
+        image = read_image(src)
+        return self.preprocess(image), image_statistics(image)
+
+    def _preprocess_safely(self, src: ImageSource, statistics: bool = False
+                           ) -> tuple[torch.Tensor, np.ndarray | None] | str:
         try:
-            return self.preprocess(src)
+            return self._decode(src, statistics)
         except LeukError as err:
             return str(err)
 
@@ -196,6 +224,47 @@ class Predictor:
         chunks = [pixel_values[start:start + self.batch_size]
                   for start in range(0, max(len(pixel_values), 1), self.batch_size)]
         return torch.cat([self._forward(_pad_rows(chunk, self.batch_size))[:len(chunk)] for chunk in chunks])
+
+    @torch.inference_mode()
+    def features(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """Pooled features ``(N, D)`` of a preprocessed NCHW batch (:func:`leuk.ood.pooled_features`), float32,
+        from the eager model whatever the runtime (bf16 autocast on CUDA, as the logits)."""
+        from leuk.ood import pooled_features
+
+        dtype = next(self.model.parameters()).dtype
+        batch = pixel_values.to(self.device).contiguous(memory_format=torch.channels_last).to(dtype)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return pooled_features(self.model, batch).float().cpu().numpy()
+
+    def features_and_statistics(self, images: Sequence[ImageSource], *, progress: bool = False
+                                ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+        """Pooled features ``(N, D)`` and image statistics ``(N, 10)`` of the readable ``images`` (in order),
+        and ``{index: error}`` for the others: what :func:`leuk.ood.fit_detector` fits on."""
+        images = list(images)
+        features: list[np.ndarray] = []
+        stats: list[np.ndarray] = []
+        errors: dict[int, str] = {}
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(images), desc="features", unit="img")
+        with ThreadPoolExecutor(max_workers=self.num_threads) as pool:
+            for start in range(0, len(images), self.batch_size):
+                decoded = list(pool.map(lambda src: self._preprocess_safely(src, True),
+                                        images[start:start + self.batch_size]))
+                good = [item for item in decoded if not isinstance(item, str)]
+                errors.update({start + i: item for i, item in enumerate(decoded) if isinstance(item, str)})
+                if good:
+                    features.append(self.features(torch.stack([item[0] for item in good])))
+                    stats.extend(item[1] for item in good)
+                if bar is not None:
+                    bar.update(len(decoded))
+        if bar is not None:
+            bar.close()
+        width = features[0].shape[1] if features else 0
+        return (np.concatenate(features) if features else np.zeros((0, width), np.float32),
+                np.asarray(stats, dtype=np.float64).reshape(-1, 10), errors)
 
     def predict_proba(self, pixel_values: torch.Tensor) -> np.ndarray:
         """Class probabilities (softmax of the logits) of a preprocessed NCHW batch."""
@@ -218,9 +287,11 @@ class Predictor:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(images), desc="predict", unit="img")
+        statistics = self.detector is not None and getattr(self.detector, "statistics", None) is not None
         with ThreadPoolExecutor(max_workers=self.num_threads) as pool:
             def submit(start: int) -> list[Future]:
-                return [pool.submit(self._preprocess_safely, src) for src in images[start:start + self.batch_size]]
+                return [pool.submit(self._preprocess_safely, src, statistics)
+                        for src in images[start:start + self.batch_size]]
 
             pending = submit(0) if images else []
             for start in starts:
@@ -234,20 +305,38 @@ class Predictor:
             bar.close()
         return results
 
-    def _classify_chunk(self, items: list[torch.Tensor | str], names: list[str]) -> list[Prediction]:
-        good = [i for i, item in enumerate(items) if isinstance(item, torch.Tensor)]
+    def _classify_chunk(self, items: list[tuple[torch.Tensor, np.ndarray | None] | str],
+                        names: list[str]) -> list[Prediction]:
+        from leuk.verdict import image_verdict
+
+        good = [i for i, item in enumerate(items) if not isinstance(item, str)]
         chunk = [Prediction(source=name, error=item) if isinstance(item, str) else Prediction(source=name)
                  for name, item in zip(names, items)]
-        if not good:
-            return chunk
-        probabilities = self.predict_proba(torch.stack([items[i] for i in good]))
-        label_names = self.label_names or [str(k) for k in range(probabilities.shape[1])]
-        for row, index in zip(probabilities, good):
-            top = int(row.argmax())
-            prediction = chunk[index]
-            prediction.label = label_names[top]
-            prediction.top_probability = float(row[top])
-            prediction.probabilities = {name: float(p) for name, p in zip(label_names, row)}
+        checks: list[Any] = [None] * len(items)
+        if good:
+            batch = torch.stack([items[i][0] for i in good])
+            probabilities = self.predict_proba(batch)
+            label_names = self.label_names or [str(k) for k in range(probabilities.shape[1])]
+            if self.detector is not None:
+                stats = [items[i][1] for i in good]
+                results = self.detector.assess(self.features(batch), None if any(s is None for s in stats)
+                                               else np.stack(stats))
+                for index, result in zip(good, results):
+                    checks[index] = result
+            for row, index in zip(probabilities, good):
+                top = int(row.argmax())
+                prediction = chunk[index]
+                prediction.label = label_names[top]
+                prediction.top_probability = float(row[top])
+                prediction.probabilities = {name: float(p) for name, p in zip(label_names, row)}
+                check = checks[index]
+                if check is not None:
+                    prediction.ood_score, prediction.ood_threshold = check.score, check.threshold
+                    prediction.ood_stats_score, prediction.ood_stats_threshold = check.stats_score, check.stats_threshold
+        for prediction, check in zip(chunk, checks):
+            verdict = image_verdict(prediction.top_probability, check, prediction.error,
+                                    threshold=self.uncertain_below, ood_note=self.ood_note)
+            prediction.uncertain, prediction.reasons = verdict.uncertain, list(verdict.reasons)
         return chunk
 
     # Architecture-document name of the same call.

@@ -1,0 +1,138 @@
+"""The one uncertainty verdict: ``confident`` or ``uncertain``, with the reasons, per image and per patient.
+
+Every surface (the Gradio tabs, every Streamlit page, ``leuk predict``, ``leuk explain``) shows what these two
+functions decide, in these words:
+
+- :func:`image_verdict`: an image is **uncertain** when it could not be read, when it is out of distribution
+  (its :class:`leuk.ood.OODResult` says so: unlike the model's training images), or when its calibrated top
+  probability is below :data:`UNCERTAIN_BELOW`. An out-of-distribution image is never confident, however high
+  its probability.
+- :func:`patient_verdict`: a patient's reading is **uncertain** when any of its images is out of distribution or
+  unreadable, when the mean's top probability is below the threshold, when the majority vote and the mean
+  disagree, or when at least half of its images have a low probability.
+
+Without a detector (a model folder with no ``ood_detector.json``) the out-of-distribution check is skipped and
+the verdict says so in its note: "confident" then rests on the probability alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+__all__ = ["UNCERTAIN_BELOW", "Verdict", "image_verdict", "patient_verdict"]
+
+#: An image (or a patient mean) whose calibrated top probability is below this is "uncertain".
+UNCERTAIN_BELOW = 0.7
+
+OOD_PREFIX = "out of distribution"
+UNREADABLE_PREFIX = "unreadable"
+LOW_PROBABILITY_PREFIX = "low calibrated probability"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``uncertain`` with its ``reasons`` (empty when confident); ``note`` says what was not checked."""
+
+    uncertain: bool
+    reasons: tuple[str, ...] = ()
+    note: str | None = None
+    out_of_distribution: bool = False
+    unreadable: bool = False
+
+    @classmethod
+    def from_reasons(cls, reasons: Sequence[str], note: str | None = None) -> "Verdict":
+        """The verdict whose reasons are ``reasons`` (as :func:`image_verdict` wrote them)."""
+        reasons = tuple(reasons)
+        return cls(bool(reasons), reasons, note=note,
+                   out_of_distribution=any(r.startswith(OOD_PREFIX) for r in reasons),
+                   unreadable=any(r.startswith(UNREADABLE_PREFIX) for r in reasons))
+
+    @property
+    def word(self) -> str:
+        """``"uncertain"`` or ``"confident"``."""
+        return "uncertain" if self.uncertain else "confident"
+
+    @property
+    def text(self) -> str:
+        """One line: ``uncertain: reason; reason`` or ``confident`` (plus the note, if any)."""
+        line = f"uncertain: {'; '.join(self.reasons)}" if self.uncertain else "confident"
+        if not self.uncertain and self.note:
+            line += f" ({self.note})"
+        return line
+
+    def markdown(self, threshold: float = UNCERTAIN_BELOW) -> str:
+        """The verdict as a Markdown headline (what the apps show)."""
+        if self.uncertain:
+            return f"⚠ **Uncertain**: {'; '.join(self.reasons)}."
+        text = (f"**Confident**: calibrated top probability at least {threshold:.2f}"
+                + (" and within the training distribution (out-of-distribution check passed)."
+                   if self.note is None else f". Note: {self.note}."))
+        return text
+
+
+def image_verdict(
+    top_probability: float | None,
+    ood: Any = None,
+    error: str | None = None,
+    *,
+    threshold: float = UNCERTAIN_BELOW,
+    ood_note: str | None = None,
+) -> Verdict:
+    """The verdict on one image.
+
+    ``ood`` is its :class:`leuk.ood.OODResult` (``None`` when no detector ran: ``ood_note`` then says why);
+    ``error`` the reason it could not be read or classified.
+    """
+    if error is not None:
+        return Verdict(True, (f"{UNREADABLE_PREFIX}: {error}",), unreadable=True)
+    reasons = []
+    flagged = ood is not None and bool(ood.is_ood)
+    if flagged:
+        reasons.append(ood.reason)
+    if top_probability is not None and top_probability < threshold:
+        reasons.append(f"{LOW_PROBABILITY_PREFIX}: top {top_probability:.2f} < {threshold:.2f}")
+    note = None if ood is not None else (ood_note or "not checked for out-of-distribution input")
+    return Verdict(bool(reasons), tuple(reasons), note=note, out_of_distribution=flagged)
+
+
+@dataclass
+class _Counts:
+    ood: int = 0
+    unreadable: int = 0
+    low: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def patient_verdict(
+    verdicts: Sequence[Verdict],
+    mean_top_probability: float | None,
+    *,
+    label: str | None = None,
+    majority_label: str | None = None,
+    threshold: float = UNCERTAIN_BELOW,
+) -> Verdict:
+    """The verdict on one patient from the verdicts of all its images (readable or not) and the mean of the
+    readable images' probabilities (its top value, the label it gives, and the majority vote)."""
+    counts = _Counts()
+    for verdict in verdicts:
+        counts.ood += verdict.out_of_distribution
+        counts.unreadable += verdict.unreadable
+        counts.low += any(reason.startswith(LOW_PROBABILITY_PREFIX) for reason in verdict.reasons)
+        if verdict.note and verdict.note not in counts.notes:
+            counts.notes.append(verdict.note)
+    n = len(verdicts)
+    readable = n - counts.unreadable
+    reasons = []
+    if counts.ood:
+        reasons.append(f"{OOD_PREFIX}: {counts.ood} of {n} image{'s' if n != 1 else ''} unlike the training images")
+    if counts.unreadable:
+        reasons.append(f"{UNREADABLE_PREFIX}: {counts.unreadable} of {n} image{'s' if n != 1 else ''}")
+    if mean_top_probability is not None and mean_top_probability < threshold:
+        reasons.append(f"{LOW_PROBABILITY_PREFIX}: mean top {mean_top_probability:.2f} < {threshold:.2f}")
+    if label is not None and majority_label is not None and majority_label != label:
+        reasons.append(f"majority vote ({majority_label}) differs from mean probabilities ({label})")
+    if readable > 1 and counts.low * 2 >= readable:
+        reasons.append(f"{counts.low} of {readable} images with {LOW_PROBABILITY_PREFIX}")
+    return Verdict(bool(reasons), tuple(reasons), note="; ".join(counts.notes) or None,
+                   out_of_distribution=bool(counts.ood), unreadable=bool(counts.unreadable))

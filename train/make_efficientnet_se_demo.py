@@ -9,8 +9,8 @@ nucleus only (``--class-evidence nucleus``: cell size, outline and cytoplasm loo
 the demo's attribution maps can be checked against the nucleus masks), with the patient-wise split of
 ``leuk train``. The input is 96 px instead of the paper's 384 px so that it trains on a 2-core CPU (about
 5 minutes with OMP_NUM_THREADS=2). The saved folder holds float16 safetensors, the processor, the remote
-code, ``training_split.json`` and ``eval_results.json`` (test patients never seen in training).
-Checkpoints are not kept.
+code, ``training_split.json``, ``eval_results.json`` (test patients never seen in training) and the model
+card ``README.md`` (:func:`leuk.hub.cards.write_model_card`). Checkpoints are not kept.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists():
         shutil.rmtree(args.out)
     shutil.copytree(run, args.out, ignore=shutil.ignore_patterns("checkpoints"))
+    from leuk.hub.cards import write_model_card
+
+    write_model_card(args.out)  # README.md: the card the apps' Models views show
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"wrote {args.out} ({size / 1e6:.1f} MB)")
     if args.work is None:

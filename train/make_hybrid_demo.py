@@ -4,8 +4,8 @@
 
 Renders a synthetic Aria set (``leuk.data.synthetic.write_aria``: 40 patients x 6 smears, 128 px), trains the
 ``lite`` preset with the staged engine (patient-wise split, every fitted statistic on training patients only),
-saves float16 weights, the image processor, the remote code and ``eval_results.json`` (test metrics, the
-segmenter's held-out Dice/IoU). Fails when the segmenter's test Dice is below 0.85 or the folder exceeds 30 MB.
+saves float16 weights, the image processor, the remote code, ``eval_results.json`` (test metrics, the
+segmenter's held-out Dice/IoU) and the model card ``README.md``. Fails when the segmenter's test Dice is below 0.85 or the folder exceeds 30 MB.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def main(argv=None) -> int:
         "cpu_seconds": round(time.process_time() - cpu, 1),
     }
     results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    from leuk.hub.cards import write_model_card
+
+    write_model_card(args.out)  # README.md: the card the apps' Models views show
 
     size = sum(p.stat().st_size for p in args.out.iterdir())
     dice = (result.segmentation.get("test") or {}).get("dice", 0.0)

@@ -11,14 +11,16 @@ best-checkpoint selection and the temperature use validation images of the train
 
 Choices for a 2-core CPU (about an hour in all, three folds): 128 px input (450 px originals; the cells
 keep their relative size, the nucleus texture survives at about 3.5 px per micron-scale detail), at most
-16 epochs with patience 5, batch 32, AdamW lr 1e-3 with 5% warm-up and cosine decay (from scratch, 1e-4
-barely moves in 16 epochs), minority oversampling, and the ``strong`` augmentation (flips, 90-degree and
+10 epochs with patience 4, batch 32, AdamW lr 1e-3 with 5% warm-up and cosine decay (from scratch, 1e-4
+barely moves in 10 epochs), minority oversampling, and the ``strong`` augmentation (flips, 90-degree and
 small rotations, resized crops, colour, saturation and HED stain jitter, blur): with three HEM subjects the
 network would otherwise learn each subject's stain. On a GPU use ``--image-size 384`` (the paper's).
 
 The shipped model is fold ``--ship-fold`` (0 by default, fixed before any result was seen: no test figure
 chooses between runs); its folder gets ``eval_results.json`` with the cross-subject figures of all folds,
-the training subjects, the recipe and this command. Checkpoints are not kept.
+the training subjects, the recipe and this command, and the model card ``README.md`` rendered from it
+(:func:`leuk.hub.cards.write_model_card`; ``python train/render_model_cards.py`` re-renders it).
+Checkpoints are not kept.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = {
-    "image_size": 128, "epochs": 16.0, "batch_size": 32, "lr": 1e-3, "warmup_ratio": 0.05, "patience": 5,
+    "image_size": 128, "epochs": 10.0, "batch_size": 32, "lr": 1e-3, "warmup_ratio": 0.05, "patience": 4,
     "seed": 0, "dtype": "float16", "augment_preset": "strong", "save_total_limit": 1,
 }
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not train: ship from the folds and cross_subject.json already in --work")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from leuk.experiments.cross_subject import CV_RESULTS_FILE, cross_subject_evaluation
     from leuk.training.efficientnet_se import EVAL_RESULTS_FILE, TrainOptions
@@ -120,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
     })
     (args.ship / EVAL_RESULTS_FILE).write_text(json.dumps(eval_results, indent=2) + "\n", encoding="utf-8")
+    from leuk.hub.cards import write_model_card
+
+    card = write_model_card(args.ship)  # README.md: the card the apps' Models views show
     size = sum(p.stat().st_size for p in args.ship.rglob("*") if p.is_file())
-    print(f"shipped fold {args.ship_fold} to {args.ship} ({size / 1e6:.1f} MB)")
+    print(f"shipped fold {args.ship_fold} to {args.ship} ({size / 1e6:.1f} MB), model card {card.name}")
     return 0
 
 

@@ -1,9 +1,10 @@
 """Hugging Face Hub distribution: the one model loader, model cards, and pushing models and results.
 
-Import what you need from here: ``from leuk.hub import load_model``.
+Import what you need from here: ``from leuk.hub import load_model``. What a saved model was trained on:
+:func:`training_summary` (:mod:`leuk.hub.provenance`); its card: :func:`write_model_card`.
 """
 
-from leuk.hub.cards import build_model_card, build_results_card, eval_results_to_card
+from leuk.hub.cards import build_model_card, build_results_card, eval_results_to_card, write_demo_cards, write_model_card
 from leuk.hub.loader import (
     LoadedModel,
     ModelLoadError,
@@ -16,6 +17,7 @@ from leuk.hub.loader import (
     parse_model_spec,
     resolve_models_from_env,
 )
+from leuk.hub.provenance import TrainingSummary, folder_training_summary, training_summary
 from leuk.hub.push import PushResult, load_results, prepare_upload_folder, push_model, push_results
 
 __all__ = [
@@ -23,11 +25,13 @@ __all__ = [
     "ModelLoadError",
     "ModelSpec",
     "PushResult",
+    "TrainingSummary",
     "build_model_card",
     "build_results_card",
     "clear_model_cache",
     "demo_models_dir",
     "eval_results_to_card",
+    "folder_training_summary",
     "list_demo_models",
     "load_model",
     "load_results",
@@ -37,4 +41,7 @@ __all__ = [
     "push_model",
     "push_results",
     "resolve_models_from_env",
+    "training_summary",
+    "write_demo_cards",
+    "write_model_card",
 ]

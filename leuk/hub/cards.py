@@ -96,17 +96,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
+def _metric_id_and_name(key: str) -> tuple[str, str, str]:
+    """(Hub metric id, display name, average) of a leuk metric key such as ``f1_weighted``."""
+    base, _, average = key.rpartition("_")
+    if not base or average not in _AVERAGES:
+        base, average = key, ""
+    metric_id, display = _METRIC_IDS.get(base, (base, base.replace("_", " ").capitalize()))
+    return metric_id, (f"{display} ({average})" if average else display), average
+
+
 def metric_entries(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every scalar metric as ``{key, type, name, config, value}``, per-class sensitivity/specificity included."""
     entries = []
     for key, value in metrics.items():
         if key in _METADATA_KEYS or not _is_number(value):
             continue
-        base, _, average = key.rpartition("_")
-        if not base or average not in _AVERAGES:
-            base, average = key, ""
-        metric_id, display = _METRIC_IDS.get(base, (base, base.replace("_", " ").capitalize()))
-        name = f"{display} ({average})" if average else display
+        metric_id, name, average = _metric_id_and_name(key)
         entries.append({"key": key, "type": metric_id, "name": name, "config": average or None, "value": float(value)})
     per_class = metrics.get("per_class")
     if isinstance(per_class, Mapping) and "sensitivity" not in metrics:
@@ -201,6 +206,120 @@ def load_mc_summary(mc_summary: str | Path | Mapping | None) -> tuple[str | None
     return monte_carlo_table(data), metadata
 
 
+def _subject_key(subject: str) -> tuple:
+    """Natural order of subject ids: ``2`` before ``11``, ``H10`` before ``H14``."""
+    digits = "".join(ch for ch in subject if ch.isdigit())
+    return ("".join(ch for ch in subject if not ch.isdigit()), int(digits) if digits else -1, subject)
+
+
+def _label_display(label: str) -> str:
+    return label.upper() if label.lower() in ("all", "hem") else label
+
+
+def _count_text(counts: Mapping[str, int]) -> str:
+    return " / ".join(f"{count} {_label_display(label)}" for label, count in counts.items())
+
+
+def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list[str] | None = None,
+                          *, unit: str = "images") -> dict | None:
+    """What a card shows of the ``cross_subject`` block of an ``eval_results.json`` (``None`` when absent).
+
+    ``metrics``: one row per metric (mean ± sd over folds, range, pooled over every held-out image);
+    ``subjects``: per-subject accuracy with the fold that held the subject out; ``pool``: subjects per class and
+    images of the whole pool; the shipped fold with its training and held-out subjects.
+    """
+    block = (eval_json or {}).get("cross_subject")
+    if not isinstance(block, Mapping):
+        return None
+    summary = block.get("summary") if isinstance(block.get("summary"), Mapping) else {}
+    over = summary.get("over_folds") if isinstance(summary.get("over_folds"), Mapping) else {}
+    pooled = summary.get("pooled") if isinstance(summary.get("pooled"), Mapping) else {}
+    rows, n_folds = [], None
+    for key, spread in over.items():
+        if not isinstance(spread, Mapping) or not _is_number(spread.get("mean")):
+            continue
+        n_folds = spread.get("n_folds", n_folds)
+        low, high = spread.get("min"), spread.get("max")
+        rows.append({
+            "key": key, "name": _metric_id_and_name(key)[1],
+            "mean_sd": f"{float(spread['mean']):.4f} ± {_fmt(spread.get('std', spread.get('sd')))}",
+            "range": f"{_fmt(low)} – {_fmt(high)}" if _is_number(low) and _is_number(high) else "n/a",
+            "pooled": _fmt(pooled.get(key)),
+        })
+    folds = [f for f in block.get("folds") or [] if isinstance(f, Mapping)]
+    fold_of = {str(subject): f.get("fold") for f in folds for subject in f.get("test_subjects") or []}
+    per_subject = block.get("per_subject") if isinstance(block.get("per_subject"), Mapping) else {}
+    order = {label: i for i, label in enumerate(label_names or [])}
+    subjects = []
+    for subject, record in per_subject.items():
+        if not isinstance(record, Mapping):
+            continue
+        subjects.append({
+            "subject": str(subject), "label": str(record.get("label", "")),
+            "label_display": _label_display(str(record.get("label", ""))),
+            "n_images": record.get("n_images"), "accuracy": _fmt(record.get("accuracy"), 3),
+            "fold": fold_of.get(str(subject), ""),
+        })
+    subjects.sort(key=lambda r: (order.get(r["label"], len(order)), r["label"], _subject_key(r["subject"])))
+    subjects_per_label: dict[str, int] = {}
+    for row in subjects:
+        subjects_per_label[row["label"]] = subjects_per_label.get(row["label"], 0) + 1
+    n_images = sum(int(r["n_images"]) for r in subjects if isinstance(r["n_images"], int))
+    label_of = {row["subject"]: row["label"] for row in subjects}
+    training = [str(s) for s in (eval_json or {}).get("training_subjects") or []]
+    training_counts: dict[str, int] = {}
+    for subject in sorted(training, key=_subject_key):
+        label = label_of.get(subject, "?")
+        training_counts[label] = training_counts.get(label, 0) + 1
+    # the pool's classes in label order: "14 ALL / 3 HEM" reads the majority first
+    pool_counts = dict(sorted(subjects_per_label.items(), key=lambda item: -item[1]))
+    return {
+        "protocol": block.get("protocol") or "cross-subject",
+        "n_folds": n_folds if n_folds is not None else (len(folds) or None),
+        "metrics": rows,
+        "subjects": subjects,
+        "pool_text": (f"{_count_text(pool_counts)} subjects, {n_images:,} {unit}" if subjects else None),
+        "n_pool_images": n_images or None,
+        "shipped_fold": (eval_json or {}).get("shipped_fold"),
+        "training_subjects": sorted(training, key=_subject_key),
+        "training_text": _count_text(training_counts) + " subjects" if training_counts else None,
+        "held_out_subjects": sorted(((eval_json or {}).get("held_out_subjects") or []), key=lambda s: _subject_key(str(s))),
+    }
+
+
+def _recipe_text(recipe: Any) -> str | None:
+    """The main training settings of a recorded recipe, in one line."""
+    if not isinstance(recipe, Mapping):
+        return None
+    names = {"image_size": "input {} px", "epochs": "at most {:g} epochs", "patience": "patience {}",
+             "batch_size": "batch {}", "lr": "lr {:g}", "scheduler": "{} schedule",
+             "augment_preset": "'{}' augmentation", "balanced": None, "pretrained": None, "seed": "seed {}"}
+    parts = []
+    for key, pattern in names.items():
+        value = recipe.get(key)
+        if value is None:
+            continue
+        if key == "pretrained":
+            parts.append("ImageNet backbone weights" if value else "trained from scratch (no ImageNet weights)")
+        elif key == "balanced":
+            if value:
+                parts.append("minority oversampling")
+        else:
+            try:
+                parts.append(pattern.format(value))
+            except (TypeError, ValueError):
+                continue
+    return ", ".join(parts) or None
+
+
+def _training_images_text(eval_json: Mapping[str, Any] | None, unit: str) -> str | None:
+    """``1,319 cells``: training plus validation images of a recorded split, or ``None``."""
+    from leuk.hub.provenance import _training_images
+
+    count = _training_images(eval_json or {})
+    return f"{count:,} {unit}" if count else None
+
+
 def timm_hub_id(backbone: str | None) -> str | None:
     """The Hub repo of a timm backbone's default pretrained weights (``timm/<arch>.<tag>``), per timm itself."""
     if not backbone:
@@ -282,10 +401,27 @@ def count_parameters_in_folder(model_dir: str | Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _local_names(model_dir: Path) -> tuple[str, str]:
+    """(leuk spec, path for ``from_pretrained``) of a local folder: ``demo:<name>`` and a repo-relative path
+    for a bundled demo, else the folder itself."""
+    from leuk.hub.loader import DEMO_PREFIX, demo_models_dir
+
+    folder = model_dir.resolve()
+    demos = demo_models_dir().resolve()
+    if folder.parent == demos:
+        repo = Path(__file__).resolve().parents[2]
+        try:
+            path = folder.relative_to(repo).as_posix()
+        except ValueError:
+            path = str(folder)
+        return f"{DEMO_PREFIX}{folder.name}", path
+    return str(model_dir), str(model_dir)
+
+
 def build_model_card(
     model_dir: str | Path,
     *,
-    repo_id: str,
+    repo_id: str | None = None,
     eval_results: str | Path | Mapping | None = None,
     mc_summary: str | Path | Mapping | None = None,
     family: str | None = None,
@@ -296,8 +432,10 @@ def build_model_card(
 ):
     """The ``huggingface_hub.ModelCard`` of a saved leuk model.
 
-    ``eval_results`` defaults to the folder's ``eval_results.json``; ``family`` to the config's ``model_type``.
-    ``pinned_revision`` (a tag or commit) goes into the loading snippets.
+    ``repo_id`` is the Hub repo the card is for; ``None`` writes the card of a local folder (a bundled demo:
+    its loading snippets name ``demo:<name>`` and the folder). ``eval_results`` defaults to the folder's
+    ``eval_results.json`` (a ``cross_subject`` block there becomes the cross-subject tables); ``family`` to the
+    config's ``model_type``. ``pinned_revision`` (a tag or commit) goes into the loading snippets.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -336,13 +474,27 @@ def build_model_card(
         num_parameters = count_parameters_in_folder(model_dir)
     labels = [config.get("id2label", {}).get(str(i)) for i in range(len(config.get("id2label", {})))]
 
-    title, architecture = spec.title, None
+    title, architecture, branches = spec.title, None, backbones
     if family == "efficientnet_se":
         title, architecture = _efficientnet_se_architecture(config, backbones)
+    elif family == "hybridcn_nas":
+        from leuk.hub.provenance import training_summary
+
+        title = training_summary(config).title  # "HybridCN-NAS lite" for the lite preset
+        branches = backbones or [config[key] for key in ("branch_a", "branch_b") if isinstance(config.get(key), str)]
+
+    label_names = [label for label in labels if label is not None]
+    cross_subject = cross_subject_context(eval_json, label_names,
+                                          unit="cells" if family == "efficientnet_se" else "images")
+    recipe = (eval_json or {}).get("recipe")
+    if cross_subject is not None and backbone_init is None and isinstance(recipe, Mapping) and "pretrained" in recipe:
+        backbone_init = "ImageNet weights" if recipe["pretrained"] else "random (no ImageNet weights)"
+    leuk_spec, local_path = _local_names(model_dir)
+    display_id = repo_id or leuk_spec
 
     tags = list(spec.tags) + (["synthetic-data"] if synthetic else []) + ["leuk"]
     card_data = ModelCardData(
-        model_name=repo_id.split("/")[-1] if results else None,
+        model_name=display_id.split("/")[-1].split(":")[-1] if results else None,
         license=LICENSE,
         library_name="transformers",
         pipeline_tag=TASK_TYPE,
@@ -355,6 +507,9 @@ def build_model_card(
         card_data,
         template_path=str(template_path(spec.template)),
         repo_id=repo_id,
+        display_id=display_id,
+        leuk_spec=leuk_spec,
+        local_path=local_path,
         family_title=title,
         architecture=architecture,
         model_type=family,
@@ -363,21 +518,46 @@ def build_model_card(
         protocol=(eval_meta.get("protocol") or config.get("protocol")
                   or (config.get("training_protocol") or {}).get("protocol")
                   or ("patient" if family == "efficientnet_se" else None)),
-        eval_meta_text=_meta_text(eval_meta, skip=("dataset_name", "dataset_type")),
+        eval_meta_text=_meta_text(eval_meta, skip=("dataset_name", "dataset_type", "command", "best_checkpoint")),
+        cross_subject=cross_subject,
+        recipe_text=_recipe_text(recipe),
+        command=(eval_json or {}).get("command"),
+        trained_from_scratch=backbone_init is not None and backbone_init.startswith("random"),
+        training_images=_training_images_text(eval_json, "cells" if family == "efficientnet_se" else "images"),
         metrics_rows=metric_entries(metrics),
         n_eval=metrics.get("n"),
         mc_table=mc_table,
         mc_meta_text=_meta_text(mc_meta),
-        backbones=backbones,
+        backbones=branches,
         backbone_init=backbone_init,
         training_protocol_text=_meta_text(config.get("training_protocol") or {}),
         num_parameters=f"{num_parameters:,}",
         num_parameters_m=f"{num_parameters / 1e6:.2f}M",
         image_size=_image_size(model_dir, config),
-        labels=[label for label in labels if label is not None],
+        labels=label_names,
         revision=pinned_revision,
         leuk_version=__version__,
     )
+
+
+def write_model_card(model_dir: str | Path, *, repo_id: str | None = None, **options: Any) -> Path:
+    """Render the model card of a saved folder into its ``README.md`` (the apps' Models views show it) and
+    return that path; ``options`` go to :func:`build_model_card`. Every script that saves a demo folder calls it."""
+    from leuk.hub.loader import CARD_FILE
+
+    folder = Path(model_dir)
+    card = build_model_card(folder, repo_id=repo_id, **options)
+    path = folder / CARD_FILE
+    card.save(path)
+    return path
+
+
+def write_demo_cards(root: str | Path | None = None) -> list[Path]:
+    """:func:`write_model_card` for every model folder under ``root`` (default: the bundled demo models)."""
+    from leuk.hub.loader import demo_models_dir
+
+    base = Path(root) if root is not None else demo_models_dir()
+    return [write_model_card(folder) for folder in sorted(base.iterdir()) if (folder / "config.json").is_file()]
 
 
 def build_results_card(

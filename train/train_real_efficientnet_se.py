@@ -10,8 +10,8 @@ the ALL subjects, so every subject is scored exactly once by a model that never 
 best-checkpoint selection and the temperature use validation images of the training subjects only.
 
 Choices for a 2-core CPU (one to two hours in all, three folds; one OpenMP thread, since two threads next to
-any other work on two cores slow several-fold): 128 px input (450 px originals; the cells
-keep their relative size, the nucleus texture survives at about 3.5 px per micron-scale detail), at most
+any other work on two cores slow several-fold): 128 px input (the 450 px originals
+downscaled 3.5x, whole image, so the cells keep their relative size; fine chromatin is partly lost), at most
 10 epochs with patience 4, batch 32, AdamW lr 1e-3 with 5% warm-up and cosine decay (from scratch, 1e-4
 barely moves in 10 epochs), minority oversampling, and the ``strong`` augmentation (flips, 90-degree and
 small rotations, resized crops, colour, saturation and HED stain jitter, blur): with three HEM subjects the

@@ -207,8 +207,8 @@ def build_demo() -> gr.Blocks:
                         files = gr.File(file_count="multiple", file_types=["image"],
                                         label="Images of one patient (PNG, JPG, BMP, TIFF)")
                         classify_button = gr.Button("Classify", variant="primary")
-                        gallery = gr.Gallery(gallery_items, label="Synthetic samples (single cells on black: "
-                                             "C-NMC style; smears: Aria style): click one to classify it",
+                        gallery = gr.Gallery(gallery_items, label=f"Samples ({serving.samples_description(samples)}): "
+                                             "click one to classify it",
                                              columns=6, height="auto", allow_preview=False, object_fit="contain",
                                              interactive=False, buttons=[], elem_id="sample-gallery")
                         sample_paths = gr.State(gallery_paths)

@@ -145,9 +145,13 @@ def test_patient_aggregate_is_mean_and_majority():
     assert result.uncertain and any("majority" in reason for reason in result.reasons)
 
 
-def test_demo_banner_only_for_demo_weights():
+def test_demo_banner_only_for_demo_weights(tmp_path, monkeypatch):
     from leuk import serving
 
+    # a bundled model without records of its training data (what the banner says of real ones: test_model_cards.py)
+    (tmp_path / "efficientnet-se").mkdir()
+    (tmp_path / "efficientnet-se" / "config.json").write_text('{"model_type": "efficientnet_se"}', encoding="utf-8")
+    monkeypatch.setenv("LEUK_DEMO_MODELS_DIR", str(tmp_path))
     registry = serving.ModelRegistry(["demo:efficientnet-se", "org/model@v1"])
     assert "Demo weights" in serving.banner_for("demo:efficientnet-se", registry=registry, load=False)
     assert serving.banner_for("org/model@v1", registry=registry, load=False) == ""

@@ -5,7 +5,8 @@
 - predictions: :func:`classify` (per-image rows, patient-level aggregate, uncertainty and out-of-distribution
   flags), :func:`explain_image` (attribution overlay + faithfulness), :func:`pipeline_stages` (HybridCN-NAS);
 - results: :func:`montecarlo_report` (bundled runs, folders or dataset repos: chart data, tests, leakage gap);
-- texts: :data:`NOT_A_MEDICAL_DEVICE`, :func:`demo_banner`; samples: :func:`list_samples`.
+- texts: :data:`NOT_A_MEDICAL_DEVICE`, :func:`banner_for` / :func:`model_banner` (what a model's records say it was
+  trained on, :func:`training_summary_for`); samples: :func:`list_samples`, :func:`samples_description`.
 
 Importing this package is cheap (no torch); functions that touch the GPU carry ``@spaces.GPU`` on ZeroGPU.
 """
@@ -29,6 +30,7 @@ from leuk.serving.model_info import (
     model_info,
     model_labels,
     samples_for_model,
+    training_summary_for,
 )
 from leuk.serving.montecarlo import (
     MonteCarloData,
@@ -38,12 +40,12 @@ from leuk.serving.montecarlo import (
     montecarlo_report,
     montecarlo_sources,
 )
-from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner
+from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
 from leuk.serving.ood import OOD_THRESHOLD, ReferenceStatistics, image_statistics
 from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
 from leuk.serving.registry import ModelRegistry, get_registry, set_registry, warm_up
 from leuk.serving.runtime import choose_device, gpu
-from leuk.serving.samples import Sample, list_samples
+from leuk.serving.samples import Sample, list_samples, samples_description
 
 __all__ = [
     "EXPLAIN_METHODS",
@@ -80,12 +82,15 @@ __all__ = [
     "list_samples",
     "load_montecarlo",
     "model_info",
+    "model_banner",
     "model_labels",
     "montecarlo_report",
     "montecarlo_sources",
     "pipeline_model_names",
     "pipeline_stages",
+    "samples_description",
     "samples_for_model",
     "set_registry",
+    "training_summary_for",
     "warm_up",
 ]

@@ -12,6 +12,7 @@ from leuk.serving.registry import ModelRegistry, get_registry
 if TYPE_CHECKING:
     import pandas as pd
     from leuk.hub import LoadedModel
+    from leuk.hub.provenance import TrainingSummary
     from leuk.serving.samples import Sample
 
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*(\n|\Z)", re.DOTALL)
@@ -31,12 +32,15 @@ class ModelInfo:
     card_markdown: str
     metrics: "pd.DataFrame"
     snippet: str
+    #: What its records say it was trained on (:attr:`leuk.hub.provenance.TrainingSummary.text`), or ``""``.
+    training: str = ""
 
     @property
     def summary_markdown(self) -> str:
-        """One short Markdown paragraph: type, classes, size, source and revision."""
+        """One short Markdown paragraph: type, classes, size, source, revision and training data."""
         revision = f" at revision `{self.revision}`" if self.revision else ""
-        demo = " Demo weights (synthetic training data)." if self.is_demo else ""
+        demo = f" {self.training}." if self.training else (" Demo weights (no record of its training data)."
+                                                          if self.is_demo else "")
         return (f"**{self.name}**: `{self.model_type}`, {self.num_parameters:,} parameters "
                 f"({self.num_parameters / 1e6:.2f} M); classes: {', '.join(self.labels)}; "
                 f"source: {self.source}{revision}.{demo}")
@@ -105,20 +109,51 @@ def model_info(model_name: str | None = None, *, registry: ModelRegistry | None 
         card_markdown=strip_front_matter(loaded.card_text),
         metrics=metrics_table(loaded.eval_results),
         snippet=from_pretrained_snippet(loaded),
+        training=_training_text(name, registry),
     )
 
 
-def banner_for(model_name: str | None, *, registry: ModelRegistry | None = None, load: bool = True) -> str:
-    """The demo-weights banner when ``model_name`` uses demo weights, else ``""``.
+def _training_text(name: str, registry: ModelRegistry) -> str:
+    summary = training_summary_for(name, registry=registry)
+    return summary.text if summary is not None and summary.synthetic is not None else ""
 
-    ``load=False`` answers from the spec alone (``demo:<name>``), for page layout before models are loaded.
+
+def training_summary_for(model_name: str | None, *, registry: ModelRegistry | None = None,
+                         load: bool = True) -> "TrainingSummary | None":
+    """What a configured model was trained on, from its ``config.json`` / ``eval_results.json``.
+
+    A bundled ``demo:<name>`` is answered from its folder's JSON files without loading it; other models are
+    loaded (``load=False``: ``None`` for them).
     """
-    from leuk.serving.notices import demo_banner
+    from leuk.hub.loader import DEMO_PREFIX, demo_models_dir
+    from leuk.hub.provenance import folder_training_summary, training_summary
+
+    registry = registry or get_registry()
+    name = registry.check_name(model_name)
+    if name.startswith(DEMO_PREFIX):
+        return folder_training_summary(demo_models_dir() / name[len(DEMO_PREFIX):].strip())
+    if not load:
+        return None
+    loaded = registry.get(name)
+    config = loaded.model.config.to_dict() if hasattr(loaded.model.config, "to_dict") else {}
+    return training_summary(config, loaded.eval_results)
+
+
+def banner_for(model_name: str | None, *, registry: ModelRegistry | None = None, load: bool = True) -> str:
+    """The banner of a bundled model (``demo:<name>``) or of one trained on synthetic data, else ``""``.
+
+    What it says comes from the model's records (:func:`training_summary_for`): synthetic look-alikes (the
+    demo-weights warning), or real data with its training subjects and headline cross-subject figure.
+    ``load=False`` answers from the spec and the bundled folder alone, for page layout before models are loaded.
+    """
+    from leuk.serving.notices import model_banner
 
     registry = registry or get_registry()
     name = registry.check_name(model_name)
     demo = name.startswith("demo:") if not load else registry.is_demo(name)
-    return demo_banner([name]) if demo else ""
+    if not demo:
+        return ""
+    return model_banner(name, training_summary_for(name, registry=registry, load=load))
 
 
 def samples_for_model(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> list["Sample"]:

@@ -6,6 +6,21 @@ import streamlit as st
 
 from leuk import serving
 
+
+
+def _bundled_models_text() -> str:
+    """One Markdown bullet per bundled model: what its records say it was trained on."""
+    from leuk.hub import list_demo_models
+    from leuk.hub.loader import demo_models_dir
+    from leuk.hub.provenance import folder_training_summary
+
+    lines = []
+    for name in list_demo_models():
+        summary = folder_training_summary(demo_models_dir() / name)
+        lines.append(f"- `demo:{name}`: {summary.text if summary is not None else 'no readable config.json'}")
+    return "\n".join(lines) or "- none bundled"
+
+
 st.title("About leuk")
 st.warning(serving.NOT_A_MEDICAL_DEVICE, icon=":material/health_and_safety:")
 st.markdown(f"""
@@ -34,8 +49,13 @@ they cannot see what a haematologist needs (morphology across the whole smear, f
 - **Monte Carlo** figures come from repeated splits grouped by patient; the image-level protocol is shown only to
   measure the leakage that inflates published numbers.
 
-### Demo models
-When no trained model is configured, the app serves demo models trained for a few minutes on synthetic
-look-alike images so that it runs anywhere; their predictions on real images mean nothing. Set `LEUK_MODELS`
-(Hub ids with `@revision`, folders, or `demo:<name>`) to serve trained models.
+### Bundled models
+When no model is configured, the app serves the models bundled in `assets/demo_models/`. What each was trained
+on comes from its own records (`eval_results.json`, `config.json`):
+
+{_bundled_models_text()}
+
+A model trained on synthetic look-alikes exists so that the app runs anywhere; its predictions on real images
+mean nothing. Set `LEUK_MODELS` (Hub ids with `@revision`, folders, or `demo:<name>`) to serve other models.
+The sample images: {serving.samples_description() or "none bundled"}.
 """)

@@ -20,8 +20,8 @@ source_column, options_column = st.columns(2)
 with source_column:
     upload = st.file_uploader("Image", type=ui.UPLOAD_TYPES, key="explain_file")
     sample_paths = {s.path.name: s.path for s in serving.samples_for_model(model_name)}
-    sample = st.selectbox("…or a bundled synthetic sample (the model's own task first)", [NO_SAMPLE, *sample_paths],
-                          key="explain_sample", index=1 if sample_paths else 0)
+    sample = st.selectbox("…or a bundled sample (the model's own task first)", [NO_SAMPLE, *sample_paths],
+                          key="explain_sample", index=1 if sample_paths else 0, help=serving.samples_description())
 with options_column:
     methods = dict(serving.explain_method_choices())
     method_title = st.selectbox("Method", list(methods), key="explain_method")

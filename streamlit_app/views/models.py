@@ -24,7 +24,8 @@ if not infos:
 
 st.dataframe(pd.DataFrame([{
     "model": info.name, "type": info.model_type, "parameters": info.num_parameters, "classes": ", ".join(info.labels),
-    "source": info.source, "revision": info.revision or "", "demo weights": info.is_demo,
+    "source": info.source, "revision": info.revision or "", "bundled / demo": info.is_demo,
+    "training data": info.training or "not recorded",
 } for info in infos.values()]), hide_index=True, width="stretch",
     column_config={"parameters": st.column_config.NumberColumn("parameters", format="localized")})
 

@@ -96,7 +96,8 @@ files_column.file_uploader("Images (PNG, JPG, BMP, TIFF)", type=ui.UPLOAD_TYPES,
                            key="predict_files")
 zip_column.file_uploader("…or a zip archive of images (one folder per patient)", type=["zip"], key="predict_zip")
 sample_names = [s.path.name for s in serving.samples_for_model(model_name)]
-st.multiselect("…or bundled synthetic samples (the model's own task first)", sample_names, key="predict_samples")
+st.multiselect("…or bundled samples (the model's own task first)", sample_names, key="predict_samples",
+               help=serving.samples_description())
 
 if st.button("Classify", type="primary", icon=":material/play_arrow:", key="predict_run"):
     with ui.user_errors("classify"):

@@ -1,10 +1,14 @@
 """Regenerate every committed binary asset, each from its own seeded script (``make demo-assets``).
 
-    python train/make_demo_assets.py [--only effnet,hybrid,samples,results]
+    python train/make_demo_assets.py [--only hybrid,samples,results,cards]
 
-- ``assets/demo_models/efficientnet-se/``   train/make_efficientnet_se_demo.py (about 20 CPU minutes)
 - ``assets/demo_models/hybridcn-nas-lite/`` train/make_hybrid_demo.py (a few CPU minutes)
-- ``assets/samples/``                       train/make_samples.py (seconds)
+- ``assets/samples/``                       train/make_samples.py (seconds; the Aria samples, synthetic: the
+  real C-NMC samples need the real images, ``train/make_samples.py --cnmc-real DIR``)
+- every ``assets/demo_models/*/README.md``  train/render_model_cards.py (the model cards)
+- ``assets/demo_models/efficientnet-se/``   trained on real C-NMC cells by train/train_real_efficientnet_se.py
+  (needs the real images; not a default step). ``--only effnet`` REPLACES it with the synthetic demo of
+  train/make_efficientnet_se_demo.py (about 20 CPU minutes).
 - ``assets/results/synthetic/``             train/make_mc_results.py (a few CPU minutes); the real set,
   ``assets/results/cnmc-real/``, needs the real C-NMC pool: ``train/make_mc_results.py --data DIR``
 
@@ -25,12 +29,16 @@ STEPS = {
     "hybrid": "make_hybrid_demo.py",
     "samples": "make_samples.py",
     "results": "make_mc_results.py",
+    "cards": "render_model_cards.py",
 }
+#: What ``make demo-assets`` runs: not ``effnet``, which would replace the real-data EfficientNet-SE.
+DEFAULT_STEPS = ("hybrid", "samples", "results", "cards")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(STEPS), help="comma-separated subset of " + ", ".join(STEPS))
+    parser.add_argument("--only", default=",".join(DEFAULT_STEPS),
+                        help="comma-separated subset of " + ", ".join(STEPS) + f" (default: {','.join(DEFAULT_STEPS)})")
     args = parser.parse_args(argv)
     for name in args.only.split(","):
         script = TRAIN / STEPS[name.strip()]

@@ -36,7 +36,7 @@ CSS = """
 
 PVALUE_HEADERS = ["comparison", "protocol", "metric", "model", "mean_difference", "t_pvalue", "t_pvalue_holm",
                   "wilcoxon_pvalue", "wilcoxon_pvalue_holm"]
-LEAKAGE_HEADERS = ["model", "mean gap", "95% CI low", "95% CI high", "t p (Holm)", "Wilcoxon p (Holm)"]
+LEAKAGE_HEADERS = list(serving.LEAKAGE_COLUMNS)
 
 #: Options ``python app.py`` launches with; tests pass the same ones.
 LAUNCH_OPTIONS: dict[str, Any] = {
@@ -258,11 +258,12 @@ def build_demo() -> gr.Blocks:
 
             with gr.Tab("Monte Carlo", id="montecarlo", elem_id="tab-montecarlo"):
                 gr.Markdown("Repeated patient-grouped splits: every model sees the same split in each iteration, "
-                            "so differences are paired. Pick a bundled run, or type a dataset repo id "
-                            "(`org/name[@revision]`), a results folder or a parquet file.")
+                            "so differences are paired. Pick a bundled run (the real C-NMC pool by default, the "
+                            "synthetic set second), or type a dataset repo id (`org/name[@revision]`), a results "
+                            "folder or a parquet file.")
                 with gr.Row():
-                    sources = serving.montecarlo_sources()
-                    mc_source = gr.Dropdown(choices=sources, value=sources[0] if sources else None, scale=3,
+                    sources = serving.montecarlo_choices()
+                    mc_source = gr.Dropdown(choices=sources, value=sources[0][1] if sources else None, scale=3,
                                             allow_custom_value=True, elem_id="mc-source",
                                             label="Results: a bundled run, or type a dataset repo id / folder / parquet")
                     mc_metric = gr.Dropdown(choices=[], label="Metric", allow_custom_value=True, scale=1)

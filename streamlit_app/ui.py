@@ -134,6 +134,11 @@ def montecarlo_sources() -> list[str]:
     return serving.montecarlo_sources()
 
 
+def montecarlo_choices() -> list[tuple[str, str]]:
+    """``(label, name)`` of the bundled Monte Carlo runs, the default (real data) first."""
+    return serving.montecarlo_choices()
+
+
 @st.cache_data(show_spinner="Loading Monte Carlo results…", max_entries=64)
 def montecarlo_report(source: str, metric: str | None) -> serving.MonteCarloReport:
     """Tables of one metric of a run (no matplotlib figures: the dashboard draws its own charts)."""

@@ -342,3 +342,67 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------- the bundled real Monte Carlo result set
+
+REAL_BUNDLE = REPO / "assets" / "results" / "cnmc-real"
+
+
+def _bundle_scores(results: pd.DataFrame, model: str, protocol: str, metric: str = "f1_weighted") -> np.ndarray:
+    rows = results[(results["model"] == model) & (results["protocol"] == protocol)]
+    return rows.sort_values("iteration")[metric].to_numpy()
+
+
+def test_bundled_real_montecarlo_is_the_default_and_labelled(monkeypatch):
+    """Without LEUK_RESULTS_DIR the apps offer the committed runs: the real C-NMC pool first (the Monte Carlo
+    tab's default, loaded by the function the tab calls), the synthetic set second, each labelled."""
+    import app
+    from leuk import serving
+
+    monkeypatch.delenv("LEUK_RESULTS_DIR", raising=False)
+    choices = serving.montecarlo_choices()
+    assert [source for _, source in choices][:2] == ["bundled:cnmc-real", "bundled:synthetic"]
+    real_label, synthetic_label = choices[0][0], choices[1][0]
+    assert "real C-NMC pool, subject-grouped, 100 iterations" in real_label
+    assert "frozen random-init features" in real_label and synthetic_label.startswith("synthetic data")
+    summary, metric, distribution, difference, pvalues, leakage = app.montecarlo("", "f1_weighted")
+    assert "bundled:cnmc-real" in summary and "real C-NMC pool" in summary
+    assert "frozen random-init features: no ImageNet weights; measures the protocol, not the paper's model" in summary
+    assert "synthetic data" not in summary.lower() and "Leakage gap" in summary
+    assert distribution is not None and difference is not None
+    results = pd.read_parquet(REAL_BUNDLE / "results.parquet")
+    gap = _bundle_scores(results, "efficientnet-se", "image") - _bundle_scores(results, "efficientnet-se", "patient")
+    low, high = stats.ttest_rel(_bundle_scores(results, "efficientnet-se", "image"),
+                                _bundle_scores(results, "efficientnet-se", "patient")).confidence_interval()
+    assert f"**{gap.mean():+.4f}**" in summary and f"[{low:+.4f}, {high:+.4f}]" in summary
+    synthetic_summary, *_ = app.montecarlo("bundled:synthetic", "f1_weighted")
+    assert "synthetic data" in synthetic_summary
+
+
+def test_bundled_real_montecarlo_through_the_http_api_matches_scipy(served):
+    """The real bundle through ``/montecarlo`` (a results folder, as a local app accepts): every paired test
+    and the leakage gap with its interval, recomputed with scipy from results.parquet."""
+    _, client = served
+    results = pd.read_parquet(REAL_BUNDLE / "results.parquet")
+    models = list(dict.fromkeys(results["model"]))
+    summary, _metric, _distribution, _difference, pvalues, leakage = client.predict(
+        str(REAL_BUNDLE), "f1_weighted", api_name="/montecarlo")
+    assert "Real C-NMC images: 2161 images of 17 subjects" in summary and "frozen random-init features" in summary
+    tests = pd.DataFrame(pvalues["data"], columns=pvalues["headers"])
+    for model in models[1:]:
+        row = tests[(tests["comparison"] == f"vs {models[0]}") & (tests["protocol"] == "patient")
+                    & (tests["model"] == model)].iloc[0]
+        reference, other = _bundle_scores(results, models[0], "patient"), _bundle_scores(results, model, "patient")
+        assert row["t_pvalue"] == pytest.approx(stats.ttest_rel(other, reference).pvalue, rel=5e-3, abs=1e-300)
+        assert row["wilcoxon_pvalue"] == pytest.approx(stats.wilcoxon(other - reference).pvalue, rel=5e-3,
+                                                       abs=1e-300)
+    gaps = pd.DataFrame(leakage["data"], columns=leakage["headers"]).set_index("model")
+    assert list(gaps.index) == models
+    for model in models:
+        image, patient = _bundle_scores(results, model, "image"), _bundle_scores(results, model, "patient")
+        interval = stats.ttest_rel(image, patient).confidence_interval()
+        assert gaps.loc[model, "mean gap"] == pytest.approx((image - patient).mean(), abs=1e-4)
+        assert gaps.loc[model, "95% CI low"] == pytest.approx(interval.low, abs=1e-4)
+        assert gaps.loc[model, "95% CI high"] == pytest.approx(interval.high, abs=1e-4)
+        assert gaps.loc[model, "2.5%"] == pytest.approx(np.percentile(image - patient, 2.5), abs=1e-4)

@@ -310,3 +310,125 @@ def test_finetune_mode_trains_through_the_training_engine(mc, tmp_path):
     row = run.results.iloc[0]
     assert 0.0 <= row["f1_weighted"] <= 1.0 and row["n_test"] > 0
     assert row["seed"] == mc["run"].results["seed"].iloc[0]  # the same split as features mode
+
+
+# ------------------------------------------------------------------ the bundled result sets (assets/results/)
+
+BUNDLED = REPO / "assets" / "results"
+REAL_BUNDLE = BUNDLED / "cnmc-real"
+REAL_POOL = REPO.parent / "shared" / "datasets" / "cnmc-real" / "C-NMC_Leukemia"
+
+
+def _recompute_from_parquet(results: pd.DataFrame, summary: dict) -> int:
+    """Check every paired test, Holm adjustment, score summary and leakage-gap interval of ``summary`` against
+    scipy/numpy recomputed from ``results``; return how many comparisons were checked."""
+    reference, checked = summary["reference"], 0
+
+    def expected_tests(base: np.ndarray, other: np.ndarray) -> dict:
+        keep = ~(np.isnan(base) | np.isnan(other))
+        base, other = base[keep], other[keep]
+        diff = other - base
+        if np.all(diff == 0):
+            return {"t_pvalue": 1.0, "wilcoxon_pvalue": 1.0, "mean_difference": 0.0}
+        n, sd = len(diff), np.std(diff, ddof=1)
+        half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        return {"t_pvalue": scipy_stats.ttest_rel(other, base).pvalue,
+                "wilcoxon_pvalue": scipy_stats.wilcoxon(diff, **WILCOXON_OPTIONS).pvalue,
+                "mean_difference": diff.mean(), "mean_ci_low": diff.mean() - half,
+                "mean_ci_high": diff.mean() + half, "difference_p2_5": np.percentile(diff, 2.5),
+                "difference_p97_5": np.percentile(diff, 97.5), "n": n}
+
+    def compare(shown: dict, expected: dict, where: tuple) -> None:
+        for key, value in expected.items():
+            assert shown[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (where, key)
+
+    blocks = [(protocol, block["comparisons"], lambda p, m, metric: (_series(results, p, reference, metric),
+                                                                     _series(results, p, m, metric)))
+              for protocol, block in summary["protocols"].items()]
+    if summary.get("leakage_gap"):
+        blocks.append(("leakage", summary["leakage_gap"]["metrics"],
+                       lambda _, m, metric: (_series(results, "patient", m, metric),
+                                             _series(results, "image", m, metric))))
+    for protocol, per_metric, pair in blocks:
+        for metric, per_model in per_metric.items():
+            raw_t, raw_w = [], []
+            for model, shown in per_model.items():
+                expected = expected_tests(*pair(protocol, model, metric))
+                compare(shown, expected, (protocol, metric, model))
+                raw_t.append(expected["t_pvalue"])
+                raw_w.append(expected["wilcoxon_pvalue"])
+                checked += 1
+            assert [t["t_pvalue_holm"] for t in per_model.values()] == pytest.approx(holm(raw_t), abs=1e-12)
+            assert [t["wilcoxon_pvalue_holm"] for t in per_model.values()] == pytest.approx(holm(raw_w), abs=1e-12)
+    for protocol, block in summary["protocols"].items():
+        for model, per_metric in block["models"].items():
+            for metric in ("f1_weighted", "roc_auc"):
+                values = _series(results, protocol, model, metric)
+                assert per_metric[metric]["mean"] == pytest.approx(values.mean(), abs=1e-12)
+                assert per_metric[metric]["sd"] == pytest.approx(values.std(ddof=1), abs=1e-12)
+                assert per_metric[metric]["p2_5"] == pytest.approx(np.percentile(values, 2.5), abs=1e-12)
+                assert per_metric[metric]["p97_5"] == pytest.approx(np.percentile(values, 97.5), abs=1e-12)
+    return checked
+
+
+def test_bundled_real_set_is_what_its_label_says():
+    """The default bundle: the real C-NMC pool, subject-grouped, >= 100 iterations, EfficientNet-SE against at
+    least two baselines in features mode on frozen random-init backbones, both protocols; small; no caches."""
+    config = json.loads((REAL_BUNDLE / "run.json").read_text())
+    results = pd.read_parquet(REAL_BUNDLE / "results.parquet")
+    assert config["synthetic"] is False and config["dataset_kind"] == "cnmc"
+    assert (config["n_images"], config["n_patients"]) == (2161, 17)
+    assert config["mode"] == "features" and config["pretrained"] is False and config["protocol"] == "both"
+    assert config["models"][0] == config["reference"] == "efficientnet-se" and len(config["models"]) >= 3
+    assert config["split"]["grouped_by"] == "patient_id" and config["split"]["val_size"] == 0.2
+    assert results["iteration"].nunique() == config["n_iter"] >= 100
+    assert len(results) == config["n_iter"] * 2 * len(config["models"])
+    assert set(results["protocol"]) == {"patient", "image"}
+    patient = results[results["protocol"] == "patient"]
+    # 3 of 17 subjects in each test set (1 HEM + 3 ALL): per split, both classes are tested
+    assert (patient["n_test"] > 0).all() and patient["roc_auc"].notna().all()
+    files = {p.name for p in REAL_BUNDLE.iterdir()}
+    assert "feature_cache" not in files and "parts" not in files
+    assert sum(p.stat().st_size for p in REAL_BUNDLE.iterdir()) < 2 * 2**20
+    summary = json.loads((REAL_BUNDLE / "summary.json").read_text())
+    from leuk.experiments.montecarlo import FROZEN_RANDOM_NOTE
+
+    assert FROZEN_RANDOM_NOTE in (REAL_BUNDLE / "summary.md").read_text()
+    assert summary["splits"].count("val_size=0.2") == 1
+
+
+@pytest.mark.parametrize("name", ["cnmc-real", "synthetic"])
+def test_bundled_statistics_recompute_from_the_parquet_with_scipy(name):
+    results = pd.read_parquet(BUNDLED / name / "results.parquet")
+    summary = json.loads((BUNDLED / name / "summary.json").read_text())
+    checked = _recompute_from_parquet(results, summary)
+    n_models = len(summary["models"])
+    assert checked >= len(summary["metrics"]) * ((n_models - 1) * 2 + n_models)
+    gap = summary["leakage_gap"]["metrics"]["f1_weighted"][summary["reference"]]
+    assert gap["mean_ci_low"] <= gap["mean_difference"] <= gap["mean_ci_high"]
+
+
+@pytest.mark.skipif(not REAL_POOL.is_dir(), reason="needs the real C-NMC pool (../shared/datasets/cnmc-real)")
+def test_bundled_real_splits_regenerate_and_hold_one_hem_subject_in_each_part():
+    """With 3 HEM subjects and val_size 0.2, train, validation and test get one HEM subject each (the default
+    0.12 would leave validation without one); every recorded hash regenerates from the row's seed."""
+    from leuk.data import load_cnmc
+
+    config = json.loads((REAL_BUNDLE / "run.json").read_text())
+    results = pd.read_parquet(REAL_BUNDLE / "results.parquet")
+    dataset = load_cnmc(REAL_POOL)
+    labels = np.asarray(dataset["label"])
+    patients = np.asarray([str(p) for p in dataset["patient_id"]])
+    image_keys = [f"{p}/{os.path.basename(path)}" for p, path in zip(patients, dataset["path"])]
+    hem = set(patients[labels == 0])
+    assert len(hem) == 3
+    for row in results.drop_duplicates(["iteration", "protocol"]).itertuples():
+        split = train_val_test_split(labels, patients, test_size=config["split"]["test_size"],
+                                     val_size=config["split"]["val_size"], seed=int(row.seed), protocol=row.protocol)
+        hashes = split_hashes(split, row.protocol, patients, image_keys)
+        assert (hashes["train_hash"], hashes["val_hash"], hashes["test_hash"]) == (
+            row.train_hash, row.val_hash, row.test_hash)
+        if row.protocol == "patient":
+            parts = [set(patients[getattr(split, part)]) for part in ("train", "val", "test")]
+            assert [len(part & hem) for part in parts] == [1, 1, 1], row.iteration
+            assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])

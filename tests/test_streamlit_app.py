@@ -398,3 +398,55 @@ def test_streamlit_run_serves_http(specs, mc_run, dashboard_server_factory, tmp_
         assert response.status == 200
         assert "text/html" in response.headers.get("Content-Type", "")
         assert b"<div id=\"root\">" in response.read()
+
+
+REAL_BUNDLE = REPO / "assets" / "results" / "cnmc-real"
+
+
+@pytest.fixture()
+def committed_results(specs: str) -> Iterator[None]:
+    """The committed result sets (no LEUK_RESULTS_DIR): what a fresh clone's dashboard shows."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEUK_MODELS", specs)
+        patch.delenv("LEUK_RESULTS_DIR", raising=False)
+        _reset_caches()
+        try:
+            yield
+        finally:
+            _reset_caches()
+
+
+def test_montecarlo_page_opens_on_the_bundled_real_set(committed_results):
+    """The real C-NMC bundle is the default, labelled; the synthetic set is the second source; the tests and
+    the leakage gap with its interval match scipy recomputed from results.parquet."""
+    at = new_app().run().switch_page("views/montecarlo.py").run()
+    assert_clean(at)
+    picker = at.selectbox(key="mc_choice")
+    assert picker.value == "bundled:cnmc-real" and list(picker.options)[1].startswith("synthetic data")
+    assert list(picker.options)[0].startswith("real C-NMC pool, subject-grouped, 100 iterations")
+    text = " ".join(m.value for m in at.markdown)
+    assert "frozen random-init features: no ImageNet weights; measures the protocol, not the paper's model" in text
+    assert "Leakage gap" in text
+    results = pd.read_parquet(REAL_BUNDLE / "results.parquet")
+
+    def scores(model: str, protocol: str) -> np.ndarray:
+        chosen = results[(results["model"] == model) & (results["protocol"] == protocol)]
+        return chosen.sort_values("iteration")["f1_weighted"].to_numpy()
+
+    models = list(dict.fromkeys(results["model"]))
+    tables = {tuple(frame.value.columns): frame.value for frame in at.dataframe}
+    pvalues = next(frame for columns, frame in tables.items() if "t_pvalue_holm" in columns)
+    for model in models[1:]:
+        row = pvalues[(pvalues["comparison"] == f"vs {models[0]}") & (pvalues["protocol"] == "patient")
+                      & (pvalues["metric"] == "f1_weighted") & (pvalues["model"] == model)]
+        expected = stats.ttest_rel(scores(model, "patient"), scores(models[0], "patient")).pvalue
+        assert row["t_pvalue"].iloc[0] == pytest.approx(expected, rel=5e-3, abs=1e-300)
+    leakage = next(frame for columns, frame in tables.items() if "mean gap" in columns)
+    for model in models:
+        shown = leakage[(leakage["metric"] == "f1_weighted") & (leakage["model"] == model)].iloc[0]
+        interval = stats.ttest_rel(scores(model, "image"), scores(model, "patient")).confidence_interval()
+        assert shown["mean gap"] == pytest.approx((scores(model, "image") - scores(model, "patient")).mean(), abs=1e-4)
+        assert (shown["95% CI low"], shown["95% CI high"]) == pytest.approx((interval.low, interval.high), abs=1e-4)
+    at.selectbox(key="mc_choice").set_value("bundled:synthetic").run()
+    assert_clean(at)
+    assert "These results come from synthetic data" in " ".join(m.value for m in at.markdown)

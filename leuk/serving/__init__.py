@@ -33,12 +33,15 @@ from leuk.serving.model_info import (
     training_summary_for,
 )
 from leuk.serving.montecarlo import (
+    LEAKAGE_COLUMNS,
     MonteCarloData,
     MonteCarloReport,
     bundled_runs,
     load_montecarlo,
+    montecarlo_choices,
     montecarlo_report,
     montecarlo_sources,
+    source_label,
 )
 from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
 from leuk.serving.ood import OOD_THRESHOLD, ReferenceStatistics, image_statistics
@@ -49,6 +52,7 @@ from leuk.serving.samples import Sample, list_samples, samples_description
 
 __all__ = [
     "EXPLAIN_METHODS",
+    "LEAKAGE_COLUMNS",
     "MAX_APP_PIXELS",
     "MAX_IMAGES",
     "METHOD_TITLES",
@@ -84,12 +88,14 @@ __all__ = [
     "model_info",
     "model_banner",
     "model_labels",
+    "montecarlo_choices",
     "montecarlo_report",
     "montecarlo_sources",
     "pipeline_model_names",
     "pipeline_stages",
     "samples_description",
     "samples_for_model",
+    "source_label",
     "set_registry",
     "training_summary_for",
     "warm_up",

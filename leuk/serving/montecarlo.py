@@ -2,6 +2,11 @@
 
 Tables and charts come from :mod:`leuk.experiments` (``summarize``, ``metric_frame``, ``pvalue_frame``, the
 matplotlib figures); this module only finds the results, caches them and picks one metric out of them.
+
+Bundled runs live in sub-folders of ``assets/results/``: ``cnmc-real`` (the real C-NMC pool, subject-grouped,
+frozen random-init features) and ``synthetic`` (synthetic look-alikes). Runs on real data come first, so the
+apps open on the real one; every run is labelled with what it is (:func:`source_label`). A bundled run is
+treated as synthetic unless its recorded configuration says ``"synthetic": false``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ RESULTS_ENV = "LEUK_RESULTS_DIR"
 BUNDLED_PREFIX = "bundled:"
 RESULTS_FILE = "results.parquet"
 SUMMARY_FILE = "summary.json"
+RUN_FILE = "run.json"
 _CACHE_SIZE = 8
+#: Columns of the leakage-gap table: the mean gap, the 95% t interval of the mean, the 2.5-97.5 percentiles of
+#: the per-iteration gaps, the Holm-adjusted paired tests.
+LEAKAGE_COLUMNS = ("model", "mean gap", "95% CI low", "95% CI high", "2.5%", "97.5%", "t p (Holm)",
+                   "Wilcoxon p (Holm)", "iterations")
 
 
 def results_dir() -> Path:
@@ -32,12 +42,31 @@ def results_dir() -> Path:
     return Path(override).expanduser() if override else Path(__file__).resolve().parents[2] / "assets" / "results"
 
 
+def _run_config(folder: Path) -> dict[str, Any]:
+    """A run folder's configuration: ``run.json``, else the ``config`` of ``summary.json``, else ``{}``."""
+    for name, key in ((RUN_FILE, None), (SUMMARY_FILE, "config")):
+        try:
+            payload = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        payload = payload.get(key) if key and isinstance(payload, dict) else payload
+        if isinstance(payload, dict) and payload:
+            return payload
+    return {}
+
+
+def _is_real(config: dict[str, Any]) -> bool:
+    return config.get("synthetic") is False
+
+
 def bundled_runs() -> dict[str, Path]:
-    """``{"bundled:<name>": folder}`` for every folder under :func:`results_dir` holding ``results.parquet``."""
+    """``{"bundled:<name>": folder}`` for every folder under :func:`results_dir` holding ``results.parquet``;
+    runs on real data first (the default), then by name."""
     root = results_dir()
     if not root.is_dir():
         return {}
-    folders = sorted({path.parent for path in root.rglob(RESULTS_FILE)})
+    folders = sorted({path.parent for path in root.rglob(RESULTS_FILE)},
+                     key=lambda folder: (not _is_real(_run_config(folder)), folder.as_posix()))
     return {f"{BUNDLED_PREFIX}{folder.relative_to(root).as_posix() if folder != root else 'default'}": folder
             for folder in folders}
 
@@ -45,6 +74,37 @@ def bundled_runs() -> dict[str, Path]:
 def montecarlo_sources() -> list[str]:
     """Names of the bundled runs, for a source picker (a user may also type a repo id or a path)."""
     return list(bundled_runs())
+
+
+def _label(config: dict[str, Any], n_iterations: Any) -> str:
+    """What a run is, in a few words: the data, the splits, the number of iterations, the weights."""
+    from leuk.experiments.montecarlo import FROZEN_RANDOM_NOTE
+
+    iterations = f"{n_iterations} iterations" if n_iterations else "iterations unknown"
+    if _is_real(config):
+        kind = {"cnmc": "C-NMC", "aria": "Aria"}.get(str(config.get("dataset_kind")), "")
+        grouping = "subject-grouped" if (config.get("split") or {}).get("grouped_by") else "grouped"
+        text = f"real {kind} pool, {grouping}, {iterations}".replace("real  pool", "real pool")
+    else:
+        text = f"synthetic data, {iterations}"
+    if config.get("mode") == "features" and config.get("pretrained") is False:
+        text += f" ({FROZEN_RANDOM_NOTE.split(':')[0]})"
+    return text
+
+
+def source_label(source: str) -> str:
+    """A picker label for a source: what a bundled run is (e.g. "real C-NMC pool, subject-grouped, 100
+    iterations (frozen random-init features)") followed by its name; other sources as given."""
+    folder = bundled_runs().get(source)
+    if folder is None:
+        return source
+    config = _run_config(folder)
+    return f"{_label(config, config.get('n_iter'))} — {source}"
+
+
+def montecarlo_choices() -> list[tuple[str, str]]:
+    """``(label, source)`` of every bundled run, the default first (for a labelled picker)."""
+    return [(source_label(source), source) for source in montecarlo_sources()]
 
 
 @dataclass
@@ -97,7 +157,7 @@ def load_montecarlo(source: str | None = None, *, allow_local: bool = True) -> M
         if not allow_local and Path(text).expanduser().exists():
             raise LeukError("this app does not read local files: pick a bundled run or give a dataset repo id")
     folder = Path(location) if Path(location).is_dir() else None
-    results = load_results(location / RESULTS_FILE if folder is not None and (folder / RESULTS_FILE).is_file()
+    results = load_results(folder / RESULTS_FILE if folder is not None and (folder / RESULTS_FILE).is_file()
                            else location)
     missing = {"iteration", "model", "protocol"} - set(results.columns)
     if missing or results.empty:
@@ -131,18 +191,32 @@ class MonteCarloReport:
     distribution_chart: Any
     difference_chart: Any
     synthetic: bool
+    #: What the run is, in a few words (the picker's label), and its data/splits/weights line (may be empty).
+    label: str = ""
+    description: str = ""
 
     @property
     def summary_markdown(self) -> str:
-        """What was run, in one paragraph."""
-        text = (f"**{self.source}**: {self.n_iterations} iterations; models {', '.join(self.models)}; reference "
-                f"**{self.reference}**; protocols {', '.join(self.protocols)}. Differences are model − reference, "
-                "paired by iteration; p-values are two-sided and Holm-adjusted across the models compared.")
+        """What was run, in one paragraph, and the reference model's leakage gap with its interval."""
+        text = (f"**{self.label or self.source}** (`{self.source}`): {self.n_iterations} iterations; models "
+                f"{', '.join(self.models)}; reference **{self.reference}**; protocols {', '.join(self.protocols)}.")
+        if self.description:
+            text += f" {self.description[0].upper()}{self.description[1:]}."
+        text += (" Differences are model − reference, paired by iteration; p-values are two-sided and Holm-adjusted "
+                 "across the models compared.")
         if "image" in self.protocols:
             text += (" The image-level protocol puts cells of one patient on both sides of the split; it is shown "
                      "only to measure how much that leaks (the leakage gap).")
+        gap = self.leakage[self.leakage["model"] == self.reference] if not self.leakage.empty else self.leakage
+        shown = ["mean gap", "95% CI low", "95% CI high", "2.5%", "97.5%"]
+        if len(gap) and gap[shown].notna().all().all():
+            row = gap.iloc[0]
+            text += (f"\n\n**Leakage gap** ({self.metric}, {self.reference}, image − subject-level split): "
+                     f"**{row['mean gap']:+.4f}**, 95% CI of the mean [{row['95% CI low']:+.4f}, "
+                     f"{row['95% CI high']:+.4f}]; per iteration, 2.5–97.5%: [{row['2.5%']:+.4f}, "
+                     f"{row['97.5%']:+.4f}].")
         if self.synthetic:
-            text += " **These results come from synthetic data**: they show the software, not the models' skill."
+            text += "\n\n**These results come from synthetic data**: they show the software, not the models' skill."
         return text
 
 
@@ -171,10 +245,11 @@ def _leakage_table(summary: dict[str, Any], metric: str) -> "pd.DataFrame":
 
     per_model = ((summary.get("leakage_gap") or {}).get("metrics") or {}).get(metric) or {}
     rows = [{"model": model, "mean gap": t.get("mean_difference"), "95% CI low": t.get("mean_ci_low"),
-             "95% CI high": t.get("mean_ci_high"), "t p (Holm)": t.get("t_pvalue_holm"),
+             "95% CI high": t.get("mean_ci_high"), "2.5%": t.get("difference_p2_5"),
+             "97.5%": t.get("difference_p97_5"), "t p (Holm)": t.get("t_pvalue_holm"),
              "Wilcoxon p (Holm)": t.get("wilcoxon_pvalue_holm"), "iterations": t.get("n")}
             for model, t in per_model.items()]
-    columns = ["model", "mean gap", "95% CI low", "95% CI high", "t p (Holm)", "Wilcoxon p (Holm)", "iterations"]
+    columns = list(LEAKAGE_COLUMNS)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -185,7 +260,7 @@ def montecarlo_report(source: str | None = None, metric: str | None = None, *, f
     ``figures=False`` skips the matplotlib figures (a dashboard drawing its own charts from the tables).
     """
     from leuk.experiments import plots
-    from leuk.experiments.montecarlo import metric_columns
+    from leuk.experiments.montecarlo import describe_run, metric_columns
     from leuk.hub import mentions_synthetic_data
 
     data = load_montecarlo(source, allow_local=allow_local)
@@ -198,6 +273,9 @@ def montecarlo_report(source: str | None = None, metric: str | None = None, *, f
         raise LeukError(f"unknown metric {chosen!r}; this run has: {', '.join(metrics)}")
     reference = str(summary.get("reference") or results["model"].iloc[0])
     pvalues = plots.pvalue_frame(summary, [chosen])
+    config = summary.get("config") or {}
+    bundled = data.source.startswith(BUNDLED_PREFIX)
+    n_iterations = int(results["iteration"].nunique())
     return MonteCarloReport(
         source=data.source,
         metric=chosen,
@@ -205,7 +283,7 @@ def montecarlo_report(source: str | None = None, metric: str | None = None, *, f
         models=[str(m) for m in dict.fromkeys(results["model"])],
         reference=reference,
         protocols=[str(p) for p in dict.fromkeys(results["protocol"])],
-        n_iterations=int(results["iteration"].nunique()),
+        n_iterations=n_iterations,
         values=plots.metric_frame(results, [chosen]),
         differences=plots.difference_frame(results, reference, [chosen]),
         gaps=plots.leakage_frame(results, [chosen]),
@@ -213,5 +291,7 @@ def montecarlo_report(source: str | None = None, metric: str | None = None, *, f
         leakage=_rounded(_leakage_table(summary, chosen)),
         distribution_chart=plots.plot_distributions(results, [chosen]) if figures else None,
         difference_chart=plots.plot_differences(results, reference, [chosen]) if figures else None,
-        synthetic=data.source.startswith(BUNDLED_PREFIX) or mentions_synthetic_data(summary.get("config")),
+        synthetic=mentions_synthetic_data(config) or (bundled and not _is_real(config)),
+        label=_label(config, n_iterations) if bundled else "",
+        description=describe_run(config) if config else "",
     )

@@ -39,10 +39,12 @@ def table(frame: pd.DataFrame) -> None:
 st.title("Monte Carlo")
 st.markdown("Repeated patient-grouped splits: every model sees the same split in each iteration, so differences "
             "are paired. The image-level protocol (cells of one patient on both sides of the split) runs only to "
-            "measure how much that leaks.")
+            "measure how much that leaks. The bundled runs: the real C-NMC pool (the default) and a synthetic set.")
 
-sources = ui.attempt("list the bundled results", ui.montecarlo_sources) or []
-choice = st.selectbox("Results", [*sources, OTHER], key="mc_choice")
+choices = ui.attempt("list the bundled results", ui.montecarlo_choices) or []
+sources = [source for _, source in choices]
+names = {source: label for label, source in choices}
+choice = st.selectbox("Results", [*sources, OTHER], key="mc_choice", format_func=lambda s: names.get(s, s))
 if choice == OTHER:
     source = st.text_input("Dataset repo id (`org/name[@revision]`), results folder or parquet file",
                            key="mc_other").strip()
@@ -103,8 +105,9 @@ with leakage_tab:
         st.info("The leakage gap needs both protocols (patient and image) in the run and in the filter.")
     else:
         chart_grid(metrics, lambda metric: charts.leakage_chart(gaps, metric, models))
-        st.markdown("**Leakage gap**: image-level minus patient-level score, paired by iteration (Holm-adjusted "
-                    "p-values).")
+        st.markdown("**Leakage gap**: image-level minus patient-level score, paired by iteration: the mean gap "
+                    "with the 95% t interval of the mean, the 2.5–97.5 percentiles of the per-iteration gaps and "
+                    "Holm-adjusted p-values.")
         table(leakage)
 
 with statistics_tab:

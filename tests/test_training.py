@@ -239,3 +239,10 @@ def test_cross_subject_folds_score_unseen_subjects_from_the_saved_models(cnmc_ro
     spread = result["summary"]["over_folds"]["f1_weighted"]
     assert spread["mean"] == pytest.approx(np.mean(f1s)) and spread["std"] == pytest.approx(np.std(f1s, ddof=1))
     assert set(result["per_subject"]) == {s for r in result["folds"] for s in r["test_subjects"]}
+    # folds trained apart are assembled into the same summary from their saved folders
+    from leuk.experiments.cross_subject import collect_cross_subject
+
+    collected = collect_cross_subject(options, [tmp_path / "fold_1", tmp_path / "fold_0"], tmp_path / "collected")
+    for key, spread in result["summary"]["over_folds"].items():
+        assert collected["summary"]["over_folds"][key] == pytest.approx(spread)
+    assert collected["pooled_test"]["f1_weighted"] == pytest.approx(result["pooled_test"]["f1_weighted"])

@@ -60,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     parser.add_argument("--augment-preset", choices=("paper", "strong"), default=DEFAULTS["augment_preset"])
     parser.add_argument("--pretrained", action="store_true", help="start from ImageNet backbone weights")
-    parser.add_argument("--reuse", action="store_true",
-                        help="do not train: ship from the folds and cross_subject.json already in --work")
+    parser.add_argument("--collect", nargs="+", type=Path, metavar="FOLD_DIR",
+                        help="do not train: assemble cross_subject.json in --work from fold folders trained "
+                             "separately (e.g. one process per fold with --folds i), then ship")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    from leuk.experiments.cross_subject import CV_RESULTS_FILE, cross_subject_evaluation
+    from leuk.experiments.cross_subject import CV_RESULTS_FILE, collect_cross_subject, cross_subject_evaluation
     from leuk.training.efficientnet_se import EVAL_RESULTS_FILE, TrainOptions
 
     options = TrainOptions(
@@ -84,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
               f"AUC {test['roc_auc']:.4f}, sensitivity {test['sensitivity']:.3f}, specificity "
               f"{test['specificity']:.3f} ({record['runtime_s'] / 60:.1f} min)", flush=True)
 
-    if args.reuse:
-        result = json.loads((args.work / CV_RESULTS_FILE).read_text(encoding="utf-8"))
+    if args.collect:
+        result = collect_cross_subject(options, args.collect, args.work)
     else:
         result = cross_subject_evaluation(options, args.work, folds=folds, on_fold=report)
     summary = result["summary"]
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"written to {args.work / CV_RESULTS_FILE}")
     if args.ship is None:
         return 0
-    fold_dir = args.work / f"fold_{args.ship_fold}"
+    fold_name = f"fold_{args.ship_fold}"
+    fold_dir = next((d for d in args.collect or () if d.name == fold_name), args.work / fold_name)
     if not fold_dir.is_dir():
         print(f"error: fold {args.ship_fold} was not trained in {args.work}", file=sys.stderr)
         return 1

@@ -22,7 +22,8 @@ import numpy as np
 
 from leuk.errors import LeukError
 
-__all__ = ["CV_RESULTS_FILE", "SUMMARY_METRICS", "cross_subject_evaluation", "summarise_folds"]
+__all__ = ["CV_RESULTS_FILE", "SUMMARY_METRICS", "collect_cross_subject", "cross_subject_evaluation",
+           "summarise_folds"]
 
 CV_RESULTS_FILE = "cross_subject.json"
 #: Figures summarised over folds.
@@ -185,8 +186,19 @@ def cross_subject_evaluation(
         all_subjects.append(subjects)
         if on_fold is not None:
             on_fold(index, record)
-    pooled = classification_metrics(np.concatenate(all_true), np.concatenate(all_probs), label_names)
-    result = {
+    result = _assemble(records, np.concatenate(all_true), np.concatenate(all_probs), label_names, options,
+                       data_root, paths, groups, synthetic, val_size)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _assemble(records, y_true, probs, label_names, options, data_root: Path, paths, groups, synthetic: bool,
+              val_size: float) -> dict[str, Any]:
+    from leuk.metrics import classification_metrics
+
+    pooled = classification_metrics(y_true, probs, label_names)
+    return {
         "protocol": "leave-one-rare-subject-out",
         "dataset": {"loader": options.dataset, "folder": data_root.name, "n_images": len(paths),
                     "n_subjects": len(set(groups.tolist())), "label_names": label_names, "synthetic": synthetic},
@@ -200,3 +212,39 @@ def cross_subject_evaluation(
     out.mkdir(parents=True, exist_ok=True)
     (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | Path, *,
+                          val_size: float = 0.12) -> dict[str, Any]:
+    """Assemble :data:`CV_RESULTS_FILE` from fold folders trained separately (e.g. one process per fold,
+    ``cross_subject_evaluation(..., folds=[i])``): each fold's record comes from its ``eval_results.json``,
+    and its test images (``training_split.json``) are predicted again through the saved folder for the
+    pooled figures; a fold whose recomputed weighted F1 differs from its record is refused."""
+    from leuk.metrics import classification_metrics
+    from leuk.training.efficientnet_se import EVAL_RESULTS_FILE, SPLIT_FILE, _load_table, _predict_saved
+
+    data_root = Path(options.data).resolve()
+    paths, labels, groups, label_names = _load_table(options)
+    row_of = {Path(path).resolve().relative_to(data_root).as_posix(): i for i, path in enumerate(paths)}
+    records, all_true, all_probs = [], [], []
+    for fold_dir in sorted((Path(d) for d in fold_dirs), key=lambda d: d.name):
+        record = json.loads((fold_dir / EVAL_RESULTS_FILE).read_text(encoding="utf-8"))
+        split = json.loads((fold_dir / SPLIT_FILE).read_text(encoding="utf-8"))
+        missing = [rel for rel in split["test"]["images"] if rel not in row_of]
+        if missing:
+            raise LeukError(f"{fold_dir}: {len(missing)} test image(s) are not in {data_root}, e.g. {missing[0]}")
+        rows = np.asarray([row_of[rel] for rel in split["test"]["images"]], dtype=np.int64)
+        probs = _predict_saved(fold_dir, [paths[i] for i in rows], options)
+        again = classification_metrics(labels[rows], probs, label_names)["f1_weighted"]
+        if abs(again - record["test"]["f1_weighted"]) > 1e-6:
+            raise LeukError(f"{fold_dir}: its saved model gives weighted F1 {again:.6f}, its record says "
+                            f"{record['test']['f1_weighted']:.6f}")
+        records.append({key: record[key] for key in (
+            "fold", "train_subjects", "test_subjects", "split_sizes", "temperature", "best_checkpoint",
+            "epochs_trained", "runtime_s", "validation", "test", "per_subject") if key in record})
+        all_true.append(labels[rows])
+        all_probs.append(probs)
+    records.sort(key=lambda r: r["fold"])
+    result = _assemble(records, np.concatenate(all_true), np.concatenate(all_probs), label_names, options,
+                       data_root, paths, groups, bool(options.synthetic), val_size)
+    out = Path(out)

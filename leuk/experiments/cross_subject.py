@@ -209,9 +209,6 @@ def _assemble(records, y_true, probs, label_names, options, data_root: Path, pat
         "per_subject": {s: v for record in records for s, v in record["per_subject"].items()},
         "summary": summarise_folds(records, pooled),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return result
 
 
 def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | Path, *,
@@ -248,3 +245,6 @@ def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | 
     result = _assemble(records, np.concatenate(all_true), np.concatenate(all_probs), label_names, options,
                        data_root, paths, groups, bool(options.synthetic), val_size)
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result

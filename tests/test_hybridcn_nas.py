@@ -57,6 +57,25 @@ def test_lite_forward_attentions_and_temperature() -> None:
     assert model.config.id2label == {0: "Benign", 1: "Early", 2: "Pre", 3: "Pro"}
 
 
+def test_forward_follows_the_transformers_contract() -> None:
+    import leuk.models
+
+    assert leuk.models.HybridCNNASForImageClassification is HybridCNNASForImageClassification
+    assert leuk.models.EfficientNetSEForImageClassification.__name__ == "EfficientNetSEForImageClassification"
+    torch.manual_seed(0)
+    model = create_model("hybridcn-nas-lite").eval()
+    pixels, labels = torch.rand(2, 3, 128, 128), torch.tensor([0, 3])
+    with torch.no_grad():
+        as_dict = model(pixel_values=pixels, labels=labels)
+        as_tuple = model(pixel_values=pixels, labels=labels, return_dict=False)
+        assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+        torch.testing.assert_close(as_tuple[0], as_dict.loss)
+        torch.testing.assert_close(as_tuple[1], as_dict.logits)
+        assert len(model(pixel_values=pixels, return_dict=False)) == 1
+        with pytest.raises(TypeError, match="lables"):
+            model(pixel_values=pixels, lables=labels)  # a misspelt keyword is an error, not a silent no-loss
+
+
 def test_invalid_presets_raise_one_clear_error() -> None:
     with pytest.raises(ModelConfigError, match="multiple of token_size"):
         create_model("hybridcn-nas-lite", num_selected=100)

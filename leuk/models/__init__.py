@@ -148,7 +148,25 @@ register_preset(
     description="tiny EfficientNet-SE (timm test_efficientnet, 64 px) for tests",
 )
 
+#: Classes of the other model families, imported when first asked for (their packages register presets
+#: through this module, so they cannot be imported at the top of it).
+_FAMILY_CLASSES = {
+    "HybridCNNASConfig": "leuk.models.hybridcn_nas",
+    "HybridCNNASForImageClassification": "leuk.models.hybridcn_nas",
+    "HybridCNNASImageProcessor": "leuk.models.hybridcn_nas",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FAMILY_CLASSES:
+        return getattr(importlib.import_module(_FAMILY_CLASSES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "EfficientNetSEConfig",
+    "EfficientNetSEForImageClassification",
+    *_FAMILY_CLASSES,
     "ModelConfigError",
     "Preset",
     "count_parameters",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import timm
@@ -347,16 +347,20 @@ class HybridCNNASForImageClassification(HybridCNNASPreTrainedModel):
         labels: Optional[torch.Tensor] = None,
         output_attentions: Optional[bool] = None,
         return_dict: Optional[bool] = None,
-        **kwargs: Any,
-    ) -> ImageClassifierOutput:
+    ) -> Union[ImageClassifierOutput, tuple]:
+        """Temperature-scaled logits of ``pixel_values``; with ``labels`` also the cross-entropy ``loss``;
+        ``return_dict=False`` returns the tuple ``(loss?, logits, attentions?)``."""
         if pixel_values is None:
             raise ValueError("pixel_values is required")
+        return_dict = self.config.return_dict if return_dict is None else return_dict
         output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
         pixel_values = pixel_values.to(self.feature_mean.dtype)
         selected = self.select_features(self.extract_features(pixel_values))
         logits, attentions = self.classifier(selected, output_attentions=output_attentions)
         logits = logits / self.config.temperature
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
+        if not return_dict:
+            return tuple(value for value in (loss, logits, attentions) if value is not None)
         return ImageClassifierOutput(loss=loss, logits=logits, attentions=attentions)
 
     # ---- training helpers ---------------------------------------------------------------------------

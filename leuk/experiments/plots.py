@@ -127,7 +127,13 @@ def _violin_box(axes, groups: list[np.ndarray], labels: list[str], colors: list[
     present = [i for i, g in enumerate(filled) if g.size]
     axes.boxplot([filled[i] for i in present], positions=positions[present], widths=0.25, showfliers=True,
                  flierprops={"markersize": 2})
-    axes.set_xticks(positions, labels=labels, rotation=20, ha="right", fontsize="small")
+    axes.set_xticks(positions, labels=labels, rotation=30 if len(groups) > 4 else 20, ha="right",
+                    rotation_mode="anchor", fontsize="small")
+
+
+def _panel_size(n_groups: int) -> tuple[float, float]:
+    """A panel wide enough for ``n_groups`` labelled distributions (about 0.7 in each beyond six)."""
+    return (max(5.2, 0.7 * n_groups + 1.0), 3.6 if n_groups > 4 else 3.4)
 
 
 def _palette(n: int) -> list[str]:
@@ -141,7 +147,7 @@ def plot_distributions(results: pd.DataFrame, metrics: Sequence[str] | None = No
     long = metric_frame(results, metrics)
     keys = list(dict.fromkeys(zip(results["model"], results["protocol"])))
     colors = _palette(len(keys))
-    figure, axes = _grid(len(metrics), (5.2, 3.4))
+    figure, axes = _grid(len(metrics), _panel_size(len(keys)))
     for ax, metric in zip(axes, metrics):
         rows = long[long["metric"] == metric]
         groups = [rows[(rows["model"] == m) & (rows["protocol"] == p)]["value"].to_numpy(np.float64)
@@ -162,7 +168,8 @@ def plot_differences(results: pd.DataFrame, reference: str, metrics: Sequence[st
     gaps = leakage_frame(results, metrics)
     if differences.empty and gaps.empty:
         return None
-    figure, axes = _grid(len(metrics), (5.2, 3.4))
+    n_groups = len(differences[["model", "protocol"]].drop_duplicates()) + gaps["model"].nunique()
+    figure, axes = _grid(len(metrics), _panel_size(n_groups))
     for ax, metric in zip(axes, metrics):
         groups, labels = [], []
         rows = differences[differences["metric"] == metric]

@@ -217,6 +217,8 @@ def build_demo() -> gr.Blocks:
                         flag = gr.Markdown(elem_id="uncertain-flag")
                         aggregate = gr.Dataframe(headers=["patient-level", "value"], label="Patient-level aggregate",
                                                  interactive=False, wrap=True)
+                        with gr.Accordion("What confident / uncertain and the OOD score mean", open=False):
+                            gr.Markdown(serving.UNCERTAINTY_HELP, elem_id="uncertainty-help")
                 table = gr.Dataframe(headers=["image", "label", "top probability"], label="Per image",
                                      interactive=False, wrap=True)
                 classify_outputs = [label, flag, table, aggregate]

@@ -60,6 +60,7 @@ __all__ = [
     "STAT_NAMES",
     "feature_space",
     "fit_detector",
+    "fit_after_training",
     "fit_detector_for_folder",
     "image_statistics",
     "load_detector",
@@ -210,6 +211,17 @@ def mahalanobis_scores(features: Any, class_means: Any, precision: Any) -> np.nd
     return np.sqrt(np.clip(squared.min(axis=1), 0.0, None))
 
 
+def whitening_of(precision: np.ndarray) -> np.ndarray:
+    """``W`` with ``W @ W.T == precision`` (eigenvectors times the square roots of the eigenvalues)."""
+    eigenvalues, eigenvectors = np.linalg.eigh(np.asarray(precision, dtype=np.float64))
+    return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+
+
+def _precision_of(whitening: np.ndarray) -> np.ndarray:
+    w = np.asarray(whitening, dtype=np.float64)
+    return w @ w.T
+
+
 def weights_sha256(folder: str | Path) -> str | None:
     """SHA-256 of a model folder's ``model.safetensors`` (``None`` when there is none)."""
     path = Path(folder) / MODEL_WEIGHTS
@@ -320,13 +332,19 @@ class OODDetector:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         weights, config = folder / DETECTOR_WEIGHTS, folder / DETECTOR_CONFIG
+        # stored as a whitening matrix W (precision = W W^T, W = eigenvectors scaled by sqrt(eigenvalues)): its
+        # columns keep float32's relative precision, while float32 (let alone float16) entries of an
+        # ill-conditioned precision matrix would not (condition numbers of 1e5 occur)
         save_file({"class_means": torch.from_numpy(np.ascontiguousarray(self.class_means, dtype=np.float32)),
-                   "precision": torch.from_numpy(np.ascontiguousarray(self.precision, dtype=np.float32))},
+                   "whitening": torch.from_numpy(np.ascontiguousarray(whitening_of(self.precision),
+                                                                      dtype=np.float32))},
                   str(weights), metadata={"format": "leuk-ood", "version": str(FORMAT_VERSION)})
+        weights.chmod(0o644)
         record = {
             "format_version": FORMAT_VERSION,
             "method": "mahalanobis",
-            "score": "sqrt(min_k (f - class_means[k])^T precision (f - class_means[k])), f = pooled features",
+            "score": "min_k || (f - class_means[k]) @ whitening ||, f = pooled features (precision = whitening "
+                     "@ whitening.T)",
             "threshold": self.threshold,
             "labels": list(self.labels),
             "dimension": self.dimension,
@@ -360,7 +378,7 @@ class OODDetector:
         known = {"format_version", "method", "score", "threshold", "labels", "dimension", "image_statistics"}
         return cls(
             class_means=tensors["class_means"].astype(np.float64),
-            precision=tensors["precision"].astype(np.float64),
+            precision=_precision_of(tensors["whitening"]),
             threshold=float(record["threshold"]),
             statistics=statistics,
             stats_threshold=None if not stats_record else float(stats_record["threshold"]),
@@ -394,12 +412,15 @@ def _quantile(values: np.ndarray, q: float) -> float:
     return float(np.quantile(np.asarray(values, dtype=np.float64), q, method="higher"))
 
 
-def fit_mahalanobis(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Class means ``(K, D)``, shared Ledoit-Wolf precision ``(D, D)`` and the shrinkage, from training features.
+def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, *, shrinkage: str | float = "ledoit-wolf"
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Class means ``(K, D)``, shared precision ``(D, D)`` and the shrinkage used, from training features.
 
-    Labels are the class ids of the rows; every class present gets its mean (classes absent from ``labels``
-    are left out). The covariance is that of the class-centred features."""
-    from sklearn.covariance import LedoitWolf
+    Labels are the class ids of the rows; every class present gets its mean. The covariance is that of the
+    class-centred features (divided by N), shrunk towards a scaled identity by Ledoit-Wolf's estimate
+    (``sklearn.covariance.LedoitWolf``), or by a fixed ``shrinkage`` in [0, 1] (0: the empirical covariance,
+    Lee et al.'s estimator, which needs more images than features)."""
+    from sklearn.covariance import EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels)
@@ -408,8 +429,13 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
         raise OODError(f"{len(features)} training images are too few to fit a detector")
     means = np.stack([features[labels == c].mean(axis=0) for c in classes])
     centred = features - means[np.searchsorted(classes, labels)]
-    estimator = LedoitWolf(assume_centered=True).fit(centred)
-    return means, estimator.precision_, float(estimator.shrinkage_)
+    if shrinkage == "ledoit-wolf":
+        estimator = LedoitWolf(assume_centered=True).fit(centred)
+        return means, estimator.precision_, float(estimator.shrinkage_)
+    amount = float(shrinkage)
+    if amount == 0.0:
+        return means, EmpiricalCovariance(assume_centered=True).fit(centred).precision_, 0.0
+    return means, ShrunkCovariance(assume_centered=True, shrinkage=amount).fit(centred).precision_, amount
 
 
 class _FeatureReader:
@@ -428,6 +454,31 @@ class _FeatureReader:
         return features, stats
 
 
+def leave_one_subject_out_scores(features: np.ndarray, stats: np.ndarray, labels: np.ndarray,
+                                 groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Feature and image-statistics scores of each training image under a detector fitted WITHOUT its subject
+    (what an image of a new subject looks like to the detector), and the subjects scored. A subject whose
+    class has no other subject is skipped (its class would have no mean)."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    feature_scores, stats_scores, scored = [], [], []
+    for subject in sorted(set(groups.tolist())):
+        held = groups == subject
+        rest = ~held
+        if not set(labels[held].tolist()) <= set(labels[rest].tolist()) or rest.sum() < 3:
+            continue
+        means, precision, _ = fit_mahalanobis(features[rest], labels[rest])
+        feature_scores.append(mahalanobis_scores(features[held], means, precision))
+        stats_scores.append(reference_from_statistics(stats[rest], "rest").score_statistics(stats[held]))
+        scored.append(str(subject))
+    if not scored:
+        return np.zeros(0), np.zeros(0), []
+    return np.concatenate(feature_scores), np.concatenate(stats_scores), scored
+
+
+#: Fewest training subjects for the leave-one-subject-out threshold.
+MIN_LOSO_SUBJECTS = 3
+
+
 def fit_detector(
     model: Any,
     processor: Any,
@@ -435,6 +486,7 @@ def fit_detector(
     train_labels: Sequence[int],
     val_images: Sequence[Any] = (),
     *,
+    train_groups: Sequence[str] | None = None,
     quantile: float = DEFAULT_QUANTILE,
     device: Any = None,
     batch_size: int = 32,
@@ -443,44 +495,58 @@ def fit_detector(
 ) -> OODDetector:
     """Fit an :class:`OODDetector` for ``model`` on ``train_images`` (paths or images) only.
 
-    The class means, covariance and image statistics come from the training images; each threshold is the
-    ``quantile`` of the scores of ``val_images`` (or of the training images when none are given, recorded as
-    such). ``info`` is stored with the detector.
+    The class means, covariance and image statistics come from the training images. Each threshold is the
+    ``quantile`` of in-distribution scores the fit did not see: those of the training images when their own
+    subject is left out of the fit (``train_groups``, the subject of each image, with at least
+    :data:`MIN_LOSO_SUBJECTS` subjects: what a NEW subject's cells score), and those of ``val_images``; the
+    larger of the two quantiles is used. Without either, the training images' own scores are used (optimistic,
+    recorded as such). ``info`` is stored with the detector.
     """
     if not 0.5 <= quantile < 1.0:
         raise OODError(f"quantile must lie in [0.5, 1), got {quantile}")
     train_images, val_images = list(train_images), list(val_images)
     if not train_images:
         raise OODError("no training image to fit the detector on")
+    labels = np.asarray(train_labels)
     space = feature_space(model)
     reader = _FeatureReader(model, processor, device=device, batch_size=batch_size)
     train_features, train_stats = reader.read(train_images, progress=progress, what="training images")
-    means, precision, shrinkage = fit_mahalanobis(train_features, np.asarray(train_labels))
+    means, precision, shrinkage = fit_mahalanobis(train_features, labels)
     statistics = reference_from_statistics(train_stats, source=f"{len(train_images)} training images")
     detector = OODDetector(class_means=means, precision=precision, threshold=float("inf"), statistics=statistics,
                            stats_threshold=float("inf"))
+    calibrations: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    sources = []
+    subjects: list[str] = []
+    if train_groups is not None and len(set(map(str, train_groups))) >= MIN_LOSO_SUBJECTS:
+        loso_features, loso_stats, subjects = leave_one_subject_out_scores(
+            train_features, train_stats, labels, np.asarray([str(g) for g in train_groups]))
+        if subjects:
+            calibrations["leave_one_subject_out"] = (loso_features, loso_stats)
+            sources.append(f"the {len(loso_features)} training images of {len(subjects)} subjects, each scored "
+                           "with its subject left out of the fit")
     if val_images:
         val_features, val_stats = reader.read(val_images, progress=progress, what="validation images")
-        calibration, source = (val_features, val_stats), f"{len(val_images)} validation images (not used to fit)"
-    else:
-        calibration, source = (train_features, train_stats), (f"the {len(train_images)} training images themselves "
-                                                             "(no validation images: optimistic)")
-    feature_scores = detector.feature_scores(calibration[0])
-    stats_scores = detector.stats_scores(calibration[1])
-    detector.threshold = _quantile(feature_scores, quantile)
-    detector.stats_threshold = _quantile(stats_scores, quantile)
+        calibrations["validation"] = (detector.feature_scores(val_features), detector.stats_scores(val_stats))
+        sources.append(f"{len(val_images)} validation images, which the fit did not use")
+    if not calibrations:
+        calibrations["training"] = (detector.feature_scores(train_features), detector.stats_scores(train_stats))
+        sources.append(f"the {len(train_images)} training images themselves, as nothing held out was given: "
+                       "optimistic")
+    detector.threshold = max(_quantile(f, quantile) for f, _ in calibrations.values())
+    detector.stats_threshold = max(_quantile(z, quantile) for _, z in calibrations.values())
     id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
-    present = np.unique(np.asarray(train_labels))
-    detector.labels = [str(id2label.get(int(c), c)) for c in present]
+    detector.labels = [str(id2label.get(int(c), c)) for c in np.unique(labels)]
     detector.info = {
         "feature_space": space,
         "covariance": f"Ledoit-Wolf shrinkage (sklearn), shared by the classes, shrinkage {shrinkage:.4f}",
-        "threshold_rule": f"{quantile:.0%} quantile of the scores of {source}",
+        "threshold_rule": f"the larger {quantile:.0%} quantile of the scores of " + " and of ".join(sources),
         "quantile": quantile,
-        "fit": {"n_train_images": len(train_images), "n_threshold_images": len(calibration[0]),
-                "threshold_images": "validation" if val_images else "training",
+        "fit": {"n_train_images": len(train_images), "n_val_images": len(val_images),
+                "leave_one_subject_out_subjects": subjects,
                 "train_score_quantiles": _summary(detector.feature_scores(train_features)),
-                "threshold_score_quantiles": _summary(feature_scores)},
+                **{f"{name}_score_quantiles": _summary(f) for name, (f, _) in calibrations.items()},
+                **{f"{name}_stats_quantiles": _summary(z) for name, (_, z) in calibrations.items()}},
         "image_size": int(getattr(getattr(model, "config", None), "image_size", 0) or 0) or None,
         "fitted": _dt.date.today().isoformat(),
         **(info or {}),
@@ -499,8 +565,8 @@ def _summary(values: np.ndarray) -> dict[str, float]:
 SPLIT_FILE = "training_split.json"
 
 
-def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tuple[list[str], list[int]]:
-    """Paths and labels of split ``part`` (``train``, ``val`` or ``test``) of a model folder's
+def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tuple[list[str], list[int], list[str]]:
+    """Paths, labels and patient ids of split ``part`` (``train``, ``val`` or ``test``) of a model folder's
     ``training_split.json``, found under ``data_root`` (the folder the model was trained on).
 
     The split names its images (EfficientNet-SE: ``<part>.images``, paths relative to the data folder) or its
@@ -534,9 +600,9 @@ def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tup
         wanted = list(record["images"])
         root = data_root.resolve()
         by_relative = {}
-        for path, label in zip(paths, labels):
+        for path, label, patient in zip(paths, labels, patients):
             try:
-                by_relative[Path(path).resolve().relative_to(root).as_posix()] = (path, label)
+                by_relative[Path(path).resolve().relative_to(root).as_posix()] = (path, label, patient)
             except ValueError:
                 continue
         missing = [name for name in wanted if name not in by_relative]
@@ -544,7 +610,7 @@ def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tup
             raise OODError(f"{len(missing)} of the {len(wanted)} {part} images of {split_path} are not in "
                            f"{data_root} (e.g. {missing[0]}): pass the folder the model was trained on")
         chosen = [by_relative[name] for name in wanted]
-        return [p for p, _ in chosen], [label for _, label in chosen]
+        return [c[0] for c in chosen], [c[1] for c in chosen], [c[2] for c in chosen]
     ids = record.get("patients") if isinstance(record, dict) else split.get(f"{part}_patients")
     if not ids:
         raise OODError(f"{split_path} names neither images nor patients of its {part!r} part")
@@ -556,7 +622,7 @@ def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tup
     if found != ids:
         raise OODError(f"{len(ids - found)} {part} patients of {split_path} are not in {data_root} "
                        f"(e.g. {sorted(ids - found)[0]}): pass the folder the model was trained on")
-    return [paths[i] for i in rows], [labels[i] for i in rows]
+    return [paths[i] for i in rows], [labels[i] for i in rows], [patients[i] for i in rows]
 
 
 def fit_detector_for_folder(
@@ -574,9 +640,9 @@ def fit_detector_for_folder(
     (threshold from its validation images), store it in the folder and return it. ``model``/``processor``
     default to the folder's, loaded with :func:`leuk.hub.load_model`."""
     model_dir = Path(model_dir)
-    train_paths, train_labels = split_images(model_dir, data_root, "train")
+    train_paths, train_labels, train_groups = split_images(model_dir, data_root, "train")
     try:
-        val_paths, _ = split_images(model_dir, data_root, "val")
+        val_paths, _, _ = split_images(model_dir, data_root, "val")
     except OODError:
         val_paths = []
     if model is None or processor is None:
@@ -585,12 +651,29 @@ def fit_detector_for_folder(
         model, processor = _load_from_folder(model_dir, _device_of(device))
     split = json.loads((model_dir / SPLIT_FILE).read_text(encoding="utf-8"))
     detector = fit_detector(
-        model, processor, train_paths, train_labels, val_paths, quantile=quantile, device=device,
-        batch_size=batch_size, progress=progress,
+        model, processor, train_paths, train_labels, val_paths, train_groups=train_groups, quantile=quantile,
+        device=device, batch_size=batch_size, progress=progress,
         info={"model_sha256": weights_sha256(model_dir),
               "fitted_on": {"split_file": SPLIT_FILE, "train": "the 'train' part (training images only)",
-                            "threshold": "the 'val' part" if val_paths else "the 'train' part",
+                            "threshold": "leave-one-subject-out scores of the 'train' part"
+                            + (" and the 'val' part" if val_paths else ""),
                             "synthetic": bool(split.get("synthetic", False))}},
     )
     detector.save(model_dir)
+    return detector
+
+
+def fit_after_training(model_dir: str | Path, data_root: str | Path, *, batch_size: int = 32,
+                       progress: bool = False) -> OODDetector | None:
+    """:func:`fit_detector_for_folder` as the training engines call it once a model folder is saved: a detector
+    that cannot be fitted is logged as a warning (the trained model is kept) and ``None`` is returned."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    try:
+        detector = fit_detector_for_folder(model_dir, data_root, batch_size=batch_size, progress=progress)
+    except LeukError as err:
+        log.warning("no out-of-distribution detector was fitted for %s: %s", model_dir, err)
+        return None
+    log.info("out-of-distribution detector for %s: %s", model_dir, detector.description)
     return detector

@@ -20,10 +20,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["UNCERTAIN_BELOW", "Verdict", "image_verdict", "patient_verdict"]
+__all__ = ["HELP_MARKDOWN", "UNCERTAIN_BELOW", "Verdict", "image_verdict", "patient_verdict"]
 
 #: An image (or a patient mean) whose calibrated top probability is below this is "uncertain".
 UNCERTAIN_BELOW = 0.7
+
+#: What the verdict and its out-of-distribution score mean, for the apps' help and About pages.
+HELP_MARKDOWN = f"""
+**Confident or uncertain.** Every image (and every patient) gets one verdict. It is **uncertain** when the image
+could not be read, when it is **out of distribution** (unlike the images the model was trained on), or when the
+calibrated top probability is below {UNCERTAIN_BELOW:.2f}; a patient is uncertain as soon as one of its images is out of
+distribution or unreadable, when the mean probability is below {UNCERTAIN_BELOW:.2f}, or when the majority vote
+disagrees with the mean. An out-of-distribution image is never called confident, however high its probability.
+
+**The out-of-distribution score** is the Mahalanobis distance of the image's pooled network features to the nearest
+class mean of the model's **training images** (one covariance shared by the classes, Ledoit-Wolf shrinkage), plus a
+cheap gate on ten colour and texture statistics of the image (largest z-score against the training images). Both
+were fitted on the training images only, when the model was trained (or with `leuk ood fit`), and each threshold
+is the 99% quantile of held-out validation images, so about 1 in 100 genuine cells is flagged too. The detector is
+stored next to the weights (`ood_detector.json` says how it was fitted); a model without one says so and is
+checked on its probability alone.
+
+**What it cannot catch.** A cell that looks like the training cells but is wrong anyway (another disease, another
+stain batch that happens to sit near a class mean), and anything a 10-number colour summary and the network's own
+features cannot tell apart. A confident verdict is not a correct answer; this is not a medical device.
+"""
 
 OOD_PREFIX = "out of distribution"
 UNREADABLE_PREFIX = "unreadable"

@@ -41,8 +41,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def save_tiny_models(root: Path) -> dict[str, str]:
-    """Untrained tiny models saved as ``save_pretrained`` folders: ``{"cnmc": folder, "aria": folder}``."""
+def save_tiny_models(root: Path, fit_on: dict | None = None) -> dict[str, str]:
+    """Untrained tiny models saved as ``save_pretrained`` folders: ``{"cnmc": folder, "aria": folder}``.
+
+    ``fit_on`` (``{"cnmc": dataset, "aria": dataset}``): store an out-of-distribution detector fitted on half of
+    that dataset's images (threshold from the other half) with each model, as training does."""
     import torch
 
     from leuk.models import create_model
@@ -56,9 +59,23 @@ def save_tiny_models(root: Path) -> dict[str, str]:
         model = create_model(preset)
         folder = root / preset
         model.save_pretrained(folder)
-        processor_class.from_model_config(model.config).save_pretrained(folder)
+        processor = processor_class.from_model_config(model.config)
+        processor.save_pretrained(folder)
+        if fit_on is not None:
+            fit_tiny_detector(folder, model, processor, fit_on[key])
         folders[key] = str(folder)
     return folders
+
+
+def fit_tiny_detector(folder: Path, model, processor, dataset) -> None:
+    """Fit and store :mod:`leuk.ood`'s detector on the even rows of ``dataset`` (the odd rows set the threshold)."""
+    from leuk.ood import fit_detector, weights_sha256
+
+    paths, labels = list(dataset["path"]), list(dataset["label"])
+    detector = fit_detector(model, processor, paths[::2], labels[::2], paths[1::2],
+                            train_groups=list(dataset["patient_id"])[::2], device="cpu",
+                            info={"model_sha256": weights_sha256(folder)})
+    detector.save(folder)
 
 
 def write_montecarlo_run(folder: Path) -> pd.DataFrame:
@@ -83,8 +100,8 @@ def write_montecarlo_run(folder: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return save_tiny_models(tmp_path_factory.mktemp("models"))
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, cnmc_dataset, aria_dataset) -> dict[str, str]:
+    return save_tiny_models(tmp_path_factory.mktemp("models"), fit_on={"cnmc": cnmc_dataset, "aria": aria_dataset})
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +176,11 @@ def test_demo_banner_only_for_demo_weights(tmp_path, monkeypatch):
         registry.check_name("org/other")
 
 
-def test_ood_score_separates_samples_from_other_images():
+def test_image_statistics_separate_samples_from_other_images():
     from leuk.io import read_image
-    from leuk.serving.ood import OOD_THRESHOLD, reference_from_images
+    from leuk.ood import reference_from_images
 
+    OOD_THRESHOLD = 5.0
     reference = reference_from_images([read_image(p) for p in CNMC_SAMPLES], source="samples")
     assert max(reference.score(read_image(p)) for p in CNMC_SAMPLES) < OOD_THRESHOLD
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8))
@@ -200,7 +218,7 @@ def test_classify_one_patient(served, tiny_models):
     assert list(per_image["image"]) == [p.name for p in CNMC_SAMPLES[:3]]
     # the label widget shows the patient-level mean of the per-image probabilities
     assert confidences["all"] == pytest.approx(per_image["p(all)"].mean(), abs=1e-3)
-    assert (per_image["OOD score"] < 5).all()
+    assert per_image["OOD score"].notna().all() and set(per_image["verdict"]) <= {"confident", "uncertain"}
     rows = dict(aggregate["data"])
     assert rows["images classified"] == "3"
     assert "ncertain" in flag or "onfident" in flag
@@ -406,3 +424,30 @@ def test_bundled_real_montecarlo_through_the_http_api_matches_scipy(served):
         assert gaps.loc[model, "95% CI low"] == pytest.approx(interval.low, abs=1e-4)
         assert gaps.loc[model, "95% CI high"] == pytest.approx(interval.high, abs=1e-4)
         assert gaps.loc[model, "2.5%"] == pytest.approx(np.percentile(image - patient, 2.5), abs=1e-4)
+
+
+def test_a_smear_is_uncertain_on_every_tab(served, tiny_models, cnmc_dataset):
+    """A smear shown to the cell model (and a single cell shown to the smear model) is out of distribution: the
+    Classify, Explain and Pipeline tabs say "uncertain" with that reason, alone and inside a batch."""
+    from gradio_client import handle_file
+
+    _, client = served
+    smear = handle_file(str(ARIA_SAMPLES[0]))
+    _, flag, table, aggregate = client.predict([smear], tiny_models["cnmc"], api_name="/classify")
+    assert flag.startswith("⚠ **Uncertain**: out of distribution: unlike the training images")
+    rows = pd.DataFrame(table["data"], columns=table["headers"])
+    assert list(rows["verdict"]) == ["uncertain"] and rows["uncertain"][0].startswith("out of distribution")
+    assert dict(aggregate["data"])["uncertain"].startswith("out of distribution: 1 of 1 image")
+
+    cells = [handle_file(p) for p in list(cnmc_dataset["path"])[:6:2]]  # training images of the detector
+    _, flag, table, aggregate = client.predict([*cells, smear], tiny_models["cnmc"], api_name="/classify")
+    assert flag.startswith("⚠ **Uncertain**: out of distribution: 1 of 4 images unlike the training images")
+    rows = pd.DataFrame(table["data"], columns=table["headers"])
+    assert rows["uncertain"].iloc[-1].startswith("out of distribution")
+    assert not any(r.startswith("out of distribution") for r in rows["uncertain"].iloc[:-1])
+    assert dict(aggregate["data"])["uncertain"].startswith("out of distribution: 1 of 4 images")
+
+    _, text = client.predict(smear, tiny_models["cnmc"], "gradcam", "predicted", api_name="/explain")
+    assert text.startswith("⚠ **Uncertain**: out of distribution") and "Grad-CAM" in text
+    _, summary, _ = client.predict(handle_file(str(CNMC_SAMPLES[0])), tiny_models["aria"], api_name="/pipeline")
+    assert summary.startswith("⚠ **Uncertain**: out of distribution") and "found" in summary

@@ -50,7 +50,8 @@ def test_mixed_inputs_each_bad_file_gets_its_own_error(model_dir, files, tmp_pat
     captured = capsys.readouterr()
     assert code == 0
     table = captured.out.splitlines()
-    assert table[0].split() == ["file", "label", "probability"]
+    assert table[0].split() == ["file", "label", "probability", "ood_score", "verdict"]
+    assert "note: no out-of-distribution detector" in captured.err  # this model folder has none
     assert [line.split()[0] for line in table[1:]] == [str(files["bmp"]), str(files["jpg"])]
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 2

@@ -450,3 +450,52 @@ def test_montecarlo_page_opens_on_the_bundled_real_set(committed_results):
     at.selectbox(key="mc_choice").set_value("bundled:synthetic").run()
     assert_clean(at)
     assert "These results come from synthetic data" in " ".join(m.value for m in at.markdown)
+
+
+def test_a_smear_is_uncertain_on_every_page(app_env, batch_images):
+    """A smear shown to the C-NMC cell model is out of distribution on the Predict and Explain pages (alone and in a
+    batch, where it makes the patient uncertain), and a single cell shown to the smear model on the Pipeline page."""
+    from leuk import serving
+    from leuk.hub import load_model
+
+    specs = serving.get_registry().names
+    cell_model = next(s for s in specs if "hybrid" not in load_model(s, device="cpu").model.config.model_type)
+    if any(load_model(s, device="cpu").ood_detector is None for s in specs):
+        pytest.skip("the configured models carry no out-of-distribution detector")
+    smear = REPO / "assets" / "samples" / "aria" / "Benign_1.jpg"
+    cell = sorted((REPO / "assets" / "samples" / "cnmc").glob("*.png"))[0]
+
+    at = new_app().run()
+    at.sidebar.selectbox(key="model").set_value(cell_model).run()
+    at.file_uploader(key="predict_files").set_value([(smear.name, smear.read_bytes(), "image/jpeg")])
+    at.button(key="predict_run").click().run()
+    assert_clean(at)
+    (row,) = at.session_state["predict_result"].result.images
+    assert row.uncertain and row.reasons[0].startswith("out of distribution")
+    assert any(m.value.startswith("⚠ **Uncertain**: out of distribution") for m in at.markdown)
+
+    files = [(p.name, p.read_bytes(), "image/bmp") for p in batch_images[:3]] + [(smear.name, smear.read_bytes(),
+                                                                                   "image/jpeg")]
+    at.file_uploader(key="predict_files").set_value(files)
+    at.button(key="predict_run").click().run()
+    assert_clean(at)
+    batch = at.session_state["predict_result"]
+    table = batch.table().set_index("file")
+    assert table.loc[smear.name, "uncertain"] and table.loc[smear.name, "uncertain_reasons"].startswith(
+        "out of distribution")
+    assert batch.result.aggregate.uncertain
+    assert batch.result.aggregate.reasons[0].startswith("out of distribution")
+
+    at.switch_page("views/explain.py").run()
+    at.file_uploader(key="explain_file").set_value((smear.name, smear.read_bytes(), "image/jpeg"))
+    at.button(key="explain_run").click().run()
+    assert_clean(at)
+    assert any(m.value.startswith("⚠ **Uncertain**: out of distribution") for m in at.markdown)
+
+    at.switch_page("views/pipeline.py").run()
+    if not serving.pipeline_model_names():
+        pytest.skip("no HybridCN-NAS model among the configured models")
+    at.file_uploader(key="pipeline_file").set_value((cell.name, cell.read_bytes(), "image/png"))
+    at.button(key="pipeline_run").click().run()
+    assert_clean(at)
+    assert any(m.value.startswith("⚠ **Uncertain**: out of distribution") for m in at.markdown)

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "Evaluate a model on a dataset folder (JSON + plots)."),
     "predict": ("predict", "Classify image files and print a table (or write JSON/CSV)."),
     "explain": ("explain", "Write attribution maps (Captum) for an image."),
+    "ood": ("ood", "Fit (on training images only) or show a model's out-of-distribution detector."),
     "montecarlo": ("montecarlo", "Monte Carlo validation with paired significance tests."),
     "ablate": ("ablate", "HybridCN-NAS ablation study (patient-wise Monte Carlo means)."),
     "push": ("push", "Publish a model folder (weights, card, remote code) to the Hugging Face Hub."),

@@ -2,13 +2,17 @@
 
 Writes one picture per method (the image as the model saw it | the heatmap overlay, with the target's
 probability and the deletion/insertion faithfulness curves): ``FILE.png`` for one method, ``FILE-<method>.png``
-for each of several. Prints one line per method with its timing and faithfulness.
+for each of several. Prints one line per method with its timing and faithfulness, and the image's verdict
+(:mod:`leuk.verdict`: confident, or uncertain with the reasons, e.g. out of distribution) on stderr and in each
+picture's title: an attribution map of an image unlike the training data explains a meaningless answer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import textwrap
 from pathlib import Path
 
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -84,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from leuk.errors import LeukError
     from leuk.explain import branch_layers, display_image, explain_hybrid, explain_many, render_panel, resolve_methods
     from leuk.hub import load_model
+    from leuk.inference import Predictor
     from leuk.io import read_image
+    from leuk.verdict import Verdict
 
     methods = resolve_methods(args.method)
     if args.out.suffix.lower() not in FIGURE_SUFFIXES:
@@ -96,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(args.image)  # a bad file fails here with one line, before the model loads
     loaded = load_model(args.model, device=args.device)
     pixel_values = loaded.processor(images=image, return_tensors="pt")["pixel_values"]
+    checked = Predictor(loaded.model, loaded.processor, device=args.device, batch_size=1,
+                        detector=loaded.ood_detector, ood_note=loaded.ood_note).predict_images([image])[0]
+    verdict = Verdict.from_reasons(checked.reasons, note=loaded.ood_note)
+    print(f"verdict: {verdict.text}", file=sys.stderr)
+    caption = "\n".join(textwrap.wrap(f"verdict: {verdict.text}", 110))
     explanations = explain_many(
         loaded.model, pixel_values, methods, target=args.target, n_steps=args.steps,
         internal_batch_size=args.batch_size, faithfulness_steps=args.faithfulness_steps,
@@ -107,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     for method, path in output_paths(args.out, methods).items():
         explanation = explanations[method]
         figure = render_panel(shown, [explanation], sign=args.sign, alpha=args.alpha, cmap=args.cmap,
-                              curves=not args.no_curves, title=f"{Path(args.image).name} - {loaded.spec}")
+                              curves=not args.no_curves,
+                              title=f"{Path(args.image).name} - {loaded.spec}\n{caption}")
         figure.savefig(path, dpi=110)
         print(f"{explanation.summary()} -> {path}")
         for note in explanation.notes:
@@ -119,13 +131,15 @@ def run(args: argparse.Namespace) -> int:
         path = args.out.with_name(f"{args.out.stem}-branches{args.out.suffix}")
         figure = render_panel(shown, {f"Grad-CAM {name}": cam for name, cam in hybrid.branch_maps.items()},
                               sign=args.sign, alpha=args.alpha, cmap=args.cmap,
-                              title=f"{hybrid.label or hybrid.target}: p={hybrid.probability:.3f}")
+                              title=f"{hybrid.label or hybrid.target}: p={hybrid.probability:.3f}\n{caption}")
         figure.savefig(path, dpi=110)
         top = ", ".join(f"{name} {value:+.3g}" for name, value in hybrid.features.top(5))
         print(f"branches: Grad-CAM per branch -> {path}; features that drove the call (IG): {top}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         records = [_record(explanations[m]) for m in methods]
-        args.json.write_text(json.dumps({"image": str(args.image), "model": loaded.spec, "explanations": records},
-                                        indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps({"image": str(args.image), "model": loaded.spec,
+                                         "verdict": {"uncertain": verdict.uncertain, "reasons": list(verdict.reasons),
+                                                     "ood_score": checked.ood_score, "note": verdict.note},
+                                         "explanations": records}, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -2,6 +2,9 @@
 
 A folder argument stands for the image files directly inside it. Every unreadable file gets its own
 one-line error on stderr and the others are still classified; the exit code is 1 only when every file failed.
+Each row carries the verdict of :mod:`leuk.verdict` (``confident``, or ``uncertain`` with the reasons: low
+calibrated probability, out of distribution by the model's stored detector, unreadable) and the detector's
+``ood_score``; a model without a detector says so once on stderr.
 """
 
 from __future__ import annotations
@@ -42,9 +45,12 @@ def expand_inputs(items: list[str]) -> list[str]:
     return files
 
 
-def _table(rows: list[tuple[str, str, str]]) -> str:
-    header = ("file", "label", "probability")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+HEADER = ("file", "label", "probability", "ood_score", "verdict")
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    header = HEADER
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
     return "\n".join(lines)
 
@@ -64,13 +70,18 @@ def run(args: argparse.Namespace) -> int:
         raise LeukError("no image files given (the folders hold no images)")
     loaded = load_model(args.model, device=args.device)
     predictor = Predictor(loaded.model, loaded.processor, device=args.device, batch_size=args.batch_size,
-                          runtime=args.runtime)
+                          runtime=args.runtime, detector=loaded.ood_detector, ood_note=loaded.ood_note)
+    if loaded.ood_note:
+        print(f"note: {loaded.ood_note}", file=sys.stderr)
     predictions = predictor.predict_images(files, progress=len(files) > 4 * args.batch_size)
 
     rows = []
     for prediction in predictions:
         if prediction.ok:
-            rows.append((prediction.source, prediction.label or "", f"{prediction.top_probability:.4f}"))
+            verdict = f"uncertain: {'; '.join(prediction.reasons)}" if prediction.uncertain else "confident"
+            score = "" if prediction.ood_score is None else f"{prediction.ood_score:.2f}"
+            rows.append((prediction.source, prediction.label or "", f"{prediction.top_probability:.4f}", score,
+                         verdict))
         else:
             print(f"error: {prediction.error}", file=sys.stderr)
     if rows:
@@ -80,10 +91,16 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         with args.csv.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["file", "label", "probability", *(f"p_{n}" for n in predictor.label_names), "error"])
+            writer.writerow(["file", "label", "probability", *(f"p_{n}" for n in predictor.label_names),
+                             "ood_score", "uncertain", "reasons", "error"])
             for p in predictions:
                 writer.writerow([p.source, p.label or "", "" if p.top_probability is None else p.top_probability,
-                                 *(p.probabilities.get(n, "") for n in predictor.label_names), p.error or ""])
+                                 *(p.probabilities.get(n, "") for n in predictor.label_names),
+                                 "" if p.ood_score is None else p.ood_score, p.uncertain, "; ".join(p.reasons),
+                                 p.error or ""])
+    flagged = sum(p.uncertain and p.ok for p in predictions)
+    if flagged:
+        print(f"{flagged} of {len(predictions)} file(s) uncertain (see the verdict column)", file=sys.stderr)
     failed = sum(not p.ok for p in predictions)
     if failed:
         print(f"{failed} of {len(predictions)} file(s) could not be classified", file=sys.stderr)

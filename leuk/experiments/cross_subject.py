@@ -154,6 +154,10 @@ def cross_subject_evaluation(
         fold_dir.mkdir(parents=True, exist_ok=True)
         _save_model(fit.model, processor, fold_dir, options.dtype)
         (fold_dir / SPLIT_FILE).write_text(json.dumps(split_info, indent=2) + "\n", encoding="utf-8")
+        if getattr(options, "fit_ood", True):
+            from leuk.ood import fit_after_training  # training images of this fold only; threshold from its val
+
+            fit_after_training(fold_dir, data_root, batch_size=options.eval_batch_size or options.batch_size)
         test_paths = [paths[i] for i in split.test]
         probs = _predict_saved(fold_dir, test_paths, options)
         y_true, subjects = labels[split.test], groups[split.test]

@@ -2,8 +2,9 @@
 
 - models: :class:`ModelRegistry` / :func:`get_registry` (``LEUK_MODELS`` or the bundled demos, loaded once on
   CUDA when present, bf16 autocast there), :func:`warm_up`, :func:`model_info`, :func:`banner_for`;
-- predictions: :func:`classify` (per-image rows, patient-level aggregate, uncertainty and out-of-distribution
-  flags), :func:`explain_image` (attribution overlay + faithfulness), :func:`pipeline_stages` (HybridCN-NAS);
+- predictions: :func:`classify` (per-image rows, patient-level aggregate, the one uncertainty verdict of
+  :mod:`leuk.verdict` with the model's out-of-distribution check), :func:`explain_image` (attribution overlay,
+  faithfulness and the same verdict), :func:`pipeline_stages` (HybridCN-NAS, with the verdict);
 - results: :func:`montecarlo_report` (bundled runs, folders or dataset repos: chart data, tests, leakage gap);
 - texts: :data:`NOT_A_MEDICAL_DEVICE`, :func:`banner_for` / :func:`model_banner` (what a model's records say it was
   trained on, :func:`training_summary_for`); samples: :func:`list_samples`, :func:`samples_description`.
@@ -22,6 +23,8 @@ from leuk.serving.classify import (
     aggregate,
     classify,
 )
+from leuk.verdict import HELP_MARKDOWN as UNCERTAINTY_HELP
+from leuk.verdict import Verdict
 from leuk.serving.explanations import EXPLAIN_METHODS, METHOD_TITLES, ExplainResult, explain_image, explain_method_choices
 from leuk.serving.model_info import (
     ModelInfo,
@@ -44,7 +47,7 @@ from leuk.serving.montecarlo import (
     source_label,
 )
 from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
-from leuk.serving.ood import OOD_THRESHOLD, ReferenceStatistics, image_statistics
+from leuk.serving.ood import ReferenceStatistics, image_statistics
 from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
 from leuk.serving.registry import ModelRegistry, get_registry, set_registry, warm_up
 from leuk.serving.runtime import choose_device, gpu
@@ -58,8 +61,9 @@ __all__ = [
     "METHOD_TITLES",
     "NOT_A_MEDICAL_DEVICE",
     "NO_MODEL_HELP",
-    "OOD_THRESHOLD",
+    "UNCERTAINTY_HELP",
     "UNCERTAIN_BELOW",
+    "Verdict",
     "ClassifyResult",
     "ExplainResult",
     "ImageResult",

@@ -201,6 +201,7 @@ def classify_batch(
 
     outcomes: list[ImageResult] = []
     ood_reference: str | None = None
+    ood_note: str | None = None
     for start in range(0, len(images), chunk_size):
         chunk = images[start:start + chunk_size]
         readable = [item for item in chunk if item.error is None]
@@ -210,6 +211,7 @@ def classify_batch(
                 result = classify([item.source for item in readable], name,
                                   names=[item.name for item in readable], registry=registry)
                 ood_reference = ood_reference or result.ood_reference
+                ood_note = ood_note or result.ood_note
                 by_item = {id(item): row for item, row in zip(readable, result.images)}
             except ImageReadError:
                 # every image of the chunk is unreadable: classify each alone to keep each one's own message
@@ -226,6 +228,6 @@ def classify_batch(
 
     combined = ClassifyResult(model_name=name, labels=labels, images=outcomes,
                               aggregate=aggregate(outcomes, labels), is_demo=registry.is_demo(name),
-                              ood_reference=ood_reference)
+                              ood_reference=ood_reference, ood_note=ood_note)
     patients = [patient_id_for(item.name, item.folder, labels) for item in images]
     return BatchResult(result=combined, patient_ids=patients)

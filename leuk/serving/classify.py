@@ -1,4 +1,8 @@
-"""Classify one patient's images: per-image rows, a patient-level aggregate and uncertainty flags."""
+"""Classify one patient's images: per-image rows, a patient-level aggregate and the uncertainty verdict.
+
+The verdict (confident / uncertain, with the reasons) is :mod:`leuk.verdict`'s, per image and per patient; the
+out-of-distribution check is the model's stored detector (:mod:`leuk.ood`), run by the prediction engine.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from leuk.errors import ImageReadError
 from leuk.io import ImageSource, read_image
-from leuk.serving.ood import OOD_THRESHOLD, ReferenceStatistics, reference_for_model
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
-from leuk.serving.samples import samples_for_labels
+from leuk.verdict import UNCERTAIN_BELOW, Verdict, image_verdict, patient_verdict
 
 if TYPE_CHECKING:
     import pandas as pd
 
-#: An image whose top class probability is below this is flagged "uncertain".
-UNCERTAIN_BELOW = 0.7
 #: Largest image an app accepts, in pixels (4096 x 4096); larger uploads are refused with a clear message.
 MAX_APP_PIXELS = 4096 * 4096
 #: Most images one request may classify.
@@ -36,9 +37,19 @@ class ImageResult:
     probabilities: dict[str, float] = field(default_factory=dict)
     top_probability: float | None = None
     ood_score: float | None = None
+    ood_threshold: float | None = None
     uncertain: bool = False
     reasons: list[str] = field(default_factory=list)
     error: str | None = None
+    #: what was not checked (no out-of-distribution detector), shown with a confident verdict
+    note: str | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """This image's :class:`leuk.verdict.Verdict`."""
+        if self.error is not None and not self.reasons:
+            return image_verdict(None, None, self.error)
+        return Verdict.from_reasons(self.reasons, note=self.note)
 
 
 @dataclass
@@ -52,6 +63,12 @@ class PatientAggregate:
     votes: dict[str, int]
     uncertain: bool
     reasons: list[str]
+    note: str | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """The patient's :class:`leuk.verdict.Verdict`."""
+        return Verdict.from_reasons(self.reasons, note=self.note)
 
 
 @dataclass
@@ -63,10 +80,14 @@ class ClassifyResult:
     images: list[ImageResult]
     aggregate: PatientAggregate | None
     is_demo: bool
+    #: how the out-of-distribution check was fitted (one line), ``None`` without a detector
     ood_reference: str | None
+    #: why there is no out-of-distribution check, ``None`` with one
+    ood_note: str | None = None
 
     def table(self) -> "pd.DataFrame":
-        """One row per image: file, label, top probability, each class probability, OOD score, flag, error."""
+        """One row per image: file, label, top probability, each class probability, OOD score, verdict, its
+        reasons (column ``uncertain``), error."""
         import pandas as pd
 
         rows = []
@@ -75,6 +96,7 @@ class ClassifyResult:
                                    "top probability": _round(item.top_probability)}
             row.update({f"p({name})": _round(item.probabilities.get(name)) for name in self.labels})
             row["OOD score"] = _round(item.ood_score, 2)
+            row["verdict"] = item.verdict.word
             row["uncertain"] = "; ".join(item.reasons) if item.uncertain else ""
             row["error"] = item.error or ""
             rows.append(row)
@@ -95,22 +117,36 @@ class ClassifyResult:
         return pd.DataFrame(rows, columns=["patient-level", "value"])
 
     @property
-    def flag_markdown(self) -> str:
-        """A short Markdown verdict: uncertain (and why) or confident, for the patient and for each image."""
-        flagged = [item for item in self.images if item.uncertain]
-        failed = [item for item in self.images if item.error is not None]
-        lines = []
+    def verdict(self) -> Verdict | None:
+        """The headline verdict: the one image's own when a single image was read, else the patient's."""
         if self.aggregate is None:
+            return None
+        readable = [item for item in self.images if item.error is None]
+        if len(self.images) == 1 and len(readable) == 1:
+            return readable[0].verdict
+        return self.aggregate.verdict
+
+    @property
+    def flag_markdown(self) -> str:
+        """A short Markdown verdict (:meth:`leuk.verdict.Verdict.markdown`): uncertain (and why) or confident,
+        for the patient, then each flagged image."""
+        flagged = [item for item in self.images if item.uncertain and item.error is None]
+        failed = [item for item in self.images if item.error is not None]
+        verdict = self.verdict
+        lines = []
+        if verdict is None:
             lines.append("**No image could be classified.**")
-        elif self.aggregate.uncertain:
-            lines.append(f"⚠ **Uncertain**: {'; '.join(self.aggregate.reasons)}.")
         else:
-            lines.append(f"**Confident**: top probability at least {UNCERTAIN_BELOW:.2f} and images like the "
-                         "training data.")
-        lines += [f"⚠ `{item.name}`: {'; '.join(item.reasons)}" for item in flagged[:8]]
-        lines += [f"✖ {item.error}" for item in failed[:8]]
-        if len(flagged) + len(failed) > 16:
-            lines.append("… see the per-image table.")
+            lines.append(verdict.markdown())
+        if len(self.images) > 1:
+            lines += [f"⚠ `{item.name}`: {'; '.join(item.reasons)}" for item in flagged[:8]]
+            lines += [f"✖ {item.error}" for item in failed[:8]]
+            if len(flagged) + len(failed) > 16:
+                lines.append("… see the per-image table.")
+        if verdict is not None and self.ood_reference:
+            lines.append(f"_Out-of-distribution check: {self.ood_reference}._")
+        elif verdict is not None and verdict.uncertain and self.ood_note:
+            lines.append(f"_Note: {self.ood_note}._")
         return "\n\n".join(lines)
 
     def label_output(self) -> dict[str, float]:
@@ -132,7 +168,6 @@ def _display_name(src: Any, index: int) -> str:
 
 
 _PREDICTORS: dict[tuple[int, str], Any] = {}
-_REFERENCES: dict[str, ReferenceStatistics | None] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -143,26 +178,18 @@ def _predictor(registry: ModelRegistry, name: str) -> Any:
     key = (id(loaded.model), registry.device)
     with _CACHE_LOCK:
         if key not in _PREDICTORS:
-            _PREDICTORS[key] = Predictor(loaded.model, loaded.processor, device=registry.device, batch_size=16)
+            _PREDICTORS[key] = Predictor(loaded.model, loaded.processor, device=registry.device, batch_size=16,
+                                         detector=loaded.ood_detector, ood_note=loaded.ood_note)
         return _PREDICTORS[key]
-
-
-def ood_reference(registry: ModelRegistry, name: str) -> ReferenceStatistics | None:
-    """Reference image statistics for model ``name`` (see :mod:`leuk.serving.ood`), computed once."""
-    loaded = registry.get(name)
-    with _CACHE_LOCK:
-        if name not in _REFERENCES:
-            _REFERENCES[name] = reference_for_model(loaded.path, samples_for_labels(loaded.labels))
-        return _REFERENCES[name]
 
 
 def aggregate(results: Sequence[ImageResult], labels: Sequence[str],
               threshold: float = UNCERTAIN_BELOW) -> PatientAggregate | None:
-    """Patient-level reading: mean of the class probabilities and majority vote over readable images.
-
-    Flagged uncertain when the mean's top probability is below ``threshold``, when the vote and the mean
-    disagree, or (with several images) when at least half of them are flagged themselves. Ties in the vote go to the class
-    with the higher mean probability.
+    """Patient-level reading: mean of the class probabilities and majority vote over readable images, and the
+    patient's verdict (:func:`leuk.verdict.patient_verdict`): uncertain when any image is out of distribution or
+    unreadable, when the mean's top probability is below ``threshold``, when the vote and the mean disagree, or
+    when at least half of the images have a low probability. Ties in the vote go to the class with the higher
+    mean probability. ``None`` when no image could be read.
     """
     readable = [item for item in results if item.error is None and item.probabilities]
     if not readable:
@@ -171,34 +198,33 @@ def aggregate(results: Sequence[ImageResult], labels: Sequence[str],
     label = max(labels, key=lambda name: mean[name])
     votes = Counter(item.label for item in readable)
     majority = max(labels, key=lambda name: (votes.get(name, 0), mean[name]))
-    reasons = []
-    if mean[label] < threshold:
-        reasons.append(f"mean top probability {mean[label]:.2f} < {threshold:.2f}")
-    if majority != label:
-        reasons.append(f"majority vote ({majority}) differs from mean probabilities ({label})")
-    flagged = sum(item.uncertain for item in readable)
-    if len(readable) > 1 and flagged * 2 >= len(readable):
-        reasons.append(f"{flagged} of {len(readable)} images uncertain")
+    verdicts = []
+    for item in results:
+        verdict = item.verdict
+        if item.error is None and item.uncertain and not verdict.reasons:  # flagged by hand, no reason given
+            verdict = Verdict(True, (f"low calibrated probability: {item.name}",))
+        verdicts.append(verdict)
+    verdict = patient_verdict(verdicts, mean[label], label=label, majority_label=majority, threshold=threshold)
     return PatientAggregate(
         n_images=len(readable), mean_probabilities=mean, label=label, majority_label=majority,
-        votes={name: votes.get(name, 0) for name in labels}, uncertain=bool(reasons), reasons=reasons,
+        votes={name: votes.get(name, 0) for name in labels}, uncertain=verdict.uncertain,
+        reasons=list(verdict.reasons), note=verdict.note,
     )
 
 
-@gpu()
-def classify(
+def classify_images(
     images: Sequence[ImageSource],
     model_name: str | None = None,
     *,
     names: Sequence[str] | None = None,
     threshold: float = UNCERTAIN_BELOW,
-    ood_threshold: float = OOD_THRESHOLD,
     registry: ModelRegistry | None = None,
 ) -> ClassifyResult:
     """Classify the images of one patient with the configured model ``model_name`` (default: the first).
 
-    Unreadable inputs get an ``error`` row and never stop the others. An image is "uncertain" when its top
-    probability is below ``threshold`` or its out-of-distribution score exceeds ``ood_threshold``.
+    Unreadable inputs get an ``error`` row and never stop the others. Each image gets the verdict of
+    :func:`leuk.verdict.image_verdict`: "uncertain" when it is out of distribution (the model's stored detector),
+    or when its top probability is below ``threshold``.
     Raises :class:`ImageReadError` when no input is given, more than :data:`MAX_IMAGES` are, or none is readable.
     """
     registry = registry or get_registry()
@@ -211,7 +237,7 @@ def classify(
     names = list(names) if names is not None else [_display_name(src, i) for i, src in enumerate(images)]
     loaded = registry.get(name)
     labels = loaded.labels
-    reference = ood_reference(registry, name)
+    detector = loaded.ood_detector
 
     results: list[ImageResult] = []
     decoded = []
@@ -223,10 +249,11 @@ def classify(
             results.append(ImageResult(name=display, error=str(err)))
 
     if decoded:
-        predictions = _predictor(registry, name).predict_images(
+        predictor = _predictor(registry, name)
+        predictions = predictor.predict_images(
             [image for _, image in decoded], names=[results[i].name for i, _ in decoded]
         )
-        for (index, image), prediction in zip(decoded, predictions):
+        for (index, _), prediction in zip(decoded, predictions):
             item = results[index]
             if prediction.error is not None:
                 item.error = prediction.error
@@ -234,13 +261,14 @@ def classify(
             item.label = prediction.label
             item.probabilities = dict(prediction.probabilities)
             item.top_probability = prediction.top_probability
-            if item.top_probability is not None and item.top_probability < threshold:
-                item.reasons.append(f"top probability {item.top_probability:.2f} < {threshold:.2f}")
-            if reference is not None:
-                item.ood_score = reference.score(image)
-                if item.ood_score > ood_threshold:
-                    item.reasons.append(f"unlike the training images (OOD score {item.ood_score:.1f} > {ood_threshold:g})")
-            item.uncertain = bool(item.reasons)
+            item.ood_score, item.ood_threshold = prediction.ood_score, prediction.ood_threshold
+            verdict = image_verdict(item.top_probability, _ood_result(prediction), None, threshold=threshold,
+                                    ood_note=loaded.ood_note)
+            item.uncertain, item.reasons, item.note = verdict.uncertain, list(verdict.reasons), verdict.note
+    for item in results:
+        if item.error is not None:
+            verdict = image_verdict(None, None, item.error)
+            item.uncertain, item.reasons = verdict.uncertain, list(verdict.reasons)
 
     failures = [item.error for item in results if item.error is not None]
     if len(failures) == len(results):
@@ -252,5 +280,21 @@ def classify(
         images=results,
         aggregate=aggregate(results, labels, threshold),
         is_demo=loaded.is_demo,
-        ood_reference=None if reference is None else f"{reference.source} ({reference.n_images} images)",
+        ood_reference=None if detector is None else detector.description,
+        ood_note=loaded.ood_note,
     )
+
+
+#: :func:`classify_images` as the apps call it (on ZeroGPU: inside a GPU allocation). The other serving
+#: functions that need a verdict call :func:`classify_images` from within their own allocation.
+classify = gpu()(classify_images)
+
+
+def _ood_result(prediction: Any) -> Any:
+    """The :class:`leuk.ood.OODResult` a prediction carries (``None`` when no detector ran)."""
+    from leuk.ood import OODResult
+
+    if prediction.ood_score is None:
+        return None
+    return OODResult(score=prediction.ood_score, threshold=prediction.ood_threshold,
+                     stats_score=prediction.ood_stats_score, stats_threshold=prediction.ood_stats_threshold)

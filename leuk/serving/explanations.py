@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from leuk.io import ImageSource, read_image
-from leuk.serving.classify import MAX_APP_PIXELS
+from leuk.serving.classify import MAX_APP_PIXELS, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
 
@@ -52,6 +52,8 @@ class ExplainResult:
     insertion_auc: float | None
     seconds: float
     notes: list[str]
+    #: the image's uncertainty verdict (:mod:`leuk.verdict`), as the Classify tab gives it
+    verdict: Any = None
 
     @property
     def faithfulness(self) -> float | None:
@@ -62,8 +64,9 @@ class ExplainResult:
 
     @property
     def summary_markdown(self) -> str:
-        """Target, probability, faithfulness and timing in a few Markdown lines."""
-        lines = [f"**{METHOD_TITLES.get(self.method, self.method)}** for class **{self.target_label}** "
+        """The image's verdict, then target, probability, faithfulness and timing in a few Markdown lines."""
+        lines = [] if self.verdict is None else [self.verdict.markdown()]
+        lines += [f"**{METHOD_TITLES.get(self.method, self.method)}** for class **{self.target_label}** "
                  f"(probability {self.probability:.3f}), {self.seconds:.1f} s."]
         if self.faithfulness is not None:
             lines.append(
@@ -109,6 +112,7 @@ def explain_image(
     picture = read_image(image, max_pixels=MAX_APP_PIXELS)
     loaded = registry.get(name)
     pixel_values = loaded.processor(images=picture, return_tensors="pt")["pixel_values"]
+    verdict = classify_images([picture], name, registry=registry).verdict
     options = CPU_OPTIONS.get(method, {}) if registry.device == "cpu" else {}
     start = time.perf_counter()
     explanation = explain(loaded.model, pixel_values, method, target=target,
@@ -128,4 +132,5 @@ def explain_image(
         insertion_auc=None if faith is None else float(faith.insertion_auc),
         seconds=seconds,
         notes=list(explanation.notes),
+        verdict=verdict,
     )

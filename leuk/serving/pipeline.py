@@ -10,7 +10,7 @@ from PIL import Image
 
 from leuk.errors import LeukError
 from leuk.io import ImageSource, read_image
-from leuk.serving.classify import MAX_APP_PIXELS
+from leuk.serving.classify import MAX_APP_PIXELS, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
 
@@ -29,6 +29,8 @@ class PipelineResult:
     features: "pd.DataFrame"
     label: str | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
+    #: the smear's uncertainty verdict (:mod:`leuk.verdict`), as the Classify tab gives it
+    verdict: Any = None
 
     @property
     def gallery(self) -> list[tuple[Image.Image, str]]:
@@ -37,11 +39,11 @@ class PipelineResult:
 
     @property
     def summary_markdown(self) -> str:
-        """Cells found and the prediction, in one line."""
+        """The smear's verdict, then the cells found and the prediction."""
         text = f"**{self.n_cells} cell{'s' if self.n_cells != 1 else ''} found** by `{self.model_name}`."
         if self.label is not None:
             text += f" Prediction: **{self.label}** ({self.probabilities.get(self.label, float('nan')):.3f})."
-        return text
+        return text if self.verdict is None else f"{self.verdict.markdown()}\n\n{text}"
 
 
 def _has_stages(model: Any) -> bool:
@@ -104,7 +106,9 @@ def pipeline_stages(image: ImageSource, model_name: str | None = None, *,
     picture = read_image(image, max_pixels=MAX_APP_PIXELS)
     loaded = registry.get(name)
     stages = loaded.model.stages(picture, processor=loaded.processor, top_k=TOP_FEATURES)
-    return result_from_stages(name, stages)
+    result = result_from_stages(name, stages)
+    result.verdict = classify_images([picture], name, registry=registry).verdict
+    return result
 
 
 #: Phases shown, in order: (key of ``model.stages``, caption).

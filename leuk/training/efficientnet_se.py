@@ -95,6 +95,8 @@ class TrainOptions:
     synthetic: bool | None = None
     progress: bool = True
     quiet: bool = False
+    #: fit the out-of-distribution detector (:mod:`leuk.ood`) on the training images once the model is saved
+    fit_ood: bool = True
 
     def __post_init__(self) -> None:
         if self.quiet:
@@ -452,6 +454,10 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
         output_dir.mkdir(parents=True, exist_ok=True)
         _save_model(model, processor, output_dir, options.dtype)
         (output_dir / SPLIT_FILE).write_text(json.dumps(split_info, indent=2) + "\n", encoding="utf-8")
+        if options.fit_ood:
+            from leuk.ood import fit_after_training
+
+            fit_after_training(output_dir, data_root, batch_size=options.eval_batch_size or options.batch_size)
         test_metrics = _evaluate_saved(output_dir, [paths[i] for i in split.test], labels[split.test],
                                        label_names, options)
         state = trainer.state

@@ -894,6 +894,9 @@ def train_hybridcn_nas(
                     **{f"{part}_patients": sorted(set(table.groups[getattr(split, part)].tolist()))
                        for part in ("train", "val", "test")}}
     (out_dir / SPLIT_FILE).write_text(json.dumps(split_record, indent=2) + "\n", encoding="utf-8")
+    from leuk.ood import fit_after_training  # on the training patients' images only; threshold from validation
+
+    fit_after_training(out_dir, data_dir, batch_size=options.classifier_batch_size)
     return HybridTrainResult(out_dir, test_metrics, validation_metrics, segmentation, config.temperature)
 
 

@@ -42,9 +42,8 @@ they cannot see what a haematologist needs (morphology across the whole smear, f
 
 ### How to read the outputs
 - Probabilities are **calibrated** by a temperature fitted on validation data only; the test set is touched once.
-- An image is flagged **uncertain** when its top probability is below {serving.UNCERTAIN_BELOW:.2f} or when it
-  looks unlike the training images (out-of-distribution score above {serving.OOD_THRESHOLD:g}). A confident
-  prediction is not a correct one.
+- Every image and every patient gets one verdict, **confident** or **uncertain** with its reasons (see
+  "Confident or uncertain" below). A confident prediction is not a correct one.
 - The **patient-level** reading averages the probabilities of a patient's images and reports the majority vote.
 - **Monte Carlo** figures come from repeated splits grouped by patient; the image-level protocol is shown only to
   measure the leakage that inflates published numbers.
@@ -58,4 +57,7 @@ on comes from its own records (`eval_results.json`, `config.json`):
 A model trained on synthetic look-alikes exists so that the app runs anywhere; its predictions on real images
 mean nothing. Set `LEUK_MODELS` (Hub ids with `@revision`, folders, or `demo:<name>`) to serve other models.
 The sample images: {serving.samples_description() or "none bundled"}.
+
+### Confident or uncertain
+{serving.UNCERTAINTY_HELP}
 """)

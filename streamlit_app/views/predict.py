@@ -18,8 +18,9 @@ def probability_columns(labels: list[str], prefix: str = "p_") -> dict[str, obje
     config: dict[str, object] = {f"{prefix}{name}": st.column_config.ProgressColumn(
         f"{prefix}{name}", min_value=0.0, max_value=1.0, format="%.3f") for name in labels}
     config["top_probability"] = st.column_config.NumberColumn("top probability", format="%.3f")
-    config["ood_score"] = st.column_config.NumberColumn("OOD score", format="%.1f",
-                                                        help="largest |z| of simple image statistics")
+    config["ood_score"] = st.column_config.NumberColumn(
+        "OOD score", format="%.1f",
+        help="Mahalanobis distance of the image's features to the training images (the model's stored detector)")
     config["uncertain"] = st.column_config.CheckboxColumn("uncertain")
     return config
 
@@ -79,11 +80,13 @@ def show(batch: batching.BatchResult) -> None:
                  width="stretch")
     st.download_button("Download CSV (one row per image)", batch.csv_bytes(), file_name=CSV_NAME, mime="text/csv",
                        on_click="ignore", icon=":material/download:", key="predict_csv")
-    notes = [f"Uncertain: top probability below {serving.UNCERTAIN_BELOW:.2f}, or OOD score above "
-             f"{serving.OOD_THRESHOLD:g} (image unlike the training images)."]
-    if result.ood_reference:
-        notes.append(f"OOD reference: {result.ood_reference}.")
+    notes = [f"Uncertain: unreadable, out of distribution (unlike the training images), or top probability below "
+             f"{serving.UNCERTAIN_BELOW:.2f}; a patient with any such image is uncertain too."]
+    notes.append(f"Out-of-distribution check: {result.ood_reference}." if result.ood_reference
+                 else f"No out-of-distribution check: {result.ood_note}.")
     st.caption(" ".join(notes))
+    with st.expander("What confident / uncertain and the OOD score mean"):
+        st.markdown(serving.UNCERTAINTY_HELP)
 
 
 st.title("Predict")

@@ -250,3 +250,49 @@ def test_explain_prints_the_verdict_and_puts_it_in_the_picture(trained, tmp_path
     assert out.is_file()
     record = json.loads((tmp_path / "e.json").read_text())
     assert record["verdict"]["uncertain"] and record["verdict"]["reasons"][0].startswith("out of distribution")
+
+
+# the README's "without leuk" recipe: the stored detector scores an image with safetensors, json and the
+# folder's remote code only
+REMOTE_SCRIPT = r"""
+import json, sys
+sys.modules["leuk"] = None  # leuk cannot be imported: only the folder's remote code may run
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+folder, image = sys.argv[1], sys.argv[2]
+model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True).eval()
+processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+detector = load_file(f"{folder}/ood_detector.safetensors")
+record = json.load(open(f"{folder}/ood_detector.json"))
+x = processor(images=Image.open(image).convert("RGB"), return_tensors="pt")["pixel_values"]
+with torch.no_grad():
+    f = model.pool(model.forward_features(x)).double()                       # pooled features, (1, D)
+distance = min(((f - mu.double()) @ detector["whitening"].double()).norm() for mu in detector["class_means"])
+print(json.dumps({"score": float(distance), "ood": bool(distance > record["threshold"])}))
+"""
+
+
+def test_the_stored_detector_scores_without_leuk(trained, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from leuk.hub import clear_model_cache, load_model
+    from leuk.inference import Predictor
+
+    folder, _ = trained
+    clear_model_cache()
+    loaded = load_model(str(folder), device="cpu")
+    (expected,) = Predictor(loaded.model, loaded.processor, device="cpu",
+                            detector=loaded.ood_detector).predict_images([str(SMEARS[0])])
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": ""}
+    done = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(SMEARS[0])], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["score"] == pytest.approx(expected.ood_score, rel=1e-4)
+    assert result["ood"] == (expected.ood_score > expected.ood_threshold)

@@ -296,3 +296,25 @@ def test_the_stored_detector_scores_without_leuk(trained, tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["score"] == pytest.approx(expected.ood_score, rel=1e-4)
     assert result["ood"] == (expected.ood_score > expected.ood_threshold)
+
+
+def test_benchmark_script_reports_auroc_and_flag_rates(trained, tmp_path, capsys):
+    import importlib.util
+
+    from leuk.hub import clear_model_cache
+
+    folder, data = trained
+    clear_model_cache()
+    spec = importlib.util.spec_from_file_location("bench_ood", REPO / "bench" / "bench_ood.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "ood.json"
+    assert bench.main(["--model", str(folder), "--data", str(data), "--no-screenshots", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    split = json.loads((folder / "training_split.json").read_text())
+    assert results["in_distribution"]["n"] == split["test"]["n_images"]
+    assert set(results["foreign"]) == {"samples-aria", "blank", "noise", "photo", "figure"}
+    for record in [*results["foreign"].values(), results["foreign_pooled"]]:
+        assert 0.0 <= record["flagged"] <= 1.0 and 0.0 <= record["auroc"]["combined"] <= 1.0
+    assert results["foreign"]["samples-aria"]["flagged"] == 1.0  # smears are never called cells
+    assert "| all foreign |" in capsys.readouterr().out

@@ -106,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
                         detector=loaded.ood_detector, ood_note=loaded.ood_note).predict_images([image])[0]
     verdict = Verdict.from_reasons(checked.reasons, note=loaded.ood_note)
     print(f"verdict: {verdict.text}", file=sys.stderr)
-    caption = "\n".join(textwrap.wrap(f"verdict: {verdict.text}", 110))
+
+    def caption(figure, title: str) -> None:
+        """The figure's title, then the verdict wrapped to the figure's width."""
+        width = max(40, int(figure.get_figwidth() * 10))
+        figure.suptitle("\n".join([title, *textwrap.wrap(f"verdict: {verdict.text}", width)]), fontsize=8)
+
     explanations = explain_many(
         loaded.model, pixel_values, methods, target=args.target, n_steps=args.steps,
         internal_batch_size=args.batch_size, faithfulness_steps=args.faithfulness_steps,
@@ -118,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     for method, path in output_paths(args.out, methods).items():
         explanation = explanations[method]
         figure = render_panel(shown, [explanation], sign=args.sign, alpha=args.alpha, cmap=args.cmap,
-                              curves=not args.no_curves,
-                              title=f"{Path(args.image).name} - {loaded.spec}\n{caption}")
+                              curves=not args.no_curves)
+        caption(figure, f"{Path(args.image).name} - {loaded.spec}")
         figure.savefig(path, dpi=110)
         print(f"{explanation.summary()} -> {path}")
         for note in explanation.notes:
@@ -130,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
         hybrid = explain_hybrid(loaded.model, pixel_values, target=args.target, n_steps=args.steps)
         path = args.out.with_name(f"{args.out.stem}-branches{args.out.suffix}")
         figure = render_panel(shown, {f"Grad-CAM {name}": cam for name, cam in hybrid.branch_maps.items()},
-                              sign=args.sign, alpha=args.alpha, cmap=args.cmap,
-                              title=f"{hybrid.label or hybrid.target}: p={hybrid.probability:.3f}\n{caption}")
+                              sign=args.sign, alpha=args.alpha, cmap=args.cmap)
+        caption(figure, f"{hybrid.label or hybrid.target}: p={hybrid.probability:.3f}")
         figure.savefig(path, dpi=110)
         top = ", ".join(f"{name} {value:+.3g}" for name, value in hybrid.features.top(5))
         print(f"branches: Grad-CAM per branch -> {path}; features that drove the call (IG): {top}")

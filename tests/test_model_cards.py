@@ -256,3 +256,64 @@ def test_models_tab_and_models_page_show_the_demo_cards(monkeypatch):
         serving.set_registry(None)
         st.cache_data.clear()
         st.cache_resource.clear()
+
+
+# ------------------------------------------------------------------------------------- loading snippets
+
+#: Runs before a snippet in the fresh interpreter: leuk cannot be imported (the editable install's finder
+#: included), nor anything from the repository, so only transformers, torch and the folder's remote code run.
+_NO_LEUK = """
+import sys
+sys.modules["leuk"] = None
+assert not any(p and __import__("os").path.abspath(p) == {repo!r} for p in sys.path), sys.path
+"""
+
+
+def _python_block(card_text: str) -> str:
+    section = card_text.split("## How to load", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, "the card's How to load section has no Python block"
+    return match.group(1)
+
+
+def _run_snippet(snippet: str, tmp_path: Path) -> list[float]:
+    """Run ``snippet`` as printed in ``python -I`` (no PYTHONPATH, no user site, not the repo on sys.path) from
+    the repository's root, on a CPU; return the logits it prints."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "HUGGING", "LEUK_"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1",
+               CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, "-I", "-c", _NO_LEUK.format(repo=str(REPO)) + snippet], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"the snippet failed:\n{snippet}\n{done.stderr[-3000:]}"
+    line = next(line for line in done.stdout.splitlines() if line.startswith("logits:"))
+    return json.loads(line.split(":", 1)[1])[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "assets" / "demo_models").iterdir()
+                                        if (p / "config.json").is_file()))
+def test_loading_snippets_run_as_printed_without_leuk(name, tmp_path):
+    """The snippet of the Models views and the one in the model card run, as printed, in a fresh Python without
+    leuk, on a CPU, and print the logits leuk itself computes for the same image."""
+    import numpy as np
+    import torch
+
+    from leuk.hub import load_model
+    from leuk.io import read_image
+    from leuk.serving import from_pretrained_snippet
+
+    loaded = load_model(f"demo:{name}", device="cpu")
+    app_snippet = from_pretrained_snippet(loaded)
+    card_snippet = _python_block((REPO / "assets" / "demo_models" / name / "README.md").read_text(encoding="utf-8"))
+    image = re.search(r'Image\.open\("([^"]+)"\)', card_snippet).group(1)
+    assert (REPO / image).is_file() and not Path(image).is_absolute()
+    inputs = loaded.processor(images=read_image(REPO / image), return_tensors="pt")
+    with torch.no_grad():
+        expected = loaded.model(**inputs).logits.float()[0].numpy()
+    for snippet in (app_snippet, card_snippet):
+        assert "trust_remote_code=True" in snippet and f'"assets/demo_models/{name}"' in snippet
+        np.testing.assert_allclose(_run_snippet(snippet, tmp_path), expected, rtol=1e-4, atol=1e-4)

@@ -40,9 +40,12 @@ _METADATA_KEYS = {"n", "positive_label", "label_names", "confusion_matrix", "per
 
 
 class _Family:
-    def __init__(self, title: str, template: str, dataset_name: str, dataset_type: str, tags: list[str]):
+    def __init__(self, title: str, template: str, dataset_name: str, dataset_type: str, tags: list[str],
+                 sample_task: str, example_image: str):
         self.title, self.template = title, template
         self.dataset_name, self.dataset_type, self.tags = dataset_name, dataset_type, tags
+        #: folder of ``assets/samples`` holding images of this family's task; the file a Hub card's snippet names
+        self.sample_task, self.example_image = sample_task, example_image
 
 
 _COMMON_TAGS = ("leukemia", "acute-lymphoblastic-leukemia", "microscopy", "medical-imaging")
@@ -50,13 +53,66 @@ _COMMON_TAGS = ("leukemia", "acute-lymphoblastic-leukemia", "microscopy", "medic
 FAMILIES: dict[str, _Family] = {
     "efficientnet_se": _Family(
         "EfficientNet-SE", "efficientnet_se.md.j2", "C-NMC 2019 (ISBI challenge)", "c-nmc-2019",
-        [*_COMMON_TAGS, "efficientnet", "squeeze-excitation"],
+        [*_COMMON_TAGS, "efficientnet", "squeeze-excitation"], "cnmc", "cell.bmp",
     ),
     "hybridcn_nas": _Family(
         "HybridCN-NAS", "hybridcn_nas.md.j2", "ALL image dataset (Aria et al., 2021)", "aria-all",
-        [*_COMMON_TAGS, "convnext", "nasnet", "self-attention"],
+        [*_COMMON_TAGS, "convnext", "nasnet", "self-attention"], "aria", "smear.jpg",
     ),
 }
+
+
+def loading_snippet(model: str, *, image: str, revision: str | None = None, leuk_spec: str | None = None) -> str:
+    """Python that loads ``model`` (a Hub id or a folder) with transformers alone and prints the logits and class
+    probabilities of ``image``: it runs as printed on a CPU, in a Python without leuk (``trust_remote_code=True``
+    runs the model's own code). ``revision`` pins a Hub commit or tag; ``leuk_spec`` adds the leuk way, as a
+    comment. The Models views and the model cards show this text."""
+    lines = [
+        "import torch",
+        "from PIL import Image",
+        "from transformers import AutoImageProcessor, AutoModelForImageClassification",
+        "",
+        f"MODEL = {json.dumps(model)}",
+    ]
+    pin = ""
+    if revision is not None:
+        lines.append(f"REVISION = {json.dumps(revision)}  # the code you run is the code you reviewed")
+        pin = ", revision=REVISION"
+    lines += [
+        f"model = AutoModelForImageClassification.from_pretrained(MODEL{pin}, trust_remote_code=True).eval()",
+        f"processor = AutoImageProcessor.from_pretrained(MODEL{pin}, trust_remote_code=True)",
+        "",
+        f"image = Image.open({json.dumps(image)}).convert(\"RGB\")",
+        "with torch.no_grad():",
+        "    logits = model(**processor(images=image, return_tensors=\"pt\")).logits",
+        "print(\"logits:\", logits.tolist())",
+        "print({model.config.id2label[i]: round(p, 4) for i, p in enumerate(logits.softmax(-1)[0].tolist())})",
+    ]
+    if leuk_spec:
+        lines += ["", "# with leuk installed (no remote code executed):",
+                  "# from leuk.hub import load_model",
+                  f"# loaded = load_model({json.dumps(leuk_spec)})"]
+    return "\n".join(lines) + "\n"
+
+
+def example_image_path(family: str, *, relative_to: Path | None = None) -> str | None:
+    """A bundled sample image of ``family``'s task (``assets/samples/<task>/``), relative to ``relative_to`` when
+    inside it, else absolute; ``None`` when none is bundled."""
+    spec = FAMILIES.get(family)
+    folder = Path(__file__).resolve().parents[2] / "assets" / "samples" / (spec.sample_task if spec else "")
+    if spec is None or not folder.is_dir():
+        return None
+    from leuk.io import IMAGE_SUFFIXES
+
+    images = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        return None
+    if relative_to is not None:
+        try:
+            return images[0].relative_to(relative_to.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(images[0])
 
 
 def model_cards_dir() -> Path:
@@ -491,6 +547,13 @@ def build_model_card(
         backbone_init = "ImageNet weights" if recipe["pretrained"] else "random (no ImageNet weights)"
     leuk_spec, local_path = _local_names(model_dir)
     display_id = repo_id or leuk_spec
+    if repo_id:
+        example = spec.example_image
+        revision = pinned_revision or f"<commit hash from https://huggingface.co/{repo_id}/commits/main>"
+        snippet = loading_snippet(repo_id, image=example, revision=revision)
+    else:  # a bundled demo: its folder and a bundled sample, both named from the repository's root
+        example = example_image_path(family, relative_to=Path(__file__).resolve().parents[2]) or spec.example_image
+        snippet = loading_snippet(local_path, image=example)
 
     tags = list(spec.tags) + (["synthetic-data"] if synthetic else []) + ["leuk"]
     card_data = ModelCardData(
@@ -510,6 +573,8 @@ def build_model_card(
         display_id=display_id,
         leuk_spec=leuk_spec,
         local_path=local_path,
+        snippet=snippet.rstrip("\n"),
+        example_image=example,
         family_title=title,
         architecture=architecture,
         model_type=family,

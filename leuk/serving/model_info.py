@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -74,23 +75,32 @@ def metrics_table(eval_results: dict | None) -> "pd.DataFrame":
 
 
 def from_pretrained_snippet(loaded: "LoadedModel") -> str:
-    """Python that loads this exact model with plain transformers (pinned revision) and with leuk."""
+    """Python that loads this exact model with plain transformers (pinned revision) and prints the logits of an
+    image: it runs as printed, on a CPU, in a Python without leuk (:func:`leuk.hub.cards.loading_snippet`).
+
+    A bundled demo folder and a bundled sample of its task are named by their paths inside the repository (run
+    it from the root of a clone); another folder by its absolute path; a Hub model by its id and revision (with
+    ``cell.png`` standing for your image).
+    """
+    from leuk.hub.cards import loading_snippet
+    from leuk.serving.samples import samples_for_labels
+
+    repo = Path(__file__).resolve().parents[2]
+
+    def shown(path: Path) -> str:
+        try:
+            return path.resolve().relative_to(repo).as_posix()
+        except ValueError:
+            return str(path)
+
     if loaded.source == "hub":
         target = loaded.spec.split("@", 1)[0]
-        revision = f', revision="{loaded.revision}"' if loaded.revision else ""
         leuk_spec = f"{target}@{loaded.revision}" if loaded.revision else target
-    else:
-        target = str(loaded.path)
-        revision = ""
-        leuk_spec = loaded.spec
-    return (
-        "from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
-        f'model = AutoModelForImageClassification.from_pretrained("{target}"{revision}, trust_remote_code=True)\n'
-        f'processor = AutoImageProcessor.from_pretrained("{target}"{revision}, trust_remote_code=True)\n\n'
-        "# or, with leuk installed (no remote code executed):\n"
-        "from leuk.hub import load_model\n"
-        f'loaded = load_model("{leuk_spec}")\n'
-    )
+        return loading_snippet(target, revision=loaded.revision, leuk_spec=leuk_spec, image="cell.png")
+    target = shown(Path(loaded.path)) if loaded.path is not None else loaded.spec
+    samples = samples_for_labels(list(loaded.labels))
+    image = (shown(samples[0]) if not Path(target).is_absolute() else str(samples[0])) if samples else "cell.png"
+    return loading_snippet(target, image=image, leuk_spec=loaded.spec)
 
 
 def model_info(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> ModelInfo:

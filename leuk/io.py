@@ -29,6 +29,9 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 def _describe(src: ImageSource) -> str:
     if isinstance(src, (str, os.PathLike)):
         return Path(src).name
+    filename = getattr(src, "name", None)  # an open file, or an upload object that keeps its file name
+    if isinstance(filename, str) and filename.strip():
+        return Path(filename).name
     return "upload"
 
 
@@ -54,14 +57,16 @@ def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     return img.convert(mode) if img.mode != mode else img
 
 
-def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS, mode: str = "RGB") -> Image.Image:
+def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS, mode: str = "RGB",
+               name: str | None = None) -> Image.Image:
     """Read an image from a path, bytes, a file object, a PIL image or an array.
 
     Returns a fully decoded PIL image in ``mode`` (RGB by default; transparent areas become black,
     as the C-NMC background). Raises :class:`ImageReadError` with one clear message for a missing,
-    empty, corrupt, truncated, oversized or non-image input.
+    empty, corrupt, truncated, oversized or non-image input. The message starts with ``name`` (e.g. an
+    upload's file name) when given, else the file's name, else ``upload``.
     """
-    name = _describe(src)
+    name = name or _describe(src)
     if isinstance(src, Image.Image):
         img = src
     elif isinstance(src, np.ndarray):

@@ -81,13 +81,30 @@ def leakage_chart(gaps: pd.DataFrame, metric: str, models: Sequence[str] = ()) -
 
 
 def probability_chart(probabilities: Mapping[str, float]) -> alt.LayerChart:
-    """Horizontal bars of class probabilities (one image, or a patient's mean), labelled with their values."""
+    """Horizontal bars of class probabilities (one image, or a patient's mean), labelled with their values.
+
+    The height (:data:`PROBABILITY_CHART_MIN_HEIGHT` at least) is that of the whole chart, axes included, as
+    Streamlit fits it: a smaller one leaves the bars a pixel or two.
+    """
     data = pd.DataFrame({"class": list(probabilities), "probability": [float(v) for v in probabilities.values()]})
     base = alt.Chart(data).encode(
-        y=alt.Y("class:N", sort="-x", title=None),
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title="calibrated probability"),
+        y=alt.Y("class:N", sort="-x", title=None, axis=alt.Axis(labelFontSize=LABEL_FONT_SIZE, labelLimit=200)),
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title="calibrated probability",
+                axis=alt.Axis(format=".0%", tickCount=5, labelFontSize=LABEL_FONT_SIZE - 1,
+                              titleFontSize=LABEL_FONT_SIZE)),
         tooltip=["class", alt.Tooltip("probability:Q", format=".4f")],
     )
     bars = base.mark_bar(color="#be123c")
-    text = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".3f"))
-    return alt.layer(bars, text).properties(height=max(80, 34 * len(data)))
+    text = base.mark_text(align="left", dx=4, fontSize=LABEL_FONT_SIZE).encode(
+        text=alt.Text("probability:Q", format=".3f"))
+    return alt.layer(bars, text).properties(height=probability_chart_height(len(data)))
+
+
+#: Smallest height of :func:`probability_chart`, axes included (pixels).
+PROBABILITY_CHART_MIN_HEIGHT = 160
+LABEL_FONT_SIZE = 13
+
+
+def probability_chart_height(n_classes: int) -> int:
+    """Height of :func:`probability_chart` for ``n_classes`` bars: about 40 px per bar plus the axes."""
+    return max(PROBABILITY_CHART_MIN_HEIGHT, 40 * n_classes + 80)

@@ -75,6 +75,18 @@ def test_bad_bytes_give_one_typed_error(payload, message):
     assert "\n" not in str(info.value)
 
 
+def test_errors_name_the_upload_not_upload():
+    """Bytes and file objects are named by the caller's name (an upload's file name), else their own ``.name``."""
+    with pytest.raises(ImageReadError, match=r"^broken\.png: not a readable image"):
+        read_image(b"text, not a picture", name="broken.png")
+    upload = io.BytesIO(b"text, not a picture")
+    upload.name = "folder/scan.tif"
+    with pytest.raises(ImageReadError, match=r"^scan\.tif: not a readable image"):
+        read_image(upload)
+    with pytest.raises(ImageReadError, match=r"^upload: "):
+        read_image(b"")
+
+
 def test_truncated_jpeg_and_missing_file(rgb, tmp_path):
     data = _encode(rgb.resize((256, 256)), "JPEG")
     path = tmp_path / "cut.jpg"

@@ -284,6 +284,44 @@ def test_predict_one_sample_shows_its_probabilities(app_env):
     assert any(m.value.startswith(("**Confident**", "⚠ **Uncertain**")) for m in at.markdown)
 
 
+def test_unreadable_uploads_are_named_and_counted_honestly(app_env, batch_images):
+    """An unreadable upload is reported under its file name (page and CSV), never as "upload"; a batch where
+    nothing could be read says so instead of "1 image(s) classified ... 0 of 0 patients flagged"."""
+    at = new_app().run()
+    at.file_uploader(key="predict_files").set_value([("broken.png", b"not an image", "image/png")])
+    at.button(key="predict_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    batch = at.session_state["predict_result"]
+    table = pd.read_csv(io.BytesIO(batch.csv_bytes()), keep_default_na=False)
+    assert table["error"].tolist() == ["broken.png: not a readable image (UnidentifiedImageError)"]
+    assert [h.value for h in at.subheader] == ["No image classified: the file could not be read"]
+    page_text = " ".join([m.value for m in at.markdown] + [w.value for w in at.warning])
+    assert "broken.png: not a readable image" in page_text and "upload:" not in page_text
+    assert "patients flagged" not in page_text and not at.get("vega_lite_chart")
+
+    good = batch_images[0]
+    at.file_uploader(key="predict_files").set_value([(good.name, good.read_bytes(), "image/bmp"),
+                                                     ("broken.png", b"not an image", "image/png")])
+    at.button(key="predict_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.session_state["predict_result"].table().set_index("file")
+    assert table.loc["broken.png", "error"].startswith("broken.png: ") and table.loc[good.name, "error"] == ""
+    (heading,) = [h.value for h in at.subheader]
+    assert heading.startswith("1 image classified by `") and heading.endswith("(1 unreadable file left out)")
+
+
+def test_streamlit_reads_the_projects_config():
+    """``.streamlit/config.toml`` (read by ``streamlit run`` and AppTest started from the repository's root)
+    hides the developer toolbar ("Deploy", rerun, clear cache) from visitors."""
+    import tomllib
+
+    from streamlit import config
+
+    assert tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["client"]["toolbarMode"] == "viewer"
+    assert str(REPO / ".streamlit" / "config.toml") in config.get_config_files("config.toml")
+    assert config.get_option("client.toolbarMode") == "viewer"
+
+
 def test_read_zip_images_refuses_what_is_not_a_batch():
     from leuk.errors import ImageReadError
     from leuk.serving.batch import read_zip_images

@@ -1,5 +1,7 @@
 """The Streamlit dashboard in a real browser: ``streamlit run`` in a subprocess, Debian's headless Chromium driven
-by playwright (never a downloaded browser), the Monte Carlo page until its Altair charts are drawn.
+by playwright (never a downloaded browser), at 1400 x 900: the Monte Carlo page until its Altair charts are drawn;
+the Predict page's probability chart (tall enough to read), an unreadable upload named by its file, and no
+developer toolbar ("Deploy") for visitors.
 
 Screenshots go to ``$LEUK_SCREENSHOTS`` when set, else a pytest temp folder.
 """
@@ -24,6 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 120_000
 CHART = ".vega-embed canvas, .vega-embed svg"
+VIEWPORT = {"width": 1400, "height": 900}
 
 pytestmark = [
     pytest.mark.browser,
@@ -56,7 +59,7 @@ def test_montecarlo_page_draws_its_charts(dashboard_url: str, shots: Path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page = browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(f"{dashboard_url}/montecarlo", wait_until="load")
             page.get_by_role("heading", name="Monte Carlo").first.wait_for()
@@ -77,3 +80,49 @@ def test_montecarlo_page_draws_its_charts(dashboard_url: str, shots: Path):
         finally:
             browser.close()
     assert (shots / "streamlit_montecarlo.png").stat().st_size > 10_000
+
+
+def test_predict_page_chart_upload_errors_and_no_developer_toolbar(dashboard_url: str, shots: Path, tmp_path: Path):
+    from playwright.sync_api import sync_playwright
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is text, not a picture")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(dashboard_url, wait_until="load")  # Predict is the default page, served at /
+            page.get_by_role("heading", name="Predict").first.wait_for()
+            # .streamlit/config.toml: visitors see no "Deploy" button and no developer options
+            page.locator('[data-testid="stToolbar"], [data-testid="stMainMenu"]').first.wait_for(state="attached")
+            assert page.get_by_role("button", name="Deploy").count() == 0
+            assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
+
+            # an unreadable upload is named by its file, and nothing pretends to have been classified
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(broken))
+            page.get_by_text("broken.png").first.wait_for()
+            page.get_by_role("button", name="Classify").click()
+            page.get_by_text("No image classified").first.wait_for()
+            body = page.locator("body").inner_text()
+            assert "broken.png: not a readable image" in body and "upload:" not in body
+            assert "patients flagged" not in body and "image(s) classified" not in body
+            page.screenshot(path=str(shots / "streamlit_predict_unreadable.png"), full_page=True)
+
+            # plus one bundled sample: its probability bars, drawn tall enough to read
+            page.locator('[data-testid="stMultiSelect"]').first.click()
+            page.get_by_role("option", name="all_1.png").click()
+            page.keyboard.press("Escape")
+            page.get_by_role("button", name="Classify").click()
+            page.get_by_text("(1 unreadable file left out)").first.wait_for()
+            chart = page.locator('[data-testid="stVegaLiteChart"]').first
+            chart.locator('[aria-roledescription="bar"]').first.wait_for()
+            page.wait_for_timeout(500)  # let vega finish its layout
+            assert chart.bounding_box()["height"] >= 150
+            bars = [bar.bounding_box()["height"] for bar in chart.locator('[aria-roledescription="bar"]').all()]
+            assert len(bars) == 2 and min(bars) >= 20, bars
+            assert page.locator('[data-testid="stException"]').count() == 0
+            chart.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "streamlit_predict.png"), full_page=False)
+        finally:
+            browser.close()

@@ -243,7 +243,7 @@ def classify_images(
     decoded = []
     for src, display in zip(images, names):
         try:
-            decoded.append((len(results), read_image(src, max_pixels=MAX_APP_PIXELS)))
+            decoded.append((len(results), read_image(src, max_pixels=MAX_APP_PIXELS, name=display)))
             results.append(ImageResult(name=display))
         except ImageReadError as err:
             results.append(ImageResult(name=display, error=str(err)))

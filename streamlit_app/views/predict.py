@@ -25,6 +25,19 @@ def probability_columns(labels: list[str], prefix: str = "p_") -> dict[str, obje
     return config
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def headline(total: int, read: int, model_name: str) -> str:
+    """The result's title: how many images were classified, and how many could not be read."""
+    if read == 0:
+        return ("No image classified: the file could not be read" if total == 1
+                else f"No image classified: none of the {total} files could be read")
+    unreadable = f" ({_count(total - read, 'unreadable file')} left out)" if read < total else ""
+    return f"{_count(read, 'image')} classified by `{model_name}`{unreadable}"
+
+
 def gather_inputs(model: str) -> list[batching.NamedImage]:
     """The uploaded files, the images of the uploaded zip and the chosen samples, as one batch."""
     images = [batching.NamedImage(f.name, f.getvalue()) for f in st.session_state.get("predict_files") or []]
@@ -57,16 +70,20 @@ def show(batch: batching.BatchResult) -> None:
     result = batch.result
     table = batch.table()
     patients = batch.patient_table()
-    st.subheader(f"{len(table)} image(s) classified by `{result.model_name}`")
+    st.subheader(headline(len(table), int((table["error"] == "").sum()), result.model_name))
     count, uncertain, failed, groups = st.columns(4)
     count.metric("images read", int((table["error"] == "").sum()))
     uncertain.metric("uncertain", int(table["uncertain"].sum()))
     failed.metric("unreadable", int((table["error"] != "").sum()))
     groups.metric("patients", len(patients) if "patient_id" in table.columns else "not known")
 
-    if len(patients) <= 1 and result.aggregate is not None:
+    if result.aggregate is None:
+        errors = [item.error for item in result.images if item.error][:8]
+        st.warning("Nothing was classified: no image could be read.\n\n" + "\n".join(f"- {e}" for e in errors),
+                   icon=":material/broken_image:")
+    elif len(patients) <= 1:
         chart, verdict = st.columns([3, 2])
-        single = len(table) == 1
+        single = int((table["error"] == "").sum()) == 1  # the one readable image, not a mean
         chart.markdown("**Calibrated probabilities**" + ("" if single else " (patient mean)"))
         chart.altair_chart(charts.probability_chart(result.label_output()), width="stretch")
         verdict.markdown(result.flag_markdown)

@@ -86,7 +86,8 @@ def _record(explanation) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from leuk.errors import LeukError
-    from leuk.explain import branch_layers, display_image, explain_hybrid, explain_many, render_panel, resolve_methods
+    from leuk.explain import (branch_layers, display_image, explain_hybrid, explain_many, render_panel,
+                              resolve_methods, restore_aspect)
     from leuk.hub import load_model
     from leuk.inference import Predictor
     from leuk.io import read_image
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         faithfulness_baseline=args.faithfulness_baseline, progress=len(methods) > 1, torch_compile=args.compile,
         baseline=args.baseline,
     )
-    shown = display_image(pixel_values, loaded.processor)
+    # what the model saw (squashed to its square input), stretched back to the image's aspect ratio
+    shown = restore_aspect(display_image(pixel_values, loaded.processor), image.size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for method, path in output_paths(args.out, methods).items():
         explanation = explanations[method]

@@ -39,7 +39,14 @@ from leuk.explain.faithfulness import (
     mask_attribution_ratio,
 )
 from leuk.explain.evidence import EVIDENCE_CHECKS, EvidenceCheck, EvidenceRatio, synthetic_evidence_ratios
-from leuk.explain.render import SIGNS, display_image, normalize_attribution, render_overlay, render_panel
+from leuk.explain.render import (
+    SIGNS,
+    display_image,
+    normalize_attribution,
+    render_overlay,
+    render_panel,
+    restore_aspect,
+)
 
 __all__ = [
     "BASELINES",
@@ -75,6 +82,7 @@ __all__ = [
     "normalize_attribution",
     "render_overlay",
     "render_panel",
+    "restore_aspect",
     "resolve_methods",
     "resolve_target",
     "synthetic_evidence_ratios",

@@ -69,6 +69,26 @@ def display_image(pixel_values: Any, processor: Any = None) -> np.ndarray:
     return np.clip(np.moveaxis(arr, 0, -1), 0, 255).round().astype(np.uint8)
 
 
+def restore_aspect(picture: ImageLike, size: tuple[int, int], *, nearest: bool = False) -> np.ndarray:
+    """A model-input picture stretched back to the aspect ratio of the original image, ``size`` = (width, height).
+
+    Both families' processors resize the whole image to a square (no crop), so the square the model saw is the
+    original squashed; stretching it (and any map aligned with it) back gives every structure its true shape.
+    The shorter side keeps its length, the longer one grows. ``nearest`` for masks and label maps.
+    """
+    rgb = as_rgb_uint8(picture)
+    height, width = rgb.shape[:2]
+    out_width, out_height = (int(v) for v in size)
+    if out_width <= 0 or out_height <= 0 or out_width * height == out_height * width:
+        return rgb
+    if out_width * height > out_height * width:  # wider than the picture: keep its height
+        target = (max(1, round(height * out_width / out_height)), height)
+    else:
+        target = (width, max(1, round(width * out_height / out_width)))
+    resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(rgb).resize(target, resample))
+
+
 def normalize_attribution(attribution: np.ndarray, sign: str = "positive", percentile: float = 99.0) -> np.ndarray:
     """Scale a map for display: [0, 1] for ``positive`` (negatives dropped) and ``absolute``, [-1, 1] for ``all``.
 

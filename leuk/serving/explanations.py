@@ -102,7 +102,7 @@ def explain_image(
     Raises :class:`leuk.errors.ImageReadError` for an unreadable image and :class:`leuk.explain.ExplainError`
     for an unknown method or target.
     """
-    from leuk.explain import canonical_method, display_image, explain, render_overlay
+    from leuk.explain import canonical_method, display_image, explain, render_overlay, restore_aspect
 
     registry = registry or get_registry()
     name = registry.check_name(model_name)
@@ -118,7 +118,8 @@ def explain_image(
     explanation = explain(loaded.model, pixel_values, method, target=target,
                           faithfulness_steps=FAITHFULNESS_STEPS, **options)
     seconds = time.perf_counter() - start
-    seen = _enlarged(display_image(pixel_values, loaded.processor))
+    # the model saw the image squashed to a square: show it (and its map) at the upload's own aspect ratio
+    seen = _enlarged(restore_aspect(display_image(pixel_values, loaded.processor), picture.size))
     overlay = render_overlay(seen, explanation.attribution, sign="positive")
     faith = explanation.faithfulness
     return ExplainResult(

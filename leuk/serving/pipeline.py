@@ -106,7 +106,7 @@ def pipeline_stages(image: ImageSource, model_name: str | None = None, *,
     picture = read_image(image, max_pixels=MAX_APP_PIXELS)
     loaded = registry.get(name)
     stages = loaded.model.stages(picture, processor=loaded.processor, top_k=TOP_FEATURES)
-    result = result_from_stages(name, stages)
+    result = result_from_stages(name, stages, size=picture.size)
     result.verdict = classify_images([picture], name, registry=registry).verdict
     return result
 
@@ -121,12 +121,23 @@ SHOWN_PHASES = (
 TOP_FEATURES = 10
 
 
-def _cells_picture(base: np.ndarray, cell_labels: np.ndarray, cells: list[dict[str, Any]]) -> Image.Image:
-    """The preprocessed image with each watershed cell tinted in its own colour, boxed and numbered."""
+def _cells_picture(base: np.ndarray, cell_labels: np.ndarray, cells: list[dict[str, Any]],
+                   size: tuple[int, int] | None = None) -> Image.Image:
+    """The preprocessed image with each watershed cell tinted in its own colour, boxed and numbered; with ``size``
+    (the original's width, height) drawn at the original's aspect ratio (boxes scaled, numbers left unstretched)."""
     from PIL import ImageDraw
+
+    from leuk.explain import restore_aspect
 
     rgb = np.asarray(base, dtype=np.uint8)
     labels = np.asarray(cell_labels)
+    scale_x = scale_y = 1.0
+    if size is not None and labels.shape == rgb.shape[:2]:
+        height, width = rgb.shape[:2]
+        rgb = restore_aspect(rgb, size)
+        labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize(
+            (rgb.shape[1], rgb.shape[0]), Image.Resampling.NEAREST))
+        scale_x, scale_y = rgb.shape[1] / width, rgb.shape[0] / height
     if labels.shape == rgb.shape[:2] and labels.max(initial=0) > 0:
         colours = _label_map_to_rgb(labels.astype(np.int64))
         tinted = np.where(labels[..., None] > 0, (0.55 * rgb + 0.45 * colours).round(), rgb).astype(np.uint8)
@@ -135,25 +146,34 @@ def _cells_picture(base: np.ndarray, cell_labels: np.ndarray, cells: list[dict[s
     picture = Image.fromarray(tinted)
     draw = ImageDraw.Draw(picture)
     for number, cell in enumerate(cells, start=1):
-        x0, y0, x1, y1 = (int(v) for v in cell["box"])
+        x0, y0, x1, y1 = (int(round(v * scale)) for v, scale in zip(cell["box"], (scale_x, scale_y) * 2))
         draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=(255, 255, 0), width=1)
         draw.text((x0 + 2, y0 + 1), str(number), fill=(255, 255, 0))
     return picture
 
 
-def result_from_stages(name: str, stages: dict[str, Any]) -> PipelineResult:
-    """A :class:`PipelineResult` from the dict :meth:`HybridCNNASForImageClassification.stages` returns."""
+def result_from_stages(name: str, stages: dict[str, Any], *, size: tuple[int, int] | None = None) -> PipelineResult:
+    """A :class:`PipelineResult` from the dict :meth:`HybridCNNASForImageClassification.stages` returns.
+
+    The phases run on the smear resized to the model's square input; ``size`` (the original's width, height)
+    stretches every picture back to the original's aspect ratio, so that cells keep their shape."""
     import pandas as pd
 
-    pictures = [(as_picture(stages[key]), caption) for key, caption in SHOWN_PHASES if key in stages]
+    from leuk.explain import restore_aspect
+
+    def shown(picture: Image.Image, *, nearest: bool = False) -> Image.Image:
+        return picture if size is None else Image.fromarray(restore_aspect(picture, size, nearest=nearest))
+
+    pictures = [(shown(as_picture(stages[key])), caption) for key, caption in SHOWN_PHASES if key in stages]
     if "mask_probability" in stages:
-        pictures.append((as_picture(np.asarray(stages["mask_probability"], dtype=np.float32)),
+        pictures.append((shown(as_picture(np.asarray(stages["mask_probability"], dtype=np.float32))),
                          "5. segmentation: cell probability (Attention U-Net)"))
     cells = list(stages.get("cells") or [])
     if "mask" in stages:
-        pictures.append((as_picture(np.asarray(stages["mask"], dtype=bool)), "6. segmentation mask"))
+        pictures.append((shown(as_picture(np.asarray(stages["mask"], dtype=bool)), nearest=True),
+                         "6. segmentation mask"))
     if "cell_labels" in stages and "preprocessed" in stages:
-        pictures.append((_cells_picture(stages["preprocessed"], stages["cell_labels"], cells),
+        pictures.append((_cells_picture(stages["preprocessed"], stages["cell_labels"], cells, size),
                          f"7. {len(cells)} cells found (watershed)"))
     features = pd.DataFrame(
         [{"rank": rank, "feature": f["name"], "mRMR rank": f.get("mrmr_rank"), "z-score": round(float(f["z"]), 3)}

@@ -40,7 +40,8 @@ if run:
 result: serving.ExplainResult | None = st.session_state.get(RESULT_KEY)
 if result is not None:
     seen, overlay = st.columns(2)
-    seen.image(result.model_input, caption="What the model sees (after preprocessing)", width="stretch")
+    seen.image(result.model_input, caption="What the model sees (after preprocessing), at the image's own aspect ratio",
+               width="stretch")
     overlay.image(result.overlay, caption=f"{serving.METHOD_TITLES.get(result.method, result.method)} overlay "
                   f"(`{result.model_name}`)", width="stretch")
     st.markdown(result.summary_markdown)

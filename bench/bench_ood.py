@@ -24,6 +24,7 @@ import datetime as dt
 import io
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -285,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"screenshots skipped: {why}")
 
     results = {"in_distribution": summarise(inside, detector, None), "foreign": {}}
+    subjects = np.asarray(test_subjects)
+    flagged = (inside["feature"] > detector.threshold) | (inside["stats"] > detector.stats_threshold)
+    results["in_distribution"]["flagged_per_subject"] = {
+        str(s): {"n": int((subjects == s).sum()), "flagged": float(flagged[subjects == s].mean())}
+        for s in sorted(set(test_subjects))}
     outside_all = {key: [] for key in ("feature", "stats", "combined", "uncertain")}
     for name, images in sets.items():
         if not images:
@@ -303,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 "stats_threshold": detector.stats_threshold,
                                                 "threshold_rule": detector.info.get("threshold_rule"),
                                                 "fit": detector.info.get("fit", {}).get("n_train_images")},
-        "command": "python bench/bench_ood.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python bench/bench_ood.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": dt.date.today().isoformat(), "seconds": round(time.perf_counter() - started, 1), "notes": notes,
     })
     print(markdown(results))
@@ -326,6 +332,10 @@ def markdown(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|",
              f"| in-distribution (held-out test subjects) | {inside['n']} | {inside['flagged_feature']:.1%} | "
              f"{inside['flagged_stats']:.1%} | **{inside['flagged']:.1%}** | {inside['called_confident']:.1%} | | | |"]
+    per_subject = inside.get("flagged_per_subject") or {}
+    if per_subject:
+        lines.insert(1, "in-distribution flagged per held-out subject: " + ", ".join(
+            f"{s} {r['flagged']:.1%} of {r['n']}" for s, r in per_subject.items()))
     for name, record in [*results["foreign"].items(), ("all foreign", results["foreign_pooled"])]:
         a = record["auroc"]
         lines.append(f"| {name} | {record['n']} | {record['flagged_feature']:.1%} | {record['flagged_stats']:.1%} | "

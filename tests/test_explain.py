@@ -3,6 +3,8 @@ sanity check (Adebayo et al., 2018), attribution on the nucleus, overlays and th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,8 @@ from leuk.explain import (
     render_panel,
 )
 
+#: trained on synthetic cells whose class evidence is the nucleus (the generator's masks say where it is)
+SYNTHETIC_EFFICIENTNET_SE = Path(__file__).resolve().parents[1] / "assets" / "synthetic_models" / "efficientnet-se"
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 # light settings for the slow methods: the tests check behaviour, not attribution quality
@@ -358,7 +362,8 @@ def test_mask_attribution_ratio_pools_positive_mass_per_pixel():
 
 @pytest.mark.slow
 def test_demo_model_attributes_the_nucleus():
-    """The bundled demo EfficientNet-SE, trained on cells whose class evidence is the nucleus
+    """The synthetic EfficientNet-SE (``assets/synthetic_models/efficientnet-se``; the bundled demo is trained on
+    real cells, whose nuclei have no masks), trained on cells whose class evidence is the nucleus
     (``class_evidence="nucleus"``): Grad-CAM and IG put >= 2x the positive attribution per pixel inside the
     generator's nucleus masks as outside, on 20 unseen cells of that generator (10 per class, each explained as
     its own class, through the model's own processor).
@@ -369,12 +374,12 @@ def test_demo_model_attributes_the_nucleus():
     of training is checked with IG from a blurred baseline (the image without its fine structure, where the
     chromatin is) and with Grad-CAM: both must pass the bar and beat random weights.
     """
-    from leuk.hub import demo_models_dir, load_model
+    from leuk.hub import load_model
 
-    folder = demo_models_dir() / "efficientnet-se"
+    folder = SYNTHETIC_EFFICIENTNET_SE
     if not (folder / "config.json").is_file():
-        pytest.skip(f"demo model folder {folder} does not exist yet (built by `make demo-assets`)")
-    loaded = load_model("demo:efficientnet-se", device="cpu")
+        pytest.skip(f"model folder {folder} does not exist (built by train/make_efficientnet_se_demo.py)")
+    loaded = load_model(str(folder), device="cpu")
     results = synthetic_evidence_ratios(loaded.model, loaded.processor, n_cells=20, seed=11)
     assert [r.check.label for r in results] == [
         "gradcam", "integrated_gradients (blur baseline)", "integrated_gradients (black baseline)"

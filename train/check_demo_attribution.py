@@ -1,6 +1,6 @@
-"""Print how much of the demo EfficientNet-SE's attribution lands on the nucleus of synthetic cells.
+"""Print how much of the synthetic EfficientNet-SE's attribution lands on the nucleus of synthetic cells.
 
-    python train/check_demo_attribution.py                       # the bundled demo, 20 nucleus-evidence cells
+    python train/check_demo_attribution.py     # assets/synthetic_models/efficientnet-se, 20 nucleus-evidence cells
     python train/check_demo_attribution.py --model ./my_run --cells 40 --class-evidence morphology
 
 For each check of :data:`leuk.explain.EVIDENCE_CHECKS` it prints the positive attribution per pixel inside
@@ -13,11 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+
+#: The EfficientNet-SE trained on synthetic nucleus-evidence cells (train/make_efficientnet_se_demo.py): the
+#: generator's nucleus masks say where the class evidence is; real cells have no such masks.
+SYNTHETIC_MODEL = Path(__file__).resolve().parents[1] / "assets" / "synthetic_models" / "efficientnet-se"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="demo:efficientnet-se", help="model id, folder or demo:<name>")
+    parser.add_argument("--model", default=str(SYNTHETIC_MODEL), help="model id, folder or demo:<name>")
     parser.add_argument("--cells", type=int, default=20, help="synthetic cells, half of each class (default 20)")
     parser.add_argument("--seed", type=int, default=11, help="seed of the cells (default 11, as the test)")
     parser.add_argument("--class-evidence", choices=("nucleus", "morphology"), default="nucleus",

@@ -7,8 +7,9 @@
   real C-NMC samples need the real images, ``train/make_samples.py --cnmc-real DIR``)
 - every ``assets/demo_models/*/README.md``  train/render_model_cards.py (the model cards)
 - ``assets/demo_models/efficientnet-se/``   trained on real C-NMC cells by train/train_real_efficientnet_se.py
-  (needs the real images; not a default step). ``--only effnet`` REPLACES it with the synthetic demo of
-  train/make_efficientnet_se_demo.py (about 20 CPU minutes).
+  (needs the real images; not a step here)
+- ``assets/synthetic_models/efficientnet-se/`` train/make_efficientnet_se_demo.py (``--only effnet``, about 20
+  CPU minutes): the synthetic model of the nucleus-attribution check
 - ``assets/results/synthetic/``             train/make_mc_results.py (a few CPU minutes); the real set,
   ``assets/results/cnmc-real/``, needs the real C-NMC pool: ``train/make_mc_results.py --data DIR``
 
@@ -31,7 +32,7 @@ STEPS = {
     "results": "make_mc_results.py",
     "cards": "render_model_cards.py",
 }
-#: What ``make demo-assets`` runs: not ``effnet``, which would replace the real-data EfficientNet-SE.
+#: What ``make demo-assets`` runs: not ``effnet`` (20 CPU minutes, for the attribution check only).
 DEFAULT_STEPS = ("hybrid", "samples", "results", "cards")
 
 

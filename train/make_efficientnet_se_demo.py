@@ -1,6 +1,10 @@
-"""Regenerate the bundled EfficientNet-SE demo weights (seeded, one command, CPU).
+"""Regenerate the synthetic EfficientNet-SE (seeded, one command, CPU): the model of the attribution check.
 
-    python train/make_efficientnet_se_demo.py      # -> assets/demo_models/efficientnet-se/
+    python train/make_efficientnet_se_demo.py      # -> assets/synthetic_models/efficientnet-se/
+
+The bundled demo (``assets/demo_models/efficientnet-se``) is trained on real cells by
+``train/train_real_efficientnet_se.py``; this one stays for ``tests/test_explain.py`` and
+``train/check_demo_attribution.py``, which need cells whose class evidence is known to lie in the nucleus.
 
 The paper architecture (``efficientnet-se`` preset: tf_efficientnetv2_b3 + SE + MLP head, 14.0M parameters),
 trained FROM SCRATCH (no ImageNet weights can be downloaded here) on synthetic C-NMC look-alike data
@@ -23,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "assets" / "demo_models" / "efficientnet-se"
+DEFAULT_OUT = REPO / "assets" / "synthetic_models" / "efficientnet-se"
 SYNTH_ARGS = ["--patients", "80", "--images-per-patient", "15", "--size", "96", "--seed", "0",
               "--confounding", "0", "--class-evidence", "nucleus"]
 TRAIN_ARGS = ["--image-size", "96", "--epochs", "10", "--batch-size", "32", "--lr", "1e-3",

@@ -196,6 +196,8 @@ def test_every_demo_folder_has_a_card_that_names_its_training_data():
         text = path.read_text(encoding="utf-8")
         ModelCard.load(path)  # valid front matter
         assert f"`demo:{name}`" in text
+        if (folder / "ood_detector.json").is_file():  # the card says what the stored detector is
+            assert "## Out-of-distribution check" in text and "training images only" in text
         training = _training_section(text)
         summary = folder_training_summary(folder)
         assert summary.synthetic is not None, f"{name}: its records do not say what it was trained on"

@@ -585,6 +585,7 @@ def build_model_card(
                   or ("patient" if family == "efficientnet_se" else None)),
         eval_meta_text=_meta_text(eval_meta, skip=("dataset_name", "dataset_type", "command", "best_checkpoint")),
         cross_subject=cross_subject,
+        ood_text=_ood_text(model_dir),
         recipe_text=_recipe_text(recipe),
         command=(eval_json or {}).get("command"),
         trained_from_scratch=backbone_init is not None and backbone_init.startswith("random"),
@@ -603,6 +604,27 @@ def build_model_card(
         revision=pinned_revision,
         leuk_version=__version__,
     )
+
+
+def _ood_text(model_dir: str | Path) -> str | None:
+    """What the folder's stored out-of-distribution detector is and how it was fitted (``None`` without one)."""
+    from leuk.hub.loader import _read_json
+
+    record = _read_json(Path(model_dir) / "ood_detector.json")
+    if not record:
+        return None
+    fit = record.get("fit") or {}
+    parts = [f"`ood_detector.safetensors` / `ood_detector.json` hold a {record.get('method', 'distance')} detector "
+             f"on {record.get('feature_space', 'pooled features')} ({record.get('dimension')} dimensions; "
+             f"{record.get('covariance', 'covariance fitted on the training images')})"]
+    if fit.get("n_train_images"):
+        parts.append(f"fitted on the {fit['n_train_images']} training images only")
+    if record.get("threshold_rule"):
+        parts.append(f"threshold {record.get('threshold', float('nan')):.2f}: {record['threshold_rule']}")
+    return ("; ".join(parts) + ". An image above the threshold, or whose image statistics are far from the "
+            "training images', is reported as out of distribution and never called confident (`leuk.verdict`). "
+            "It catches gross mismatches (smears, photos, blank or noise images, other stains); it cannot tell "
+            "a cell of an unfamiliar subject from a familiar one, nor vouch for a prediction.")
 
 
 def write_model_card(model_dir: str | Path, *, repo_id: str | None = None, **options: Any) -> Path:

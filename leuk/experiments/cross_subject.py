@@ -88,12 +88,11 @@ def cross_subject_evaluation(
     from leuk.training.efficientnet_se import (
         EVAL_RESULTS_FILE,
         SPLIT_FILE,
-        _build_model,
         _load_table,
         _predict_saved,
         _save_model,
         _split_summary,
-        fit_classifier,
+        fit_split,
         looks_synthetic,
     )
 
@@ -118,13 +117,7 @@ def cross_subject_evaluation(
         started = time.perf_counter()
         fold_dir = out / f"fold_{index}"
         fold_options = dataclasses.replace(options, out=str(fold_dir))
-        model, processor = _build_model(fold_options, label_names)
-        fit = fit_classifier(
-            model, processor,
-            train_paths=[paths[i] for i in split.train], train_labels=labels[split.train],
-            val_paths=[paths[i] for i in split.val], val_labels=labels[split.val],
-            label_names=label_names, options=fold_options, output_dir=fold_dir,
-        )
+        fit = fit_split(fold_options, split, paths, labels, label_names, fold_dir)
         split_info: dict[str, Any] = {
             "protocol": "leave-one-rare-subject-out",
             "fold": index,
@@ -152,7 +145,7 @@ def cross_subject_evaluation(
             "data": "synthetic (leuk synth)" if synthetic else "real",
         }
         fold_dir.mkdir(parents=True, exist_ok=True)
-        _save_model(fit.model, processor, fold_dir, options.dtype)
+        _save_model(fit.model, fit.processor, fold_dir, options.dtype)
         (fold_dir / SPLIT_FILE).write_text(json.dumps(split_info, indent=2) + "\n", encoding="utf-8")
         if getattr(options, "fit_ood", True):
             from leuk.ood import fit_after_training  # training images of this fold only; threshold from its val

@@ -37,6 +37,7 @@ __all__ = [
     "TrainResult",
     "finetune_for_monte_carlo",
     "fit_classifier",
+    "fit_split",
     "looks_synthetic",
     "train_efficientnet_se",
 ]
@@ -398,6 +399,19 @@ def fit_classifier(
                      float(train_output.training_loss))
 
 
+def fit_split(options: TrainOptions, split: Any, paths: Sequence[str], labels: np.ndarray, label_names: list[str],
+              output_dir: Path) -> FitResult:
+    """Build the preset ``options.model`` and :func:`fit_classifier` it on the train/val rows of ``split``
+    (a :class:`leuk.data.splits.Split` over ``paths``/``labels``)."""
+    model, processor = _build_model(options, label_names)
+    return fit_classifier(
+        model, processor,
+        train_paths=[paths[i] for i in split.train], train_labels=labels[split.train],
+        val_paths=[paths[i] for i in split.val], val_labels=labels[split.val],
+        label_names=label_names, options=options, output_dir=output_dir,
+    )
+
+
 def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any) -> TrainResult:
     """Train, calibrate, save and test a model of the EfficientNet-SE family; see the module docstring.
 
@@ -437,14 +451,8 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
             raise LeukError(f"the {name} split of {data_root} is empty: the dataset has too few patients")
     split_info["test_patients_hash"] = patient_set_hash(split_info["test"]["patients"])
 
-    model, processor = _build_model(options, label_names)
-    fit = fit_classifier(
-        model, processor,
-        train_paths=[paths[i] for i in split.train], train_labels=labels[split.train],
-        val_paths=[paths[i] for i in split.val], val_labels=labels[split.val],
-        label_names=label_names, options=options, output_dir=output_dir,
-    )
-    trainer, model = fit.trainer, fit.model
+    fit = fit_split(options, split, paths, labels, label_names, output_dir)
+    trainer, model, processor = fit.trainer, fit.model, fit.processor
     model.config.training_protocol = _protocol(options, split_info, trainer, fit.use_bf16, fit.augment)
     if split_info["synthetic"]:
         model.config.training_data = "synthetic C-NMC/Aria look-alike rendered by leuk synth (not patient data)"

@@ -32,6 +32,16 @@ CSS = """
 #medical-notice {border-left: 4px solid #b91c1c; padding: 0.4em 0.8em; background: rgba(185, 28, 28, 0.06);}
 #demo-banner {border-left: 4px solid #b45309; padding: 0.4em 0.8em; background: rgba(180, 83, 9, 0.08);}
 #uncertain-flag p {font-size: 1.05em;}
+/* Tables: headers wrap between words only (never "probabi-lity"), cells wrap, and no column is sized wider than
+   16rem, so a table with a long text column fits its box instead of running off it. */
+.table-wrap .header-cell span.header {word-break: normal !important; overflow-wrap: normal !important;}
+.table-wrap td .cell-wrap {white-space: normal !important; overflow-wrap: break-word !important;}
+.table-wrap .sizing-body td .cell-wrap {white-space: nowrap !important; max-width: 16rem; overflow: hidden;}
+/* The sample gallery: every column fits (Gradio gives each at least 100 px, which cuts the sixth one off). */
+#sample-gallery .grid-container {grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important;}
+#samples-note {margin-bottom: -0.5em;}
+/* A validation message (e.g. a Monte Carlo source that cannot be loaded) lies over its field's label, not under. */
+.wrap:has(> .validation-error) {z-index: 50 !important;}
 """
 
 PVALUE_HEADERS = ["comparison", "protocol", "metric", "model", "mean_difference", "t_pvalue", "t_pvalue_holm",
@@ -45,6 +55,10 @@ LAUNCH_OPTIONS: dict[str, Any] = {
     "css": CSS,
     "footer_links": ["api"],
 }
+
+
+#: How the message of a failure that is not the user's mistake begins.
+UNEXPECTED = "Unexpected error"
 
 
 def user_errors(action: str) -> Callable[[F], F]:
@@ -66,12 +80,38 @@ def user_errors(action: str) -> Callable[[F], F]:
                 raise gr.Error(str(err), title=f"Cannot {action}", print_exception=False) from None
             except Exception as err:  # noqa: BLE001  (a bad request must not show a traceback)
                 log.exception("unexpected error while trying to %s", action)
-                raise gr.Error(f"Unexpected error ({type(err).__name__}); the request was not completed.",
+                raise gr.Error(f"{UNEXPECTED} ({type(err).__name__}); the request was not completed.",
                                title=f"Cannot {action}") from None
 
         return handler  # type: ignore[return-value]
 
     return wrap
+
+
+def titled_toasts(fn: F) -> F:
+    """An event handler whose errors pop up saying what failed: "Cannot classify: <why>", "Nothing to explain: ...".
+
+    Gradio 6.31's page heads every toast with its level ("Error", "Warning") and shows no ``title``, so the title
+    leads the message instead. A user's mistake (a leuk error: an unreadable file, nothing uploaded, an unknown
+    model) is a warning, not an error of the app; the request still fails, silently on the page, so that API clients
+    (``gradio_client``) get the error with its message. Unexpected failures stay errors.
+    """
+
+    @functools.wraps(fn)
+    def handler(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as err:
+            if not err.visible:
+                raise
+            text = f"{err.title}: {err.message}" if err.title and err.title != "Error" else err.message
+            if err.message.startswith(UNEXPECTED):
+                raise gr.Error(text, duration=err.duration, title=err.title, print_exception=False) from None
+            gr.Warning(text, duration=err.duration, title=err.title)
+            raise gr.Error(err.message, duration=err.duration, visible=False, title=err.title,
+                           print_exception=False) from None
+
+    return handler  # type: ignore[return-value]
 
 
 def _paths(files: Any) -> list[str]:
@@ -97,22 +137,32 @@ def classify(files: Sequence[str] | None, model_name: str) -> tuple[dict, str, A
 
 
 @user_errors("classify")
-def classify_sample(model_name: str, sample_paths: list[str], evt: gr.SelectData) -> tuple[dict, str, Any, Any]:
-    """Classify the sample image clicked in the gallery (``sample_paths``: the gallery's files, in order)."""
+def classify_sample(model_name: str, sample_paths: list[str], evt: gr.SelectData) -> tuple[Any, dict, str, Any, Any]:
+    """Classify the sample image clicked in the gallery (``sample_paths``: the gallery's files, in order); the
+    sample replaces whatever was uploaded, so the upload box shows what the results are about."""
     index = evt.index if isinstance(evt.index, int) else evt.index[0]
     if not 0 <= index < len(sample_paths):
-        raise gr.Error("That sample is not in the gallery any more; reload the page.")
-    return _classify_outputs(serving.classify([sample_paths[index]], model_name))
+        raise gr.Error("That sample is not in the gallery any more; reload the page.", title="Cannot classify")
+    path = sample_paths[index]
+    return (gr.update(value=[path]),) + _classify_outputs(serving.classify([path], model_name))
 
 
 @user_errors("explain")
-def explain(file: str | None, model_name: str, method: str, target: str) -> tuple[Any, str]:
-    """Attribution overlay for one image, and how faithful the map is (deletion / insertion)."""
+def explain(file: str | None, model_name: str, method: str, target: str,
+            baseline: str = serving.EXPLAIN_BASELINES[0]) -> tuple[Any, str]:
+    """Attribution overlay for one image, and how faithful the map is (deletion / insertion). ``baseline``: the
+    reference image of Integrated Gradients and Occlusion (black, blur, mean or zero)."""
     paths = _paths(file)
     if not paths:
         raise gr.Error("Upload an image first, or pick an example.", title="Nothing to explain")
-    result = serving.explain_image(paths[0], model_name, method=method, target=target or None)
+    result = serving.explain_image(paths[0], model_name, method=method, target=target or None,
+                                   baseline=baseline or None)
     return result.overlay, result.summary_markdown
+
+
+def baseline_choice(method: str) -> Any:
+    """The baseline picker is live only for the methods that start from a reference image."""
+    return gr.update(interactive=method in serving.BASELINE_METHODS)
 
 
 @user_errors("run the pipeline")
@@ -123,6 +173,28 @@ def pipeline(file: str | None, model_name: str) -> tuple[list, str, Any]:
         raise gr.Error("Upload a smear image first, or pick an example.", title="Nothing to process")
     result = serving.pipeline_stages(paths[0], model_name or None)
     return result.gallery, result.summary_markdown, result.features
+
+
+def check_montecarlo(source: str, metric: str) -> list[dict]:
+    """Validator of the Monte Carlo Load button: a source or metric that cannot be loaded gets one message, on
+    the field at fault, and the results already on the page stay (the loading function never runs).
+
+    API clients get the same message (``gradio_client`` raises a validation error)."""
+    from leuk.errors import LeukError
+
+    problems = {"source": "", "metric": ""}
+    try:
+        serving.load_montecarlo(source or None, allow_local=ALLOW_LOCAL_RESULTS)
+        try:
+            serving.montecarlo_report(source or None, metric or None, figures=False, allow_local=ALLOW_LOCAL_RESULTS)
+        except LeukError as err:
+            problems["metric"] = f"Cannot load Monte Carlo results: {err}"
+    except LeukError as err:
+        problems["source"] = f"Cannot load Monte Carlo results: {err}"
+    except Exception as err:  # noqa: BLE001  (a bad request must not show a traceback)
+        log.exception("unexpected error while checking Monte Carlo source %r", source)
+        problems["source"] = f"Cannot load Monte Carlo results: unexpected error ({type(err).__name__})"
+    return [gr.validate(not problems[name], problems[name]) for name in ("source", "metric")]
 
 
 @user_errors("load Monte Carlo results")
@@ -207,8 +279,10 @@ def build_demo() -> gr.Blocks:
                         files = gr.File(file_count="multiple", file_types=["image"],
                                         label="Images of one patient (PNG, JPG, BMP, TIFF)")
                         classify_button = gr.Button("Classify", variant="primary")
-                        gallery = gr.Gallery(gallery_items, label=f"Samples ({serving.samples_description(samples)}): "
-                                             "click one to classify it",
+                        # the gallery's own label floats over its first row: say what the samples are above it
+                        gr.Markdown(f"**Samples**: click one to classify it "
+                                    f"({serving.samples_description(samples)}).", elem_id="samples-note")
+                        gallery = gr.Gallery(gallery_items, label="Samples", show_label=False,
                                              columns=6, height="auto", allow_preview=False, object_fit="contain",
                                              interactive=False, buttons=[], elem_id="sample-gallery")
                         sample_paths = gr.State(gallery_paths)
@@ -228,9 +302,15 @@ def build_demo() -> gr.Blocks:
                     with gr.Column(scale=1):
                         explain_file = gr.File(file_types=["image"], label="Image")
                         method = gr.Dropdown(choices=serving.explain_method_choices(), label="Method",
-                                             value=serving.EXPLAIN_METHODS[0])
+                                             value=serving.EXPLAIN_METHODS[0], elem_id="explain-method")
                         target = gr.Dropdown(choices=["predicted"], value="predicted", label="Class to explain",
                                              allow_custom_value=True)
+                        baseline = gr.Dropdown(choices=serving.explain_baseline_choices(),
+                                               value=serving.EXPLAIN_BASELINES[0], interactive=False,
+                                               label="Baseline of Integrated Gradients and Occlusion",
+                                               info="black credits the cell as a whole (random weights do so too); "
+                                                    "the blurred image asks which fine structure drove the call",
+                                               elem_id="explain-baseline")
                         explain_button = gr.Button("Explain", variant="primary")
                         if all_examples:
                             gr.Examples(all_examples, inputs=[explain_file], label="Samples")
@@ -252,8 +332,9 @@ def build_demo() -> gr.Blocks:
                         if smear_examples:
                             gr.Examples(smear_examples, inputs=[pipeline_file], label="Samples")
                     with gr.Column(scale=2):
-                        stages = gr.Gallery(label="Phases", columns=4, height="auto", object_fit="contain",
-                                            interactive=False, elem_id="stages")
+                        gr.Markdown("**Phases** (each at the smear's own aspect ratio)", elem_id="stages-note")
+                        stages = gr.Gallery(label="Phases", show_label=False, columns=4, height="auto",
+                                            object_fit="contain", interactive=False, elem_id="stages")
                         pipeline_summary = gr.Markdown(elem_id="pipeline-summary")
                         features = gr.Dataframe(headers=["rank", "feature", "mRMR rank", "z-score"], interactive=False,
                                                 label="Selected features furthest from the training mean")
@@ -290,18 +371,22 @@ def build_demo() -> gr.Blocks:
 
         heavy = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
         light = dict(concurrency_limit=4, concurrency_id="light")
-        classify_button.click(classify, [files, model], classify_outputs, api_name="classify", **heavy)
-        gallery.select(classify_sample, [model, sample_paths], classify_outputs, api_visibility="private", **heavy)
-        explain_button.click(explain, [explain_file, model, method, target], [overlay, faithfulness],
-                             api_name="explain", **heavy)
-        pipeline_button.click(pipeline, [pipeline_file, pipeline_model], [stages, pipeline_summary, features],
-                              api_name="pipeline", **heavy)
+        classify_button.click(titled_toasts(classify), [files, model], classify_outputs, api_name="classify",
+                              **heavy)
+        gallery.select(titled_toasts(classify_sample), [model, sample_paths], [files] + classify_outputs,
+                       api_visibility="private", **heavy)
+        explain_button.click(titled_toasts(explain), [explain_file, model, method, target, baseline],
+                             [overlay, faithfulness], api_name="explain", **heavy)
+        method.change(baseline_choice, [method], [baseline], api_visibility="private", **light)
+        pipeline_button.click(titled_toasts(pipeline), [pipeline_file, pipeline_model],
+                              [stages, pipeline_summary, features], api_name="pipeline", **heavy)
         mc_outputs = [mc_summary, mc_metric, mc_distribution, mc_difference, mc_pvalues, mc_leakage]
-        mc_button.click(montecarlo, [mc_source, mc_metric], mc_outputs, api_name="montecarlo", **light)
+        mc_button.click(titled_toasts(montecarlo), [mc_source, mc_metric], mc_outputs, api_name="montecarlo",
+                        validator=check_montecarlo, **light)
         info_outputs = [info_summary, card, metrics, snippet]
         model_outputs = [banner, target, gallery, sample_paths]
-        model.change(on_model_change, [model], model_outputs, api_visibility="private", **light)
-        model.change(model_info, [model], info_outputs, api_name="model_info", **light)
+        model.change(titled_toasts(on_model_change), [model], model_outputs, api_visibility="private", **light)
+        model.change(titled_toasts(model_info), [model], info_outputs, api_name="model_info", **light)
         # page load: fill the Models and Monte Carlo tabs; a failure here becomes text, not an error popup
         demo.load(on_page_load(model_info, info_outputs), [model], info_outputs, api_visibility="private", **light)
         demo.load(on_page_load(on_model_change, model_outputs), [model], model_outputs,

@@ -250,6 +250,27 @@ def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(served, tiny_
     assert errors[0] == "" and "not a readable image" in errors[1]
 
 
+def test_a_bad_montecarlo_source_is_one_message_and_the_explain_baseline_is_a_choice(served, tiny_models):
+    """The Monte Carlo endpoint refuses a source or metric it cannot load with one message (the page's validator,
+    which leaves the loaded results in place); /explain takes the IG baseline, as ``leuk explain --baseline``."""
+    from gradio_client import handle_file
+
+    _, client = served
+    with pytest.raises(Exception, match=r"Cannot load Monte Carlo results: results '/no/such/folder' is neither"):
+        client.predict("/no/such/folder", "f1_weighted", api_name="/montecarlo")
+    with pytest.raises(Exception, match=r"Cannot load Monte Carlo results: unknown metric 'nope'"):
+        client.predict("", "nope", api_name="/montecarlo")
+    summary, *_ = client.predict("", "f1_weighted", api_name="/montecarlo")  # and the endpoint still serves
+    assert f"{MC_ITERATIONS} iterations" in summary
+
+    _, text = client.predict(handle_file(str(CNMC_SAMPLES[0])), tiny_models["cnmc"], "integrated_gradients",
+                             "predicted", "blur", api_name="/explain")
+    assert "**Integrated Gradients**, from the blur baseline" in text and "Faithfulness" in text
+    _, text = client.predict(handle_file(str(CNMC_SAMPLES[0])), tiny_models["cnmc"], "gradcam", "predicted", "blur",
+                             api_name="/explain")
+    assert "baseline" not in text.split("\n\n")[1]  # Grad-CAM starts from no baseline
+
+
 def test_upload_size_limit(served, tiny_models, tmp_path):
     from gradio_client import handle_file
 

@@ -1,9 +1,13 @@
-"""The Gradio app in a real browser: Debian's headless Chromium driven by playwright (never a downloaded browser).
+"""The Gradio app in a real browser: Debian's headless Chromium driven by playwright (never a downloaded browser),
+at 1400 x 900.
 
 Serves two tiny models as bundled demos (``demo:<name>``, the app's default configuration), visits every tab,
 saves one screenshot per tab (into ``$LEUK_SCREENSHOTS`` when set, else a pytest temp folder) and checks the
-notices, that clicking a sample shows a label, that an explanation and the pipeline phases appear, and that the
-Monte Carlo and Models tabs fill themselves on page load.
+notices; that every sample of the gallery is fully visible and clickable and that a clicked sample replaces the
+upload; that table headers never break inside a word and the Classify tables fit their boxes; that a 2:1 image
+keeps its shape in the Explain overlay and the Pipeline's first phase; that the IG baseline can be chosen; that a
+bad Monte Carlo source leaves the loaded results and shows one message; that a mistake's toast says what failed;
+and that the Monte Carlo and Models tabs fill themselves on page load.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from test_app_api import free_port, save_tiny_models, write_montecarlo_run
 
@@ -19,6 +25,39 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 90_000
+VIEWPORT = {"width": 1400, "height": 900}
+
+#: Words of visible table headers (within ``root``) that the browser broke across lines.
+BROKEN_HEADER_WORDS = """(root) => {
+  const broken = [];
+  for (const th of root.querySelectorAll('thead th')) {
+    if (!th.getBoundingClientRect().width) continue;
+    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const match of node.textContent.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        const lines = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(match[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+#: Visible tables (within ``root``) wider than their box: [their width, the box's width].
+OVERFLOWING_TABLES = """(root) => Array.from(root.querySelectorAll('.virtual-table-viewport'))
+  .filter(v => v.getBoundingClientRect().width > 0 && v.scrollWidth > v.clientWidth + 1)
+  .map(v => [v.scrollWidth, v.clientWidth])"""
+#: Whether the element's centre and four points just inside its corners are hit on it (nothing lies over it,
+#: nothing clips it); it must be scrolled into view first.
+FULLY_VISIBLE = """(element) => {
+  const r = element.getBoundingClientRect();
+  if (r.width < 10 || r.height < 10 || r.right > innerWidth || r.bottom > innerHeight) return false;
+  const points = [[r.left + r.width / 2, r.top + r.height / 2], [r.left + 3, r.top + 3], [r.right - 3, r.top + 3],
+                  [r.left + 3, r.bottom - 3], [r.right - 3, r.bottom - 3]];
+  return points.every(([x, y]) => { const hit = document.elementFromPoint(x, y); return hit && element.contains(hit); });
+}"""
 
 pytestmark = [
     pytest.mark.browser,
@@ -62,7 +101,7 @@ def page(app_url):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 1000})
+            tab = browser.new_page(viewport=VIEWPORT)
             tab.set_default_timeout(TIMEOUT_MS)
             tab.goto(app_url, wait_until="load")
             tab.get_by_role("tab", name="Classify").wait_for()
@@ -82,45 +121,132 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
-def test_classify_tab_shows_a_label_after_clicking_a_sample(page, shots):
+@pytest.fixture(scope="module")
+def wide_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A cell and a smear twice as wide as high (two bundled samples side by side)."""
+    from leuk.serving import list_samples
+
+    root = tmp_path_factory.mktemp("wide")
+    out = {}
+    for task in ("cnmc", "aria"):
+        sample = next(s.path for s in list_samples(task))
+        array = np.asarray(Image.open(sample).convert("RGB"))
+        out[task] = root / f"wide_{task}.png"
+        Image.fromarray(np.concatenate([array, array], axis=1)).save(out[task])
+    return out
+
+
+def test_classify_tab_samples_upload_and_tables(page, shots):
     open_tab(page, "Classify")
     assert "Not a medical device" in page.locator("#medical-notice").inner_text()
     assert "Demo weights" in page.locator("#demo-banner").inner_text()
     thumbnails = page.locator("#sample-gallery button.thumbnail-item")
     thumbnails.first.wait_for()
+    page.wait_for_timeout(500)  # let the gallery finish its layout
     page.screenshot(path=shots / "classify_empty.png", full_page=True)
+    # every sample is fully visible (not under the gallery's label, not cut off on the right) and clickable
+    assert thumbnails.count() >= 12
+    for index in range(thumbnails.count()):
+        thumbnail = thumbnails.nth(index)
+        thumbnail.scroll_into_view_if_needed()
+        assert thumbnail.evaluate(FULLY_VISIBLE), f"sample {index} is hidden or cut off: {thumbnail.bounding_box()}"
+    gallery = page.locator("#sample-gallery").bounding_box()
+    right = max(thumbnails.nth(i).bounding_box()["x"] + thumbnails.nth(i).bounding_box()["width"]
+                for i in range(thumbnails.count()))
+    assert right <= gallery["x"] + gallery["width"]
+
+    # a clicked sample replaces what was uploaded, so the upload box shows what the results are about
+    upload = page.locator("#tab-classify input[type=file]").first
+    uploaded = sorted((Path(__file__).resolve().parents[1] / "assets" / "samples" / "aria").glob("*.jpg"))[0]
+    upload.set_input_files(str(uploaded))
+    page.locator("#tab-classify").get_by_text(uploaded.name).first.wait_for()
     thumbnails.first.click()
     label = page.locator("#class-label")
     label.get_by_text("%").first.wait_for()  # a class with its probability
     assert any(name in label.inner_text() for name in ("hem", "all"))
     page.get_by_text("images classified").wait_for()
+    page.wait_for_function("() => !document.querySelector('#tab-classify').innerText.includes(%r)" % uploaded.name)
+    assert "all_1.png" in page.locator("#tab-classify").inner_text()
+
+    # table headers break between words only, and the Classify tables fit their boxes
+    page.wait_for_timeout(500)
+    assert page.locator("#tab-classify").evaluate(BROKEN_HEADER_WORDS) == []
+    assert page.locator("#tab-classify").evaluate(OVERFLOWING_TABLES) == []
     page.screenshot(path=shots / "classify.png", full_page=True)
 
 
-def test_explain_tab(page, shots):
+def test_explain_tab_keeps_the_aspect_ratio_and_offers_the_baseline(page, shots, wide_images):
     open_tab(page, "Explain")
+    tab = page.locator("#tab-explain")
     page.get_by_role("button", name="Explain").wait_for()
-    page.locator("#tab-explain").get_by_text("all_1.png").click()  # an example fills the upload
+    # a mistake's toast says what failed, under the warning level (Gradio 6.31 shows no toast titles)
     page.get_by_role("button", name="Explain").click()
-    page.locator("#overlay img").wait_for()
+    toast = page.locator("[data-testid=toast-body]").first
+    toast.wait_for()
+    assert "Nothing to explain: Upload an image first" in toast.inner_text()
+    assert "warning" in (toast.get_attribute("class") or "")
+    page.locator("[data-testid=toast-close]").first.click()
+
+    tab.locator("input[type=file]").first.set_input_files(str(wide_images["cnmc"]))
+    tab.get_by_text(wide_images["cnmc"].name).first.wait_for()
+    tab.locator("#explain-baseline input").wait_for()
+    assert tab.locator("#explain-baseline input").is_disabled()  # Grad-CAM starts from no baseline
+    tab.locator("#explain-method input").click()
+    page.get_by_role("option", name="Integrated Gradients").click()
+    page.wait_for_function("() => !document.querySelector('#explain-baseline input').disabled")
+    tab.locator("#explain-baseline input").click()
+    page.get_by_role("option", name="blurred image", exact=False).click()
+    page.get_by_role("button", name="Explain").click()
+    overlay = page.locator("#overlay img")
+    overlay.wait_for()
     page.get_by_text("Faithfulness").first.wait_for()
+    assert "from the blur baseline" in page.locator("#faithfulness").inner_text()
+    natural = overlay.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+    shown = overlay.bounding_box()
+    assert natural[0] / natural[1] == pytest.approx(2.0, rel=0.02)
+    assert shown["width"] / shown["height"] == pytest.approx(2.0, rel=0.05)
     page.screenshot(path=shots / "explain.png", full_page=True)
 
 
-def test_pipeline_tab(page, shots):
+def test_pipeline_tab_keeps_the_aspect_ratio(page, shots, wide_images):
     open_tab(page, "Pipeline")
-    page.locator("#tab-pipeline").get_by_text("Benign_1.jpg").click()
+    tab = page.locator("#tab-pipeline")
+    tab.locator("input[type=file]").first.set_input_files(str(wide_images["aria"]))
+    tab.get_by_text(wide_images["aria"].name).first.wait_for()
     page.get_by_role("button", name="Run pipeline").click()
-    page.locator("#stages img").first.wait_for()
+    first = page.locator("#stages img").first
+    first.wait_for()
     page.locator("#pipeline-summary").get_by_text("found").wait_for()
+    natural = first.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+    assert natural[0] / natural[1] == pytest.approx(2.0, rel=0.02)
     page.screenshot(path=shots / "pipeline.png", full_page=True)
 
 
-def test_montecarlo_tab(page, shots):
+def test_montecarlo_tab_keeps_its_results_when_a_source_is_bad(page, shots):
     open_tab(page, "Monte Carlo")
+    tab = page.locator("#tab-montecarlo")
     page.locator("#mc-summary").get_by_text("iterations").wait_for()
     page.locator("#mc-distribution img").wait_for()
+    page.wait_for_timeout(500)
+    assert tab.evaluate(BROKEN_HEADER_WORDS) == []
     page.screenshot(path=shots / "montecarlo.png", full_page=True)
+    summary = page.locator("#mc-summary").inner_text()
+    chart = page.locator("#mc-distribution img").get_attribute("src")
+
+    source = page.locator("#mc-source input")
+    source.fill("/no/such/results-folder")
+    source.press("Enter")
+    page.get_by_role("button", name="Load").click()
+    message = tab.get_by_text("Cannot load Monte Carlo results")
+    message.first.wait_for()
+    assert message.count() == 1 and "/no/such/results-folder" in message.first.inner_text()
+    page.wait_for_timeout(1000)
+    # what was loaded stays: no panel turns into an "Error" badge, and no toast repeats the message
+    assert page.locator("#mc-summary").inner_text() == summary
+    assert page.locator("#mc-distribution img").get_attribute("src") == chart
+    assert tab.get_by_text("Error", exact=True).count() == 0
+    assert page.locator("[data-testid=toast-body]").count() == 0
+    page.screenshot(path=shots / "montecarlo_bad_source.png", full_page=False)
 
 
 def test_models_tab(page, shots):

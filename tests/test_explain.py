@@ -507,3 +507,66 @@ def test_cli_branches_writes_grad_cam_per_branch(tmp_path, capsys):
     assert read_image(tmp_path / "smear-map-branches.png").size[0] > 200
     printed = capsys.readouterr().out
     assert "Grad-CAM per branch" in printed and "features that drove the call" in printed
+
+
+# ------------------------------------------------------------------- faithfulness where probabilities saturate
+class _SaturatedQuadrantModel(nn.Module):
+    """Logit of class 1 = ``offset`` + ``scale`` x mean of the top-left quadrant: with a large offset the
+    probability stays ~1 even with the quadrant gone, so probability curves cannot rank maps; the log-odds can."""
+
+    def __init__(self, scale: float, offset: float = 0.0) -> None:
+        super().__init__()
+        self.scale, self.offset = scale, offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        evidence = self.offset + self.scale * x[:, :, :16, :16].mean(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(evidence), evidence], dim=1)
+
+
+def test_log_odds_score_ranks_maps_where_the_probability_saturates():
+    from leuk.explain.faithfulness import MIN_LOGODDS_SPREAD
+
+    x = torch.ones(1, 3, 32, 32)
+    truthful = torch.zeros(32, 32)
+    truthful[:16, :16] = 1.0
+    model = _SaturatedQuadrantModel(40.0, offset=20.0)  # p = 1 - 2e-9 with the quadrant gone
+    good = deletion_insertion(model, x, truthful, 1, steps=16, baseline="zero")
+    bad = deletion_insertion(model, x, 1.0 - truthful, 1, steps=16, baseline="zero")
+    # on the probability both maps score 0: every curve sits at 1
+    assert good.insertion_auc - good.deletion_auc == pytest.approx(0.0, abs=1e-6)
+    assert bad.insertion_auc - bad.deletion_auc == pytest.approx(0.0, abs=1e-6)
+    # on the log-odds (image 1, baseline 0) the true map is clearly better, the other clearly worse
+    assert good.separable and bad.separable and good.logodds_spread == pytest.approx(40.0, rel=1e-5)
+    assert good.score > 0.5 and bad.score < -0.5
+    assert -1.0 <= bad.score <= good.score <= 1.0
+    assert "score +" in good.summary() and "on the log-odds" in good.summary()
+
+    # a model that barely reacts to losing every pixel: no map can do better than another, and it says so
+    flat = deletion_insertion(_SaturatedQuadrantModel(MIN_LOGODDS_SPREAD / 10), x, truthful, 1, steps=8,
+                              baseline="zero")
+    assert not flat.separable and flat.score is None and flat.scaled_deletion_auc is None
+    assert "cannot rank maps on this image" in flat.summary()
+
+
+def test_explain_result_says_when_faithfulness_cannot_tell_methods_apart():
+    from leuk.serving.explanations import ExplainResult
+
+    truthful = torch.zeros(32, 32)
+    truthful[:16, :16] = 1.0
+    x = truthful.expand(1, 3, 32, 32).clone()  # blurring it spreads the quadrant's evidence out of it
+
+    def result(scale: float) -> ExplainResult:
+        curves = deletion_insertion(_SaturatedQuadrantModel(scale, offset=20.0), x, truthful, 1, steps=8,
+                                    baseline="blur")
+        return ExplainResult(model_name="m", method="gradcam", overlay=None, model_input=None, target_label="all",
+                             probability=float(curves.deletion[0]), deletion_auc=curves.deletion_auc,
+                             insertion_auc=curves.insertion_auc, seconds=0.1, notes=[], curves=curves)
+
+    flat = result(0.01)
+    assert flat.faithfulness is None
+    assert "Faithfulness cannot tell methods apart on this image" in flat.summary_markdown
+    assert "its blurred version" in flat.summary_markdown
+    saturated = result(40.0)
+    assert saturated.faithfulness == pytest.approx(saturated.curves.score) and saturated.faithfulness > 0
+    assert f"Faithfulness **{saturated.faithfulness:+.3f}**" in saturated.summary_markdown
+    assert "log-odds" in saturated.summary_markdown

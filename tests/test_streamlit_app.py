@@ -400,6 +400,17 @@ def test_explain_and_pipeline_pages_draw_images(app_env):
     assert_clean(at)
     assert len(at.image) == 2
     assert any("Faithfulness" in m.value for m in at.markdown)
+    # the IG baseline the CLI offers (`leuk explain --baseline blur`) is a choice here too
+    assert at.selectbox(key="explain_baseline").disabled  # Grad-CAM has no baseline
+    methods = at.selectbox(key="explain_method").options
+    at.selectbox(key="explain_method").set_value(next(m for m in methods if m.startswith("Integrated"))).run()
+    baseline = at.selectbox(key="explain_baseline")
+    assert not baseline.disabled and baseline.options[0].startswith("black")
+    baseline.set_value(next(b for b in baseline.options if b.startswith("blurred"))).run()
+    at.button(key="explain_run").click().run()
+    assert_clean(at)
+    summary = " ".join(m.value for m in at.markdown)
+    assert "from the blur baseline" in summary and "Faithfulness" in summary
 
     at.switch_page("views/pipeline.py").run()
     assert_clean(at)

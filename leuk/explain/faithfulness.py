@@ -7,6 +7,13 @@ probability rise fast (high AUC). Each curve is one batched forward pass. Remove
 of a baseline image: the image blurred (default, as RISE's insertion canvas), black, its per-channel mean
 or zero. Partly blurred images are unlike anything seen in training, so the curves can be non-monotone:
 read them next to each other (same image, same baseline), not as absolute truths.
+
+Probabilities saturate: a model 0.999 sure of its class stays 0.99 sure with half the cell blurred, and every map
+then scores about the same. Each curve is therefore also followed on the target's log-odds (``log p / (1 - p)``,
+which keeps moving where the probability is flat), rescaled so that the image is 1 and the baseline image 0 and
+clipped to [0, 1] (:attr:`Faithfulness.score`). When the log-odds barely change between the image and its baseline
+(:data:`MIN_LOGODDS_SPREAD`), the model hardly reacts to removing everything, no map can do better than another,
+and :attr:`Faithfulness.separable` says so.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from torchvision.transforms.functional import gaussian_blur
 from leuk.explain._util import ExplainError, seeded
 
 BASELINES: tuple[str, ...] = ("blur", "black", "mean", "zero")
+#: Smallest change of the target's log-odds (nats) between the image and its baseline image for which the
+#: deletion/insertion curves can rank maps; below it the model barely reacts to losing every pixel.
+MIN_LOGODDS_SPREAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,13 +53,64 @@ class Faithfulness:
     baseline: str
     infidelity: Optional[float] = None
     sensitivity: Optional[float] = None
+    #: the same curves on the target's log-odds (``log p - log(1 - p)``), which move where ``p`` saturates
+    deletion_logodds: Optional[np.ndarray] = None
+    insertion_logodds: Optional[np.ndarray] = None
+
+    @property
+    def logodds_spread(self) -> Optional[float]:
+        """Target log-odds of the image minus those of the baseline image (every pixel removed)."""
+        if self.deletion_logodds is None or self.insertion_logodds is None:
+            return None
+        return float(self.deletion_logodds[0] - self.insertion_logodds[0])
+
+    @property
+    def separable(self) -> bool:
+        """Whether the curves can rank maps on this image: the log-odds move by :data:`MIN_LOGODDS_SPREAD` or
+        more between the image and its baseline (else every map scores about the same)."""
+        spread = self.logodds_spread
+        return spread is not None and abs(spread) >= MIN_LOGODDS_SPREAD
+
+    def _scaled_auc(self, curve: Optional[np.ndarray]) -> Optional[float]:
+        if not self.separable or curve is None or self.insertion_logodds is None:
+            return None
+        base = float(self.insertion_logodds[0])
+        scaled = (np.asarray(curve, np.float64) - base) / (self.logodds_spread or 1.0)
+        # a partly removed image the model finds more (less) convincing than the whole image (the baseline)
+        # counts as the whole image (the baseline): the AUCs stay in [0, 1], the score in [-1, 1]
+        return _auc(self.fractions, np.clip(scaled, 0.0, 1.0))
+
+    @property
+    def scaled_deletion_auc(self) -> Optional[float]:
+        """Deletion AUC on the log-odds rescaled so that the image is 1 and the baseline 0, clipped to [0, 1]
+        (lower is better); ``None`` when not :attr:`separable`."""
+        return self._scaled_auc(self.deletion_logodds)
+
+    @property
+    def scaled_insertion_auc(self) -> Optional[float]:
+        """Insertion AUC on the same rescaled log-odds (higher is better); ``None`` when not :attr:`separable`."""
+        return self._scaled_auc(self.insertion_logodds)
+
+    @property
+    def score(self) -> Optional[float]:
+        """Scaled insertion AUC minus scaled deletion AUC (-1 to 1, higher is more faithful); ``None``
+        when the curves cannot rank maps on this image (:attr:`separable`)."""
+        deletion, insertion = self.scaled_deletion_auc, self.scaled_insertion_auc
+        return None if deletion is None or insertion is None else insertion - deletion
 
     def summary(self) -> str:
-        """One line: ``deletion AUC 0.123 (lower is better), insertion AUC 0.876 (higher is better)``."""
+        """One line: ``deletion AUC 0.123 (lower is better), insertion AUC 0.876 (higher is better)``, then the
+        log-odds score, or why the curves cannot rank maps here."""
         text = (
             f"deletion AUC {self.deletion_auc:.3f} (lower is better), "
             f"insertion AUC {self.insertion_auc:.3f} (higher is better)"
         )
+        if self.score is not None:
+            text += (f"; on the log-odds (image 1, {self.baseline} baseline 0): deletion {self.scaled_deletion_auc:.3f}, "
+                     f"insertion {self.scaled_insertion_auc:.3f}, score {self.score:+.3f}")
+        elif self.logodds_spread is not None:
+            text += (f"; cannot rank maps on this image: the target's log-odds change by only "
+                     f"{abs(self.logodds_spread):.3f} between it and its {self.baseline} baseline")
         if self.infidelity is not None:
             text += f", infidelity {self.infidelity:.3g}"
         if self.sensitivity is not None:
@@ -117,13 +178,26 @@ def pixel_order(saliency: Tensor, *, seed: int = 0) -> Tensor:
     return rank.reshape(saliency.shape)
 
 
-def _target_probabilities(
+def target_logodds(logits: Tensor, target: int) -> Tensor:
+    """``log p / (1 - p)`` of class ``target`` from logits (N x K), computed stably: the target's logit minus the
+    log-sum-exp of the others."""
+    logits = logits.float().reshape(len(logits), -1)
+    others = torch.cat([logits[:, :target], logits[:, target + 1:]], dim=1)
+    return logits[:, target] - torch.logsumexp(others, dim=1)
+
+
+def _target_scores(
     forward: Callable[[Tensor], Tensor], images: Tensor, target: int, batch_size: Optional[int]
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
+    """(probabilities, log-odds) of class ``target`` for a batch of images."""
     chunks = [images] if not batch_size else list(images.split(batch_size))
+    probs, logodds = [], []
     with torch.no_grad():
-        probs = [torch.softmax(forward(chunk).float(), dim=-1)[:, target] for chunk in chunks]
-    return torch.cat(probs).cpu()
+        for chunk in chunks:
+            logits = forward(chunk).float()
+            probs.append(torch.softmax(logits, dim=-1)[:, target])
+            logodds.append(target_logodds(logits, target))
+    return torch.cat(probs).cpu(), torch.cat(logodds).cpu()
 
 
 def _auc(fractions: np.ndarray, values: np.ndarray) -> float:
@@ -170,12 +244,16 @@ def deletion_insertion(
     with torch.no_grad():
         if reference_logits is None:
             reference_logits = forward(pixel_values)
-        full_prob = torch.softmax(reference_logits.detach().float().reshape(1, -1), dim=-1)[0, target].cpu()
+        full_logits = reference_logits.detach().float().reshape(1, -1)
+        full_prob = torch.softmax(full_logits, dim=-1)[0, target].cpu()
+        full_logodds = target_logodds(full_logits, target)[0].cpu()
         deleted = pixel_values * (1 - masks[1:]) + reference * masks[1:]
-        deletion = torch.cat([full_prob.view(1), _target_probabilities(forward, deleted, target, batch_size)])
+        deleted_probs, deleted_logodds = _target_scores(forward, deleted, target, batch_size)
         del deleted
         inserted = reference * (1 - masks[:-1]) + pixel_values * masks[:-1]
-        insertion = torch.cat([_target_probabilities(forward, inserted, target, batch_size), full_prob.view(1)])
+        inserted_probs, inserted_logodds = _target_scores(forward, inserted, target, batch_size)
+    deletion = torch.cat([full_prob.view(1), deleted_probs])
+    insertion = torch.cat([inserted_probs, full_prob.view(1)])
     fractions = (counts / (height * width)).cpu().numpy().astype(np.float64)
     deletion_np = deletion.numpy().astype(np.float64)
     insertion_np = insertion.numpy().astype(np.float64)
@@ -186,6 +264,8 @@ def deletion_insertion(
         deletion_auc=_auc(fractions, deletion_np),
         insertion_auc=_auc(fractions, insertion_np),
         baseline=baseline if isinstance(baseline, str) else "custom",
+        deletion_logodds=torch.cat([full_logodds.view(1), deleted_logodds]).numpy().astype(np.float64),
+        insertion_logodds=torch.cat([inserted_logodds, full_logodds.view(1)]).numpy().astype(np.float64),
     )
 
 

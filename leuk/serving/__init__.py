@@ -25,7 +25,16 @@ from leuk.serving.classify import (
 )
 from leuk.verdict import HELP_MARKDOWN as UNCERTAINTY_HELP
 from leuk.verdict import Verdict
-from leuk.serving.explanations import EXPLAIN_METHODS, METHOD_TITLES, ExplainResult, explain_image, explain_method_choices
+from leuk.serving.explanations import (
+    BASELINE_METHODS,
+    EXPLAIN_BASELINES,
+    EXPLAIN_METHODS,
+    METHOD_TITLES,
+    ExplainResult,
+    explain_baseline_choices,
+    explain_image,
+    explain_method_choices,
+)
 from leuk.serving.model_info import (
     ModelInfo,
     banner_for,
@@ -54,6 +63,8 @@ from leuk.serving.runtime import choose_device, gpu
 from leuk.serving.samples import Sample, list_samples, samples_description
 
 __all__ = [
+    "BASELINE_METHODS",
+    "EXPLAIN_BASELINES",
     "EXPLAIN_METHODS",
     "LEAKAGE_COLUMNS",
     "MAX_APP_PIXELS",
@@ -82,6 +93,7 @@ __all__ = [
     "classify",
     "demo_banner",
     "explain_image",
+    "explain_baseline_choices",
     "explain_method_choices",
     "from_pretrained_snippet",
     "get_registry",

@@ -29,6 +29,16 @@ CPU_OPTIONS: dict[str, dict[str, Any]] = {
     "smoothgrad": {"nt_samples": 8},
 }
 FAITHFULNESS_STEPS = 10
+#: Reference images Integrated Gradients and Occlusion can start from (``black`` first: the default), and the
+#: methods that use one.
+EXPLAIN_BASELINES: tuple[str, ...] = ("black", "blur", "mean", "zero")
+BASELINE_METHODS: tuple[str, ...] = ("integrated_gradients", "occlusion")
+BASELINE_TITLES = {
+    "black": "black (no cell: credits the cell as a whole)",
+    "blur": "blurred image (which fine structure, e.g. chromatin, drove the call)",
+    "mean": "mean colour",
+    "zero": "zero input (the dataset mean colour)",
+}
 #: Shorter side, in pixels, of the overlay shown to the user (maps are upsampled bilinearly to it).
 DISPLAY_SIZE = 320
 
@@ -36,6 +46,11 @@ DISPLAY_SIZE = 320
 def explain_method_choices() -> list[tuple[str, str]]:
     """``(title, method)`` pairs for a dropdown."""
     return [(METHOD_TITLES[name], name) for name in EXPLAIN_METHODS]
+
+
+def explain_baseline_choices() -> list[tuple[str, str]]:
+    """``(title, baseline)`` pairs for a dropdown (the reference image of IG and Occlusion)."""
+    return [(BASELINE_TITLES[name], name) for name in EXPLAIN_BASELINES]
 
 
 @dataclass
@@ -54,26 +69,56 @@ class ExplainResult:
     notes: list[str]
     #: the image's uncertainty verdict (:mod:`leuk.verdict`), as the Classify tab gives it
     verdict: Any = None
+    #: the deletion/insertion curves themselves (:class:`leuk.explain.Faithfulness`), for the log-odds score
+    curves: Any = None
+    #: the reference image of Integrated Gradients and Occlusion (``None``: the method has none)
+    baseline: str | None = None
 
     @property
     def faithfulness(self) -> float | None:
-        """Insertion AUC minus deletion AUC: higher means the map points at what the model uses."""
+        """How well the map ranks the pixels the model uses (higher is better): the log-odds score of
+        :attr:`leuk.explain.Faithfulness.score` (insertion minus deletion AUC, the image scaled to 1 and its
+        blurred version to 0); ``None`` when the curves cannot rank maps on this image or were not computed."""
+        if self.curves is not None:
+            return self.curves.score
         if self.deletion_auc is None or self.insertion_auc is None:
             return None
         return self.insertion_auc - self.deletion_auc
+
+    def _faithfulness_line(self) -> str | None:
+        from leuk.explain.faithfulness import MIN_LOGODDS_SPREAD
+
+        curves = self.curves
+        if curves is None or curves.logodds_spread is None:
+            if self.faithfulness is None:
+                return None
+            return (f"Faithfulness **{self.faithfulness:+.3f}** = insertion AUC {self.insertion_auc:.3f} "
+                    f"(higher is better) minus deletion AUC {self.deletion_auc:.3f} (lower is better): "
+                    "the probability of the class as the most-attributed pixels are put back / taken away.")
+        emptied = {"blur": "its blurred version", "black": "a black image", "mean": "its mean colour",
+                   "zero": "the zero input"}.get(curves.baseline, "its baseline")
+        if curves.score is None:
+            return (f"**Faithfulness cannot tell methods apart on this image:** the model barely reacts to losing "
+                    f"every pixel (probability of **{self.target_label}** {curves.deletion[0]:.3f} on the image, "
+                    f"{curves.insertion[0]:.3f} on {emptied}; log-odds change {abs(curves.logodds_spread):.3f}, "
+                    f"below {MIN_LOGODDS_SPREAD}), so every map scores about the same (insertion AUC "
+                    f"{curves.insertion_auc:.3f}, deletion AUC {curves.deletion_auc:.3f}).")
+        return (f"Faithfulness **{curves.score:+.3f}** = insertion AUC {curves.scaled_insertion_auc:.3f} (higher is "
+                f"better) minus deletion AUC {curves.scaled_deletion_auc:.3f} (lower is better), on the class's "
+                f"log-odds as the most-attributed pixels are put back / taken away, scaled so that the image is 1 "
+                f"and {emptied} 0 (they keep moving where the probability saturates; on the probability: "
+                f"insertion {curves.insertion_auc:.3f}, deletion {curves.deletion_auc:.3f}).")
 
     @property
     def summary_markdown(self) -> str:
         """The image's verdict, then target, probability, faithfulness and timing in a few Markdown lines."""
         lines = [] if self.verdict is None else [self.verdict.markdown()]
-        lines += [f"**{METHOD_TITLES.get(self.method, self.method)}** for class **{self.target_label}** "
-                 f"(probability {self.probability:.3f}), {self.seconds:.1f} s."]
-        if self.faithfulness is not None:
-            lines.append(
-                f"Faithfulness **{self.faithfulness:+.3f}** = insertion AUC {self.insertion_auc:.3f} "
-                f"(higher is better) minus deletion AUC {self.deletion_auc:.3f} (lower is better): "
-                "the probability of the class as the most-attributed pixels are put back / taken away."
-            )
+        baseline = f", from the {self.baseline} baseline" if self.baseline else ""
+        lines += [f"**{METHOD_TITLES.get(self.method, self.method)}**{baseline} for class **{self.target_label}** "
+                  f"(probability {self.probability:.3f}), {self.seconds:.1f} s."]
+        faithfulness = self._faithfulness_line()
+        if faithfulness:
+            lines.append(faithfulness)
         lines += [f"_{note}_" for note in self.notes]
         return "\n\n".join(lines)
 
@@ -95,25 +140,34 @@ def explain_image(
     method: str = EXPLAIN_METHODS[0],
     target: str | int | None = None,
     *,
+    baseline: str | None = None,
     registry: ModelRegistry | None = None,
 ) -> ExplainResult:
     """Attribution map of ``method`` for ``target`` (a class name or index; default: the predicted class).
 
+    ``baseline``: the reference image of Integrated Gradients and Occlusion, one of :data:`EXPLAIN_BASELINES`
+    (default ``black``, as ``leuk explain --baseline``); other methods have none and ignore it.
     Raises :class:`leuk.errors.ImageReadError` for an unreadable image and :class:`leuk.explain.ExplainError`
-    for an unknown method or target.
+    for an unknown method, target or baseline.
     """
-    from leuk.explain import canonical_method, display_image, explain, render_overlay, restore_aspect
+    from leuk.explain import ExplainError, canonical_method, display_image, explain, render_overlay, restore_aspect
 
     registry = registry or get_registry()
     name = registry.check_name(model_name)
     method = canonical_method(method)
+    baseline = (baseline or "").strip().lower() or EXPLAIN_BASELINES[0]
+    if baseline not in EXPLAIN_BASELINES:
+        raise ExplainError(f"unknown baseline {baseline!r}: use one of {', '.join(EXPLAIN_BASELINES)}")
+    uses_baseline = method in BASELINE_METHODS
     if isinstance(target, str) and target.strip().lower() in ("", "predicted"):
         target = None
     picture = read_image(image, max_pixels=MAX_APP_PIXELS)
     loaded = registry.get(name)
     pixel_values = loaded.processor(images=picture, return_tensors="pt")["pixel_values"]
     verdict = classify_images([picture], name, registry=registry).verdict
-    options = CPU_OPTIONS.get(method, {}) if registry.device == "cpu" else {}
+    options = dict(CPU_OPTIONS.get(method, {})) if registry.device == "cpu" else {}
+    if uses_baseline:
+        options["baseline"] = baseline
     start = time.perf_counter()
     explanation = explain(loaded.model, pixel_values, method, target=target,
                           faithfulness_steps=FAITHFULNESS_STEPS, **options)
@@ -134,4 +188,6 @@ def explain_image(
         seconds=seconds,
         notes=list(explanation.notes),
         verdict=verdict,
+        curves=faith,
+        baseline=baseline if uses_baseline else None,
     )

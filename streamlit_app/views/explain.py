@@ -26,6 +26,12 @@ with options_column:
     methods = dict(serving.explain_method_choices())
     method_title = st.selectbox("Method", list(methods), key="explain_method")
     target = st.selectbox("Class to explain", ["predicted", *serving.model_labels(model_name)], key="explain_target")
+    baselines = dict(serving.explain_baseline_choices())
+    baseline_title = st.selectbox("Baseline of Integrated Gradients and Occlusion", list(baselines),
+                                  key="explain_baseline", disabled=methods[method_title] not in serving.BASELINE_METHODS,
+                                  help="The image the attribution starts from. On cells segmented onto black, the "
+                                       "black baseline credits the cell as a whole (random weights do so too); the "
+                                       "blurred image asks which fine structure, such as chromatin, drove the call.")
     run = st.button("Explain", type="primary", icon=":material/play_arrow:", key="explain_run")
 
 if run:
@@ -35,7 +41,7 @@ if run:
     else:
         with ui.user_errors("explain"), st.spinner(f"Computing {method_title}…"):
             st.session_state[RESULT_KEY] = serving.explain_image(image, model_name, method=methods[method_title],
-                                                                 target=target)
+                                                                 target=target, baseline=baselines[baseline_title])
 
 result: serving.ExplainResult | None = st.session_state.get(RESULT_KEY)
 if result is not None:

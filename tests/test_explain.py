@@ -524,7 +524,7 @@ class _SaturatedQuadrantModel(nn.Module):
 
 
 def test_log_odds_score_ranks_maps_where_the_probability_saturates():
-    from leuk.explain.faithfulness import MIN_LOGODDS_SPREAD
+    from leuk.explain.faithfulness import MIN_LOGODDS_RANGE
 
     x = torch.ones(1, 3, 32, 32)
     truthful = torch.zeros(32, 32)
@@ -535,25 +535,27 @@ def test_log_odds_score_ranks_maps_where_the_probability_saturates():
     # on the probability both maps score 0: every curve sits at 1
     assert good.insertion_auc - good.deletion_auc == pytest.approx(0.0, abs=1e-6)
     assert bad.insertion_auc - bad.deletion_auc == pytest.approx(0.0, abs=1e-6)
-    # on the log-odds (image 1, baseline 0) the true map is clearly better, the other clearly worse
-    assert good.separable and bad.separable and good.logodds_spread == pytest.approx(40.0, rel=1e-5)
-    assert good.score > 0.5 and bad.score < -0.5
-    assert -1.0 <= bad.score <= good.score <= 1.0
+    # on the log-odds the true map is clearly better: the quadrant (the first quarter of its pixels) goes in the
+    # first quarter of the deletion curve (60 -> 20 nats, then 20: mean 25) and of the insertion curve (mean 55)
+    assert good.separable and bad.separable and good.logodds_range == pytest.approx(40.0, rel=1e-5)
+    assert good.deletion_logodds_auc == pytest.approx(25.0, rel=1e-4)
+    assert good.insertion_logodds_auc == pytest.approx(55.0, rel=1e-4)
+    assert good.score == pytest.approx(30.0, rel=1e-4) and bad.score == pytest.approx(-30.0, rel=1e-4)
     assert "score +" in good.summary() and "on the log-odds" in good.summary()
 
-    # a model that barely reacts to losing every pixel: no map can do better than another, and it says so
-    flat = deletion_insertion(_SaturatedQuadrantModel(MIN_LOGODDS_SPREAD / 10), x, truthful, 1, steps=8,
+    # a model that barely reacts to any pixel: no map can do better than another, and it says so
+    flat = deletion_insertion(_SaturatedQuadrantModel(MIN_LOGODDS_RANGE / 10), x, truthful, 1, steps=8,
                               baseline="zero")
-    assert not flat.separable and flat.score is None and flat.scaled_deletion_auc is None
-    assert "cannot rank maps on this image" in flat.summary()
+    assert not flat.separable and abs(flat.score) < MIN_LOGODDS_RANGE
+    assert "cannot rank this map" in flat.summary()
 
 
-def test_explain_result_says_when_faithfulness_cannot_tell_methods_apart():
+def test_explain_result_says_when_faithfulness_cannot_rank_the_map():
     from leuk.serving.explanations import ExplainResult
 
     truthful = torch.zeros(32, 32)
     truthful[:16, :16] = 1.0
-    x = truthful.expand(1, 3, 32, 32).clone()  # blurring it spreads the quadrant's evidence out of it
+    x = truthful.expand(1, 3, 32, 32).clone()
 
     def result(scale: float) -> ExplainResult:
         curves = deletion_insertion(_SaturatedQuadrantModel(scale, offset=20.0), x, truthful, 1, steps=8,
@@ -564,9 +566,11 @@ def test_explain_result_says_when_faithfulness_cannot_tell_methods_apart():
 
     flat = result(0.01)
     assert flat.faithfulness is None
-    assert "Faithfulness cannot tell methods apart on this image" in flat.summary_markdown
-    assert "its blurred version" in flat.summary_markdown
+    assert "Faithfulness cannot rank this map" in flat.summary_markdown
+    assert "however many of its most-attributed pixels are blurred or put back" in flat.summary_markdown
     saturated = result(40.0)
     assert saturated.faithfulness == pytest.approx(saturated.curves.score) and saturated.faithfulness > 0
     assert f"Faithfulness **{saturated.faithfulness:+.3f}**" in saturated.summary_markdown
     assert "log-odds" in saturated.summary_markdown
+    # the probability view of the same curves cannot see the difference: everything sits at ~1
+    assert saturated.insertion_auc - saturated.deletion_auc < 1e-6

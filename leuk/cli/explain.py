@@ -77,10 +77,10 @@ def _record(explanation) -> dict:
             "baseline": faith.baseline,
             "deletion_auc": faith.deletion_auc,
             "insertion_auc": faith.insertion_auc,
-            # on the target's log-odds, the image 1 and the baseline 0 (None: the curves cannot rank maps here)
-            "logodds_spread": faith.logodds_spread,
-            "scaled_deletion_auc": faith.scaled_deletion_auc,
-            "scaled_insertion_auc": faith.scaled_insertion_auc,
+            # on the target's log-odds (score None: the curves cannot rank maps on this image)
+            "logodds_range": faith.logodds_range,
+            "deletion_logodds_auc": faith.deletion_logodds_auc,
+            "insertion_logodds_auc": faith.insertion_logodds_auc,
             "score": faith.score,
             "fractions": faith.fractions.tolist(),
             "deletion": faith.deletion.tolist(),

@@ -10,10 +10,11 @@ read them next to each other (same image, same baseline), not as absolute truths
 
 Probabilities saturate: a model 0.999 sure of its class stays 0.99 sure with half the cell blurred, and every map
 then scores about the same. Each curve is therefore also followed on the target's log-odds (``log p / (1 - p)``,
-which keeps moving where the probability is flat), rescaled so that the image is 1 and the baseline image 0 and
-clipped to [0, 1] (:attr:`Faithfulness.score`). When the log-odds barely change between the image and its baseline
-(:data:`MIN_LOGODDS_SPREAD`), the model hardly reacts to removing everything, no map can do better than another,
-and :attr:`Faithfulness.separable` says so.
+which keeps moving where the probability is flat); :attr:`Faithfulness.score` is the insertion curve's mean
+log-odds minus the deletion curve's (nats, higher is better). When the log-odds stay within
+:data:`MIN_LOGODDS_RANGE` over both curves, removing or restoring the map's pixels barely moves the model, the
+score is near zero whatever the map, and :attr:`Faithfulness.separable` says so: either the map misses what the
+model uses, or the model hardly reacts to that baseline on this image (compare another method on the same image).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from torchvision.transforms.functional import gaussian_blur
 from leuk.explain._util import ExplainError, seeded
 
 BASELINES: tuple[str, ...] = ("blur", "black", "mean", "zero")
-#: Smallest change of the target's log-odds (nats) between the image and its baseline image for which the
-#: deletion/insertion curves can rank maps; below it the model barely reacts to losing every pixel.
-MIN_LOGODDS_SPREAD = 0.5
+#: Smallest range of the target's log-odds (nats) over both curves for which the deletion/insertion curves can
+#: rank maps; below it the model barely reacts to any of the perturbed images.
+MIN_LOGODDS_RANGE = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,45 +59,38 @@ class Faithfulness:
     insertion_logodds: Optional[np.ndarray] = None
 
     @property
-    def logodds_spread(self) -> Optional[float]:
-        """Target log-odds of the image minus those of the baseline image (every pixel removed)."""
+    def logodds_range(self) -> Optional[float]:
+        """Highest minus lowest target log-odds over both curves: how far the model moves at all."""
         if self.deletion_logodds is None or self.insertion_logodds is None:
             return None
-        return float(self.deletion_logodds[0] - self.insertion_logodds[0])
+        values = np.concatenate([self.deletion_logodds, self.insertion_logodds])
+        return float(values.max() - values.min())
 
     @property
     def separable(self) -> bool:
-        """Whether the curves can rank maps on this image: the log-odds move by :data:`MIN_LOGODDS_SPREAD` or
-        more between the image and its baseline (else every map scores about the same)."""
-        spread = self.logodds_spread
-        return spread is not None and abs(spread) >= MIN_LOGODDS_SPREAD
-
-    def _scaled_auc(self, curve: Optional[np.ndarray]) -> Optional[float]:
-        if not self.separable or curve is None or self.insertion_logodds is None:
-            return None
-        base = float(self.insertion_logodds[0])
-        scaled = (np.asarray(curve, np.float64) - base) / (self.logodds_spread or 1.0)
-        # a partly removed image the model finds more (less) convincing than the whole image (the baseline)
-        # counts as the whole image (the baseline): the AUCs stay in [0, 1], the score in [-1, 1]
-        return _auc(self.fractions, np.clip(scaled, 0.0, 1.0))
+        """Whether the score can rank this map: the log-odds move by :data:`MIN_LOGODDS_RANGE` or more along its
+        curves (else the score is near zero, as for any map the model does not react to)."""
+        spread = self.logodds_range
+        return spread is not None and spread >= MIN_LOGODDS_RANGE
 
     @property
-    def scaled_deletion_auc(self) -> Optional[float]:
-        """Deletion AUC on the log-odds rescaled so that the image is 1 and the baseline 0, clipped to [0, 1]
-        (lower is better); ``None`` when not :attr:`separable`."""
-        return self._scaled_auc(self.deletion_logodds)
+    def deletion_logodds_auc(self) -> Optional[float]:
+        """Mean target log-odds along the deletion curve (area under it; lower is better)."""
+        return None if self.deletion_logodds is None else _auc(self.fractions, self.deletion_logodds)
 
     @property
-    def scaled_insertion_auc(self) -> Optional[float]:
-        """Insertion AUC on the same rescaled log-odds (higher is better); ``None`` when not :attr:`separable`."""
-        return self._scaled_auc(self.insertion_logodds)
+    def insertion_logodds_auc(self) -> Optional[float]:
+        """Mean target log-odds along the insertion curve (higher is better)."""
+        return None if self.insertion_logodds is None else _auc(self.fractions, self.insertion_logodds)
 
     @property
     def score(self) -> Optional[float]:
-        """Scaled insertion AUC minus scaled deletion AUC (-1 to 1, higher is more faithful); ``None``
-        when the curves cannot rank maps on this image (:attr:`separable`)."""
-        deletion, insertion = self.scaled_deletion_auc, self.scaled_insertion_auc
-        return None if deletion is None or insertion is None else insertion - deletion
+        """Insertion minus deletion area on the log-odds (nats; higher is more faithful; both curves share their
+        end points, so only the order of the pixels counts); read it only when :attr:`separable`. ``None``
+        without log-odds curves."""
+        if self.deletion_logodds is None or self.insertion_logodds is None:
+            return None
+        return float(self.insertion_logodds_auc - self.deletion_logodds_auc)
 
     def summary(self) -> str:
         """One line: ``deletion AUC 0.123 (lower is better), insertion AUC 0.876 (higher is better)``, then the
@@ -105,12 +99,12 @@ class Faithfulness:
             f"deletion AUC {self.deletion_auc:.3f} (lower is better), "
             f"insertion AUC {self.insertion_auc:.3f} (higher is better)"
         )
-        if self.score is not None:
-            text += (f"; on the log-odds (image 1, {self.baseline} baseline 0): deletion {self.scaled_deletion_auc:.3f}, "
-                     f"insertion {self.scaled_insertion_auc:.3f}, score {self.score:+.3f}")
-        elif self.logodds_spread is not None:
-            text += (f"; cannot rank maps on this image: the target's log-odds change by only "
-                     f"{abs(self.logodds_spread):.3f} between it and its {self.baseline} baseline")
+        if self.separable:
+            text += (f"; on the log-odds: deletion {self.deletion_logodds_auc:+.3f}, insertion "
+                     f"{self.insertion_logodds_auc:+.3f}, score {self.score:+.3f}")
+        elif self.logodds_range is not None:
+            text += (f"; cannot rank this map: the target's log-odds stay within {self.logodds_range:.3f} "
+                     f"along its curves")
         if self.infidelity is not None:
             text += f", infidelity {self.infidelity:.3g}"
         if self.sensitivity is not None:

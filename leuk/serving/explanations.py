@@ -77,37 +77,40 @@ class ExplainResult:
     @property
     def faithfulness(self) -> float | None:
         """How well the map ranks the pixels the model uses (higher is better): the log-odds score of
-        :attr:`leuk.explain.Faithfulness.score` (insertion minus deletion AUC, the image scaled to 1 and its
-        blurred version to 0); ``None`` when the curves cannot rank maps on this image or were not computed."""
+        :attr:`leuk.explain.Faithfulness.score` (mean log-odds of the class along the insertion curve minus along
+        the deletion curve, nats); ``None`` when the score cannot rank this map (its curves barely move the model)
+        or was not computed."""
         if self.curves is not None:
-            return self.curves.score
+            return self.curves.score if self.curves.separable else None
         if self.deletion_auc is None or self.insertion_auc is None:
             return None
         return self.insertion_auc - self.deletion_auc
 
     def _faithfulness_line(self) -> str | None:
-        from leuk.explain.faithfulness import MIN_LOGODDS_SPREAD
+        from leuk.explain.faithfulness import MIN_LOGODDS_RANGE
 
         curves = self.curves
-        if curves is None or curves.logodds_spread is None:
+        if curves is None or curves.logodds_range is None:
             if self.faithfulness is None:
                 return None
             return (f"Faithfulness **{self.faithfulness:+.3f}** = insertion AUC {self.insertion_auc:.3f} "
                     f"(higher is better) minus deletion AUC {self.deletion_auc:.3f} (lower is better): "
                     "the probability of the class as the most-attributed pixels are put back / taken away.")
-        emptied = {"blur": "its blurred version", "black": "a black image", "mean": "its mean colour",
-                   "zero": "the zero input"}.get(curves.baseline, "its baseline")
-        if curves.score is None:
-            return (f"**Faithfulness cannot tell methods apart on this image:** the model barely reacts to losing "
-                    f"every pixel (probability of **{self.target_label}** {curves.deletion[0]:.3f} on the image, "
-                    f"{curves.insertion[0]:.3f} on {emptied}; log-odds change {abs(curves.logodds_spread):.3f}, "
-                    f"below {MIN_LOGODDS_SPREAD}), so every map scores about the same (insertion AUC "
-                    f"{curves.insertion_auc:.3f}, deletion AUC {curves.deletion_auc:.3f}).")
-        return (f"Faithfulness **{curves.score:+.3f}** = insertion AUC {curves.scaled_insertion_auc:.3f} (higher is "
-                f"better) minus deletion AUC {curves.scaled_deletion_auc:.3f} (lower is better), on the class's "
-                f"log-odds as the most-attributed pixels are put back / taken away, scaled so that the image is 1 "
-                f"and {emptied} 0 (they keep moving where the probability saturates; on the probability: "
-                f"insertion {curves.insertion_auc:.3f}, deletion {curves.deletion_auc:.3f}).")
+        removed = {"blur": "blurred", "black": "blacked out", "mean": "set to the mean colour",
+                   "zero": "set to zero"}.get(curves.baseline, "replaced")
+        probabilities = np.concatenate([curves.deletion, curves.insertion])
+        if not curves.separable:
+            return (f"**Faithfulness cannot rank this map:** however many of its most-attributed pixels are "
+                    f"{removed} or put back, the probability of **{self.target_label}** stays between "
+                    f"{probabilities.min():.3f} and {probabilities.max():.3f} (log-odds within "
+                    f"{curves.logodds_range:.3f}, below {MIN_LOGODDS_RANGE}), so its score "
+                    f"({curves.score:+.3f}) is near zero as any map's would be. Either the map misses what the "
+                    "model uses or the model barely reacts to this on the image: compare another method here.")
+        return (f"Faithfulness **{curves.score:+.3f}** = the log-odds of **{self.target_label}** averaged along "
+                f"the insertion curve ({curves.insertion_logodds_auc:+.3f}, most-attributed pixels put back first; "
+                f"higher is better) minus along the deletion curve ({curves.deletion_logodds_auc:+.3f}, most-attributed "
+                f"pixels {removed} first; lower is better). Log-odds keep moving where the probability saturates; "
+                f"on the probability: insertion AUC {curves.insertion_auc:.3f}, deletion AUC {curves.deletion_auc:.3f}.")
 
     @property
     def summary_markdown(self) -> str:

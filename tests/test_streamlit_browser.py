@@ -104,6 +104,7 @@ def test_predict_page_chart_upload_errors_and_no_developer_toolbar(dashboard_url
             page.get_by_text("broken.png").first.wait_for()
             page.get_by_role("button", name="Classify").click()
             page.get_by_text("No image classified").first.wait_for()
+            page.get_by_text("broken.png: not a readable image").first.wait_for()  # the page is still drawing
             body = page.locator("body").inner_text()
             assert "broken.png: not a readable image" in body and "upload:" not in body
             assert "patients flagged" not in body and "image(s) classified" not in body
@@ -115,6 +116,7 @@ def test_predict_page_chart_upload_errors_and_no_developer_toolbar(dashboard_url
             page.keyboard.press("Escape")
             page.get_by_role("button", name="Classify").click()
             page.get_by_text("(1 unreadable file left out)").first.wait_for()
+            page.get_by_text("Per image").first.wait_for()
             chart = page.locator('[data-testid="stVegaLiteChart"]').first
             chart.locator('[aria-roledescription="bar"]').first.wait_for()
             page.wait_for_timeout(500)  # let vega finish its layout

@@ -92,6 +92,12 @@ class Verdict:
         return text
 
 
+def _below(value: float, threshold: float) -> str:
+    """``"0.61 < 0.70"``, with a third decimal when two would print the value as the threshold."""
+    digits = 2 if f"{value:.2f}" != f"{threshold:.2f}" else 3
+    return f"{value:.{digits}f} < {threshold:.2f}"
+
+
 def image_verdict(
     top_probability: float | None,
     ood: Any = None,
@@ -112,7 +118,7 @@ def image_verdict(
     if flagged:
         reasons.append(ood.reason)
     if top_probability is not None and top_probability < threshold:
-        reasons.append(f"{LOW_PROBABILITY_PREFIX}: top {top_probability:.2f} < {threshold:.2f}")
+        reasons.append(f"{LOW_PROBABILITY_PREFIX}: top {_below(top_probability, threshold)}")
     note = None if ood is not None else (ood_note or "not checked for out-of-distribution input")
     return Verdict(bool(reasons), tuple(reasons), note=note, out_of_distribution=flagged)
 
@@ -150,7 +156,7 @@ def patient_verdict(
     if counts.unreadable:
         reasons.append(f"{UNREADABLE_PREFIX}: {counts.unreadable} of {n} image{'s' if n != 1 else ''}")
     if mean_top_probability is not None and mean_top_probability < threshold:
-        reasons.append(f"{LOW_PROBABILITY_PREFIX}: mean top {mean_top_probability:.2f} < {threshold:.2f}")
+        reasons.append(f"{LOW_PROBABILITY_PREFIX}: mean top {_below(mean_top_probability, threshold)}")
     if label is not None and majority_label is not None and majority_label != label:
         reasons.append(f"majority vote ({majority_label}) differs from mean probabilities ({label})")
     if readable > 1 and counts.low * 2 >= readable:

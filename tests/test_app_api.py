@@ -457,15 +457,15 @@ def test_a_smear_is_uncertain_on_every_tab(served, tiny_models, cnmc_dataset):
     _, flag, table, aggregate = client.predict([smear], tiny_models["cnmc"], api_name="/classify")
     assert flag.startswith("⚠ **Uncertain**: out of distribution: unlike the training images")
     rows = pd.DataFrame(table["data"], columns=table["headers"])
-    assert list(rows["verdict"]) == ["uncertain"] and rows["uncertain"][0].startswith("out of distribution")
+    assert list(rows["verdict"]) == ["uncertain"] and rows["reasons"][0].startswith("out of distribution")
     assert dict(aggregate["data"])["uncertain"].startswith("out of distribution: 1 of 1 image")
 
     cells = [handle_file(p) for p in list(cnmc_dataset["path"])[:6:2]]  # training images of the detector
     _, flag, table, aggregate = client.predict([*cells, smear], tiny_models["cnmc"], api_name="/classify")
     assert flag.startswith("⚠ **Uncertain**: out of distribution: 1 of 4 images unlike the training images")
     rows = pd.DataFrame(table["data"], columns=table["headers"])
-    assert rows["uncertain"].iloc[-1].startswith("out of distribution")
-    assert not any(r.startswith("out of distribution") for r in rows["uncertain"].iloc[:-1])
+    assert rows["reasons"].iloc[-1].startswith("out of distribution")
+    assert not any(r.startswith("out of distribution") for r in rows["reasons"].iloc[:-1])
     assert dict(aggregate["data"])["uncertain"].startswith("out of distribution: 1 of 4 images")
 
     _, text = client.predict(smear, tiny_models["cnmc"], "gradcam", "predicted", api_name="/explain")

@@ -318,3 +318,12 @@ def test_benchmark_script_reports_auroc_and_flag_rates(trained, tmp_path, capsys
         assert 0.0 <= record["flagged"] <= 1.0 and 0.0 <= record["auroc"]["combined"] <= 1.0
     assert results["foreign"]["samples-aria"]["flagged"] == 1.0  # smears are never called cells
     assert "| all foreign |" in capsys.readouterr().out
+
+
+def test_low_probability_reason_never_prints_the_value_as_the_threshold():
+    from leuk.verdict import image_verdict, patient_verdict
+
+    verdict = image_verdict(0.696, None, None)
+    assert verdict.uncertain and "0.696 < 0.70" in verdict.reasons[0]
+    assert "0.61 < 0.70" in image_verdict(0.61, None, None).reasons[0]
+    assert "mean top 0.699 < 0.70" in "; ".join(patient_verdict([verdict], 0.699, label="all").reasons)

@@ -87,7 +87,7 @@ class ClassifyResult:
 
     def table(self) -> "pd.DataFrame":
         """One row per image: file, label, top probability, each class probability, OOD score, verdict, its
-        reasons (column ``uncertain``), error."""
+        reasons, error."""
         import pandas as pd
 
         rows = []
@@ -97,7 +97,7 @@ class ClassifyResult:
             row.update({f"p({name})": _round(item.probabilities.get(name)) for name in self.labels})
             row["OOD score"] = _round(item.ood_score, 2)
             row["verdict"] = item.verdict.word
-            row["uncertain"] = "; ".join(item.reasons) if item.uncertain else ""
+            row["reasons"] = "; ".join(item.reasons) if item.uncertain else ""
             row["error"] = item.error or ""
             rows.append(row)
         return pd.DataFrame(rows)

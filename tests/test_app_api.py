@@ -385,7 +385,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 # ------------------------------------------------------------------- the bundled real Monte Carlo result set
 
-REAL_BUNDLE = REPO / "assets" / "results" / "cnmc-real"
+REAL_BUNDLE = REPO / "assets" / "results" / "real-cnmc"
 
 
 def _bundle_scores(results: pd.DataFrame, model: str, protocol: str, metric: str = "f1_weighted") -> np.ndarray:
@@ -401,12 +401,12 @@ def test_bundled_real_montecarlo_is_the_default_and_labelled(monkeypatch):
 
     monkeypatch.delenv("LEUK_RESULTS_DIR", raising=False)
     choices = serving.montecarlo_choices()
-    assert [source for _, source in choices][:2] == ["bundled:cnmc-real", "bundled:synthetic"]
+    assert [source for _, source in choices][:2] == ["bundled:real-cnmc", "bundled:synthetic"]
     real_label, synthetic_label = choices[0][0], choices[1][0]
     assert "real C-NMC pool, subject-grouped, 100 iterations" in real_label
     assert "frozen random-init features" in real_label and synthetic_label.startswith("synthetic data")
     summary, metric, distribution, difference, pvalues, leakage = app.montecarlo("", "f1_weighted")
-    assert "bundled:cnmc-real" in summary and "real C-NMC pool" in summary
+    assert "bundled:real-cnmc" in summary and "real C-NMC pool" in summary
     assert "frozen random-init features: no ImageNet weights; measures the protocol, not the paper's model" in summary
     assert "synthetic data" not in summary.lower() and "Leakage gap" in summary
     assert distribution is not None and difference is not None

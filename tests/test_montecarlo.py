@@ -315,7 +315,7 @@ def test_finetune_mode_trains_through_the_training_engine(mc, tmp_path):
 # ------------------------------------------------------------------ the bundled result sets (assets/results/)
 
 BUNDLED = REPO / "assets" / "results"
-REAL_BUNDLE = BUNDLED / "cnmc-real"
+REAL_BUNDLE = BUNDLED / "real-cnmc"
 REAL_POOL = REPO.parent / "shared" / "datasets" / "cnmc-real" / "C-NMC_Leukemia"
 
 
@@ -397,7 +397,7 @@ def test_bundled_real_set_is_what_its_label_says():
     assert summary["splits"].count("val_size=0.2") == 1
 
 
-@pytest.mark.parametrize("name", ["cnmc-real", "synthetic"])
+@pytest.mark.parametrize("name", ["real-cnmc", "synthetic"])
 def test_bundled_statistics_recompute_from_the_parquet_with_scipy(name):
     results = pd.read_parquet(BUNDLED / name / "results.parquet")
     summary = json.loads((BUNDLED / name / "summary.json").read_text())

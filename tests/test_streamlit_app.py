@@ -449,7 +449,7 @@ def test_streamlit_run_serves_http(specs, mc_run, dashboard_server_factory, tmp_
         assert b"<div id=\"root\">" in response.read()
 
 
-REAL_BUNDLE = REPO / "assets" / "results" / "cnmc-real"
+REAL_BUNDLE = REPO / "assets" / "results" / "real-cnmc"
 
 
 @pytest.fixture()
@@ -471,7 +471,7 @@ def test_montecarlo_page_opens_on_the_bundled_real_set(committed_results):
     at = new_app().run().switch_page("views/montecarlo.py").run()
     assert_clean(at)
     picker = at.selectbox(key="mc_choice")
-    assert picker.value == "bundled:cnmc-real" and list(picker.options)[1].startswith("synthetic data")
+    assert picker.value == "bundled:real-cnmc" and list(picker.options)[1].startswith("synthetic data")
     assert list(picker.options)[0].startswith("real C-NMC pool, subject-grouped, 100 iterations")
     text = " ".join(m.value for m in at.markdown)
     assert "frozen random-init features: no ImageNet weights; measures the protocol, not the paper's model" in text

@@ -11,7 +11,7 @@
 - ``assets/synthetic_models/efficientnet-se/`` train/make_efficientnet_se_demo.py (``--only effnet``, about 20
   CPU minutes): the synthetic model of the nucleus-attribution check
 - ``assets/results/synthetic/``             train/make_mc_results.py (a few CPU minutes); the real set,
-  ``assets/results/cnmc-real/``, needs the real C-NMC pool: ``train/make_mc_results.py --data DIR``
+  ``assets/results/real-cnmc/``, needs the real C-NMC pool: ``train/make_mc_results.py --data DIR``
 
 Git keeps every version of a binary: run this only when the generator, a model or the runner changed.
 """

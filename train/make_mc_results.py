@@ -2,7 +2,7 @@
 
     python train/make_mc_results.py                  # synthetic set -> assets/results/synthetic/ (about 2 CPU minutes)
     python train/make_mc_results.py --data ../shared/datasets/cnmc-real/C-NMC_Leukemia \\
-        --work runs/mc-real                          # real set -> assets/results/cnmc-real/ (about 25 CPU minutes)
+        --work runs/mc-real                          # real set -> assets/results/real-cnmc/ (about 25 CPU minutes)
     python train/make_mc_results.py --iterations 20 --out /tmp/mc-results
 
 Both are SMALL, honest showcases of ``leuk montecarlo`` in features mode with both split protocols (the
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="a real C-NMC folder (default: write synthetic data)")
     parser.add_argument("--out", type=Path,
-                        help="default: assets/results/cnmc-real with --data, else assets/results/synthetic")
+                        help="default: assets/results/real-cnmc with --data, else assets/results/synthetic")
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--image-size", type=int, help="default: 128 with --data, else 64")
     parser.add_argument("--models", help="comma-separated presets (default: see above)")
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     models, image_size, val_size = REAL if args.data else SYNTHETIC
     models = [m.strip() for m in args.models.split(",")] if args.models else models
     image_size = args.image_size or image_size
-    out = args.out or RESULTS / ("cnmc-real" if args.data else "synthetic")
+    out = args.out or RESULTS / ("real-cnmc" if args.data else "synthetic")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="leuk-mc-results-") as scratch:
         work = args.work or Path(scratch)

@@ -3,7 +3,7 @@
 Tables and charts come from :mod:`leuk.experiments` (``summarize``, ``metric_frame``, ``pvalue_frame``, the
 matplotlib figures); this module only finds the results, caches them and picks one metric out of them.
 
-Bundled runs live in sub-folders of ``assets/results/``: ``cnmc-real`` (the real C-NMC pool, subject-grouped,
+Bundled runs live in sub-folders of ``assets/results/``: ``real-cnmc`` (the real C-NMC pool, subject-grouped,
 frozen random-init features) and ``synthetic`` (synthetic look-alikes). Runs on real data come first, so the
 apps open on the real one; every run is labelled with what it is (:func:`source_label`). A bundled run is
 treated as synthetic unless its recorded configuration says ``"synthetic": false``.

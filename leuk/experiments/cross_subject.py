@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -174,8 +175,6 @@ def cross_subject_evaluation(
             "synthetic": synthetic, "dataset": f"{'synthetic ' if synthetic else ''}{options.dataset} "
             f"({data_root.name})", "test_patients_hash": split_info["test_patients_hash"], **record,
         }, indent=2) + "\n", encoding="utf-8")
-        import shutil
-
         shutil.rmtree(fold_dir / "checkpoints", ignore_errors=True)
         records.append(record)
         all_true.append(y_true)

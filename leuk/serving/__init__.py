@@ -56,7 +56,7 @@ from leuk.serving.montecarlo import (
     source_label,
 )
 from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
-from leuk.serving.ood import ReferenceStatistics, image_statistics
+from leuk.ood import ReferenceStatistics, image_statistics
 from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
 from leuk.serving.registry import ModelRegistry, get_registry, set_registry, warm_up
 from leuk.serving.runtime import choose_device, gpu

@@ -2,16 +2,20 @@
 
 Reads PNG, JPEG, BMP, TIFF (8- and 16-bit), grayscale, RGBA, palette images, honours EXIF orientation,
 refuses decompression bombs, and turns every failure into one :class:`~leuk.errors.ImageReadError`.
+
+:func:`atomic_output` is the one way result files are written (a killed process never leaves half a file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import tempfile
 import struct
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -130,3 +134,22 @@ def read_rgb_array(src: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndar
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one atomic step.
+
+    A process killed while writing leaves only a hidden ``.*.tmp`` file, never a half-written ``path``.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise

@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from leuk.errors import LeukError
+from leuk.records import SPLIT_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -562,7 +563,6 @@ def _summary(values: np.ndarray) -> dict[str, float]:
 
 # --------------------------------------------------------------------------------------------- model folders
 
-SPLIT_FILE = "training_split.json"
 
 
 def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tuple[list[str], list[int], list[str]]:

@@ -10,32 +10,11 @@ Heavy modules load on first use, so ``import leuk.experiments`` stays cheap for 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from leuk.io import atomic_output
 
 __all__ = ["atomic_output", "merge_results", "run_monte_carlo", "summarize"]
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one atomic step.
-
-    A process killed while writing leaves only a hidden ``.*.tmp`` file, never a half-written ``path``.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def __getattr__(name: str) -> Any:

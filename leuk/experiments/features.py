@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from leuk.experiments import atomic_output
+from leuk.io import atomic_output
 
 #: Bumped whenever the extraction itself changes, so older caches are not reused.
 FEATURES_VERSION = 1

@@ -58,7 +58,7 @@ import pandas as pd
 
 from leuk.data.splits import PROTOCOLS
 from leuk.errors import LeukError
-from leuk.experiments import atomic_output
+from leuk.io import atomic_output
 from leuk.experiments.stats import describe, holm, paired_tests
 
 __all__ = [

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from leuk.experiments import atomic_output
+from leuk.io import atomic_output
 
 #: Metrics drawn by default (those present in the results).
 PLOTTED_METRICS = ("f1_weighted", "accuracy", "roc_auc", "mcc")

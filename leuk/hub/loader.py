@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from leuk.errors import LeukError, ModelNotFoundError
+from leuk.records import CARD_FILE, EVAL_RESULTS_FILE
 
 DEMO_PREFIX = "demo:"
 DEMO_MODELS_ENV = "LEUK_DEMO_MODELS_DIR"
 DEFAULT_MODELS_ENV = "LEUK_MODELS"
-EVAL_RESULTS_FILE = "eval_results.json"
-CARD_FILE = "README.md"
 # what a model snapshot needs; anything else in a Hub repo (pickles, images, logs) is never downloaded
 SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.txt"]
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from leuk.errors import LeukError
+from leuk.records import EVAL_RESULTS_FILE, SPLIT_FILE
 
 __all__ = [
     "SPLIT_FILE",
@@ -42,8 +43,6 @@ __all__ = [
     "train_efficientnet_se",
 ]
 
-SPLIT_FILE = "training_split.json"
-EVAL_RESULTS_FILE = "eval_results.json"
 CHECKPOINTS_DIR = "checkpoints"
 DTYPES = ("float32", "float16", "bfloat16")
 MIXED_PRECISION = ("auto", "bf16", "no")

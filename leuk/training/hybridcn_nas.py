@@ -38,6 +38,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from leuk.errors import LeukError
+from leuk.records import EVAL_RESULTS_FILE, SPLIT_FILE
 
 __all__ = [
     "EVAL_RESULTS_FILE",
@@ -57,8 +58,6 @@ __all__ = [
     "train_hybridcn_nas",
 ]
 
-EVAL_RESULTS_FILE = "eval_results.json"
-SPLIT_FILE = "training_split.json"
 STAGES_DIR = "stages"
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adamax")
 #: preset name of ``leuk.models`` per training preset
@@ -222,7 +221,7 @@ class StageCache:
 
     @contextlib.contextmanager
     def writing(self, name: str):
-        from leuk.experiments import atomic_output
+        from leuk.io import atomic_output
 
         with atomic_output(self.path(name)) as temporary:
             yield temporary

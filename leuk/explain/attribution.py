@@ -37,11 +37,8 @@ summed over colour channels.
 from __future__ import annotations
 
 import contextlib
-import copy
-import itertools
 import time
 import warnings
-import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
@@ -59,8 +56,20 @@ from captum.metrics import sensitivity_max
 from torch import Tensor, nn
 
 from leuk.explain._util import ExplainError, seeded
+from leuk.explain.guided import guided_activations
+from leuk.explain.model_view import (
+    branch_layers,
+    class_labels,
+    eval_mode,
+    find_gradcam_layer,
+    input_normalization,
+    model_dtype_device,
+    resolve_target,
+    unwrap_model,
+)
+from leuk.explain.twin import FOLD_MAX_PARAMETERS, attribution_twin, compiled_forward  # noqa: F401  (re-exported)
 from leuk.models import fusion
-from leuk.models.outputs import LogitsOnly, logits_of
+from leuk.models.outputs import LogitsOnly, logits_of  # noqa: F401  (logits_of re-exported)
 from leuk.explain.faithfulness import (
     Faithfulness,
     deletion_insertion,
@@ -94,8 +103,6 @@ METHOD_OPTIONS: dict[str, dict[str, Any]] = {
 
 #: Default number of images per forward/backward inside IG, SmoothGrad and occlusion, per device type.
 DEFAULT_INTERNAL_BATCH = {"cpu": 8, "cuda": 64}
-#: models up to this size get a BatchNorm-folded twin for attribution (the twin doubles the weights' memory)
-FOLD_MAX_PARAMETERS = 200_000_000
 
 
 def canonical_method(name: str) -> str:
@@ -119,158 +126,12 @@ def resolve_methods(methods: Union[str, Sequence[str]]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-# --------------------------------------------------------------------------------------------- model view
-def unwrap_model(model: Any) -> nn.Module:
-    """The ``nn.Module`` behind a model or a :class:`leuk.hub.LoadedModel`-like holder (``.model``)."""
-    if isinstance(model, LogitsOnly):
-        return model.model
-    if isinstance(model, nn.Module):
-        return model
-    inner = getattr(model, "model", None)
-    if isinstance(inner, nn.Module):
-        return inner
-    raise ExplainError(f"expected a torch model, got {type(model).__name__}")
-
-
-_TWINS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module, fusion.FoldReport]]" = weakref.WeakKeyDictionary()
-
-
-def _weights_signature(model: nn.Module) -> tuple:
-    """Changes whenever a parameter or buffer is replaced (``.to()``, loading) or modified in place."""
-    return tuple((t.data_ptr(), t._version, t.dtype) for t in itertools.chain(model.parameters(), model.buffers()))
-
-
-def attribution_twin(model: nn.Module, probe: Tensor) -> tuple[nn.Module, fusion.FoldReport]:
-    """The model the attributions run on: a BatchNorm-folded, channels_last copy of ``model``
-    (:func:`leuk.models.fusion.fold_batchnorm`, checked against ``model`` on ``probe``), cached until the
-    model's weights change; ``model`` itself when nothing folds, the check fails or the model is too large
-    to copy (:data:`FOLD_MAX_PARAMETERS`). Same logits and input gradients, less work per pass."""
-    signature = _weights_signature(model)
-    cached = _TWINS.get(model)
-    if cached is not None and cached[0] == signature:
-        return cached[1], cached[2]
-    if sum(p.numel() for p in model.parameters()) > FOLD_MAX_PARAMETERS:
-        return model, fusion.FoldReport(0, 0.0, "model too large to keep a folded copy")
-    # attributions are computed in float32 whatever the weights are stored in (half weights on a CPU are slow
-    # and their gradients coarse)
-    full = model if _model_dtype_device(model)[0] == torch.float32 else copy.deepcopy(model).float()
-    twin, report = fusion.fold_batchnorm(full, probe.float())
-    if twin is not full:
-        twin = twin.to(memory_format=torch.channels_last)
-    if twin is not model:
-        for parameter in twin.parameters():
-            parameter.requires_grad_(False)  # attributions need input gradients only
-    _TWINS[model] = (signature, twin, report)
-    return twin, report
-
-
-_COMPILED: "weakref.WeakKeyDictionary[nn.Module, dict[bool, nn.Module]]" = weakref.WeakKeyDictionary()
-
-
-def compiled_forward(model: nn.Module, channels_last: bool = False) -> nn.Module:
-    """``torch.compile`` of :class:`LogitsOnly` over ``model``, one per model (fixed shapes: each new batch
-    shape compiles once more). The first call compiles: 2-4 minutes for EfficientNet-SE at 300 px on 2 CPU
-    threads, after which Integrated Gradients ran about a quarter faster there (``bench/bench_explain.py``)."""
-    per_model = _COMPILED.setdefault(model, {})
-    if channels_last not in per_model:
-        per_model[channels_last] = torch.compile(LogitsOnly(model, channels_last=channels_last), dynamic=False)
-    return per_model[channels_last]
-
-
-def find_gradcam_layer(model: nn.Module) -> nn.Module:
-    """The layer Grad-CAM explains: ``model.get_gradcam_layer()`` (EfficientNet-SE: the final feature map, or
-    the deepest map that is not too coarse, see ``gradcam_min_side``); for a multi-branch model the first
-    branch's final map (see :func:`leuk.explain.branches.branch_layers`); else the last Conv2d."""
-    getter = getattr(model, "get_gradcam_layer", None)
-    if callable(getter):
-        layer = getter()
-        if isinstance(layer, nn.Module):
-            return layer
-    from leuk.explain.branches import branch_layers
-
-    branches = branch_layers(model)
-    if branches:
-        return next(iter(branches.values()))
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise ExplainError(
-            f"{type(model).__name__} has no get_gradcam_layer() and no Conv2d layer: pass layer= for Grad-CAM"
-        )
-    return convs[-1]
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode for the block and restore each module's training flag afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
 @contextlib.contextmanager
 def _quiet_captum() -> Iterator[None]:
     """Silence Captum's notice that it switched on input gradients (it does so on every call, as intended)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
         yield
-
-
-# ------------------------------------------------------------------------------- guided backpropagation
-class _PositiveGradient(torch.autograd.Function):
-    """Identity forward; backward passes only the positive part of the gradient."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: Tensor) -> Tensor:
-        # a copy, so that an in-place activation that follows does not modify the function's input
-        return tensor.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return grad.clamp_min(0)
-
-
-def _rectifier_types(which: str) -> tuple[type, ...]:
-    if which == "relu":
-        return (nn.ReLU,)
-    if which != "all":
-        raise ExplainError(f"guided={which!r}: use 'all' (every rectifier-like activation) or 'relu' (Captum's rule)")
-    kinds: list[type] = [nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU,
-                         nn.Mish, nn.Hardswish, nn.Softplus]
-    try:
-        from timm.layers import activations as timm_act
-
-        kinds += [getattr(timm_act, name) for name in ("Swish", "Mish", "HardSwish", "GELU", "GELUTanh", "QuickGELU")
-                  if hasattr(timm_act, name)]
-    except ImportError:  # timm is optional here
-        pass
-    return tuple(kinds)
-
-
-@contextlib.contextmanager
-def guided_activations(model: nn.Module, which: str = "all") -> Iterator[int]:
-    """Apply the guided-backpropagation rule to ``model``'s activation modules for the block.
-
-    Yields the number of modules rewritten. ``which="relu"`` rewrites only ``nn.ReLU`` (Captum's
-    :class:`~captum.attr.GuidedBackprop`); ``"all"`` every rectifier-like activation (see module docs).
-    Activations written as functions (``F.silu``) cannot be reached and keep their plain gradient.
-    """
-    kinds = _rectifier_types(which)
-
-    def clip_input_gradient(module: nn.Module, args: tuple) -> tuple:
-        if args and isinstance(args[0], Tensor) and args[0].requires_grad:
-            return (_PositiveGradient.apply(args[0]),) + tuple(args[1:])
-        return args
-
-    handles = [m.register_forward_pre_hook(clip_input_gradient) for m in model.modules() if isinstance(m, kinds)]
-    try:
-        yield len(handles)
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 # ---------------------------------------------------------------------------------------- explanation
@@ -314,47 +175,6 @@ def _as_image_batch(pixel_values: Any) -> Tensor:
             f"explain takes one image as C x H x W or 1 x C x H x W pixel values, got shape {tuple(x.shape)}"
         )
     return x
-
-
-def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype, tensor.device
-    return torch.float32, torch.device("cpu")
-
-
-def input_normalization(model: nn.Module) -> Optional[tuple[list[float], list[float]]]:
-    """``(image_mean, image_std)`` from the model's config when it records them (leuk's models do)."""
-    config = getattr(model, "config", None)
-    mean, std = getattr(config, "image_mean", None), getattr(config, "image_std", None)
-    if mean is None or std is None:
-        return None
-    return [float(v) for v in mean], [float(v) for v in std]
-
-
-def _labels(model: nn.Module) -> dict[int, str]:
-    id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
-    return {int(k): str(v) for k, v in id2label.items()}
-
-
-def resolve_target(target: Union[int, str, None], logits: Tensor, labels: Mapping[int, str]) -> int:
-    """Class index from an index, a label name (case-insensitive) or ``None`` (the predicted class)."""
-    n_classes = int(logits.shape[-1])
-    if target is None:
-        return int(logits.reshape(-1, n_classes)[0].argmax())
-    if isinstance(target, str):
-        text = target.strip()
-        by_name = {name.lower(): idx for idx, name in labels.items()}
-        if text.lower() in by_name:
-            return by_name[text.lower()]
-        if not text.lstrip("-").isdigit():
-            known = ", ".join(labels[i] for i in sorted(labels)) or "none"
-            raise ExplainError(f"unknown target label {target!r}: the model's labels are {known}")
-        target = int(text)
-    index = int(target)
-    if not 0 <= index < n_classes:
-        raise ExplainError(f"target class {index} is out of range for a model with {n_classes} classes")
-    return index
 
 
 def _check_options(opts: Mapping[str, Any]) -> None:
@@ -546,12 +366,12 @@ def explain_many(
     names = resolve_methods(methods)
     _check_options(opts)
     net = unwrap_model(model)
-    dtype, device = _model_dtype_device(net)
+    dtype, device = model_dtype_device(net)
     x = _as_image_batch(pixel_values).to(device=device, dtype=torch.float32)
     batch = int(internal_batch_size or DEFAULT_INTERNAL_BATCH.get(device.type, 8))
     if batch < 1:
         raise ExplainError(f"internal_batch_size must be at least 1, got {internal_batch_size}")
-    labels = _labels(net)
+    labels = class_labels(net)
 
     results: dict[str, Explanation] = {}
     with eval_mode(net):
@@ -566,14 +386,12 @@ def explain_many(
                 # the twin is the same function; a Grad-CAM layer that is a folded convolution is not
                 attribution_net, channels_last = twin, True
                 cam_layer = None if layer_name is None else twin.get_submodule(layer_name)
-        dtype = _model_dtype_device(attribution_net)[0]
+        dtype = model_dtype_device(attribution_net)[0]
         if dtype != torch.float32:
             x = x.to(dtype)
         attributor = _Attributor(attribution_net, cam_layer, batch, opts, channels_last=channels_last,
                                  torch_compile=torch_compile)
         if needs_layer:
-            from leuk.explain.branches import branch_layers
-
             branches = list(branch_layers(net))
             if len(branches) > 1:
                 note = (f"Grad-CAM of branch {branches[0]} only; the model has {len(branches)} branches "

@@ -26,7 +26,8 @@ from captum.attr import IntegratedGradients
 from torch import Tensor, nn
 
 from leuk.explain._util import ExplainError
-from leuk.explain.attribution import LogitsOnly, _labels, eval_mode, resolve_target, unwrap_model
+from leuk.explain.model_view import branch_layers, class_labels, eval_mode, resolve_target, unwrap_model
+from leuk.models.outputs import LogitsOnly
 
 
 def _first_tensor(output: Any) -> Tensor:
@@ -237,26 +238,6 @@ def capture_attention(module: nn.Module, *args: Any, **kwargs: Any) -> tuple[dic
     return captured, output
 
 
-def branch_layers(model: Any) -> dict[str, nn.Module]:
-    """The layers whose outputs are each branch's final feature map, by branch name; ``{}`` for one-branch models.
-
-    ``model.get_gradcam_layers()`` (a mapping) where the model defines it; for HybridCN-NAS the outputs of
-    the two SAGAN self-attention blocks (``extractor.attention_a`` / ``attention_b``), named by backbone.
-    """
-    net = unwrap_model(model)
-    getter = getattr(net, "get_gradcam_layers", None)
-    if callable(getter):
-        return dict(getter())
-    extractor = getattr(net, "extractor", None)
-    config = getattr(net, "config", None)
-    if extractor is not None and all(hasattr(extractor, f"attention_{side}") for side in ("a", "b")):
-        names = [str(getattr(config, f"branch_{side}", side)) for side in ("a", "b")]
-        if names[0] == names[1]:
-            names = [f"{names[0]} (a)", f"{names[1]} (b)"]
-        return {names[0]: extractor.attention_a, names[1]: extractor.attention_b}
-    return {}
-
-
 @dataclass
 class HybridExplanation:
     """Why a multi-branch, feature-selecting classifier made its call on one image.
@@ -314,7 +295,7 @@ def explain_hybrid(
     attention: dict[str, np.ndarray] = {}
     if any(isinstance(m, nn.MultiheadAttention) for m in net.classifier.modules()):
         attention, _ = capture_attention(net.classifier, selected)
-    labels = _labels(net)
+    labels = class_labels(net)
     return HybridExplanation(
         target=cams.target,
         label=labels.get(cams.target),

@@ -62,3 +62,29 @@ def test_evaluate_all_and_foreign_data(run_dir, cnmc_root, cnmc_dataset, tmp_pat
     code = main(["evaluate", "--model", str(run_dir), "--data", str(other), "--out", str(tmp_path / "x")])
     assert code == 1
     assert "test patients is in" in capsys.readouterr().err
+
+
+def test_split_records_of_both_formats_read_alike():
+    """The bundled HybridCN-NAS demo holds the older ``<part>_patients`` format; the reader gives the same parts."""
+    from leuk.records import parse_training_split, read_training_split
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo_models" / "hybridcn-nas-lite"
+    old = read_training_split(demo)
+    recorded = json.loads((demo / "eval_results.json").read_text())
+    assert old.protocol == "patient" and old.part("test").patients and old.part("test").images is None
+    assert old.test_patients_hash == recorded["test_patients_hash"]
+    assert old.part("train").n_images == recorded["split_sizes"]["train"]["n_images"]
+    shared = parse_training_split({"protocol": "patient", "test": {"patients": ["b", "a"], "n_images": 2,
+                                                                   "images": ["x.png", "y.png"]}})
+    assert shared.part("test").patients == ("b", "a") and shared.part("test").images == ("x.png", "y.png")
+    assert shared.test_patients_hash is not None and shared.part("val").patients == ()
+
+
+@pytest.mark.slow
+def test_evaluate_runs_on_the_bundled_hybridcn_nas_demo(aria_root, tmp_path, capsys):
+    out = tmp_path / "hybrid"
+    assert main(["evaluate", "--model", "demo:hybridcn-nas-lite", "--data", str(aria_root), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["split"] == "test" and report["dataset"] == "aria" and report["metrics"]["n"] > 0
+    assert "recorded test patients" in report["selection"]

@@ -140,9 +140,11 @@ def test_lite_training_writes_a_complete_model(trained_run: Path, aria_root: Pat
     np.testing.assert_allclose(model.feature_mean.numpy(), head["mean"].numpy(), rtol=1e-6)
     np.testing.assert_array_equal(model.selected_indices.numpy(), head["indices"].numpy())
     split = json.loads((stages / "split.json").read_text())
-    train_patients = set(json.loads((trained_run / "training_split.json").read_text())["train_patients"])
-    test_patients = set(json.loads((trained_run / "training_split.json").read_text())["test_patients"])
+    record = json.loads((trained_run / "training_split.json").read_text())  # the schema every family writes
+    train_patients, test_patients = set(record["train"]["patients"]), set(record["test"]["patients"])
     assert train_patients.isdisjoint(test_patients) and split["test"]
+    assert record["test_patients_hash"] == results["test_patients_hash"] and record["dataset"]["loader"] == "aria"
+    assert record["test"]["n_images"] == len(split["test"]) == len(record["test"]["images"])
 
     # the saved processor reproduces, from the file, exactly what training cached
     processor = HybridCNNASImageProcessor.from_pretrained(trained_run)
@@ -153,6 +155,22 @@ def test_lite_training_writes_a_complete_model(trained_run: Path, aria_root: Pat
     cached = np.load(stages / "preprocessed.npy")
     pixels = processor(read_image(load_table(aria_root).paths[0]))["pixel_values"][0]
     np.testing.assert_allclose(pixels.permute(1, 2, 0).numpy() * 255, cached[0], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_evaluate_reproduces_the_recorded_test_figures(trained_run: Path, aria_root: Path, tmp_path: Path) -> None:
+    from leuk.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(trained_run), "--data", str(aria_root), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    recorded = json.loads((trained_run / "eval_results.json").read_text())
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["split"] == "test" and report["protocol"] == "patient"
+    assert report["patients_hash"] == recorded["test_patients_hash"] == report["recorded_test_patients_hash"]
+    assert report["metrics"]["n"] == recorded["test"]["n"]
+    for key in ("accuracy", "f1_weighted", "f1_macro", "mcc", "ece"):
+        assert report["metrics"][key] == pytest.approx(recorded["test"][key], abs=1e-4), key
 
 
 @pytest.mark.slow

@@ -29,23 +29,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
 
 
-def _recorded_split(loaded: Any) -> tuple[dict, dict | None]:
-    """(config.training_protocol, training_split.json) of a loaded model; either may be empty/None."""
-    from leuk.training.efficientnet_se import SPLIT_FILE
+def _recorded_split(loaded: Any) -> tuple[dict, Any]:
+    """(config.training_protocol, the parsed training_split.json or None) of a loaded model."""
+    from leuk.records import read_training_split
 
     protocol = getattr(loaded.model.config, "training_protocol", None) or {}
-    split_file = Path(loaded.path) / SPLIT_FILE
-    split_info = json.loads(split_file.read_text(encoding="utf-8")) if split_file.is_file() else None
-    return dict(protocol), split_info
+    return dict(protocol), read_training_split(loaded.path)
 
 
-def _test_rows(protocol: dict, split_info: dict | None, paths: list[str], groups: np.ndarray, root: Path,
+def _test_rows(protocol: dict, split_info: Any, paths: list[str], groups: np.ndarray, root: Path,
                data: str) -> tuple[np.ndarray, str]:
-    """Row indices of the recorded test split in this dataset, and a note on how they were matched."""
-    from leuk.errors import LeukError
+    """Row indices of the recorded test split in this dataset, and a note on how they were matched.
 
-    recorded_patients = protocol.get("test_patients") or (split_info or {}).get("test", {}).get("patients")
-    split_protocol = protocol.get("split") or (split_info or {}).get("protocol")
+    ``split_info`` is a :class:`leuk.records.TrainingSplit` (any family's format) or ``None``."""
+    from leuk.errors import LeukError
+    from leuk.records import relative_path
+
+    test = split_info.part("test") if split_info is not None else None
+    recorded_patients = protocol.get("test_patients") or (test.patients if test else None)
+    split_protocol = protocol.get("split") or (split_info.protocol if split_info is not None else None)
     if split_protocol == "patient" and recorded_patients:
         wanted = {str(p) for p in recorded_patients}
         rows = np.flatnonzero(np.isin(groups, list(wanted)))
@@ -57,23 +59,16 @@ def _test_rows(protocol: dict, split_info: dict | None, paths: list[str], groups
         note = f"{len(found)} recorded test patients" + (f" ({missing} of {len(wanted)} missing from the data)"
                                                           if missing else "")
         return rows, note
-    images = (split_info or {}).get("test", {}).get("images")
+    images = test.images if test else None
     if images:
         wanted_images = set(images)
-        relative = [_relative(p, root) for p in paths]
+        relative = [relative_path(p, root) for p in paths]
         rows = np.asarray([i for i, rel in enumerate(relative) if rel in wanted_images], dtype=np.int64)
         if len(rows) == 0:
             raise LeukError(f"none of the model's {len(wanted_images)} recorded test images is in {data}")
         return rows, f"{len(rows)} recorded test images ({split_protocol or 'unknown'} protocol)"
     raise LeukError("the model records no test split (no training_protocol.test_patients or training_split.json); "
                     "use --split all")
-
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
 
 
 def _label_mapping(data_names: list[str], model_names: list[str]) -> np.ndarray:
@@ -111,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.data).resolve()
 
     protocol, split_info = _recorded_split(loaded)
-    split = args.split or ("test" if protocol.get("test_patients") or split_info else "all")
+    split = args.split or ("test" if protocol.get("test_patients") or split_info is not None else "all")
     if split == "test":
         rows, note = _test_rows(protocol, split_info, paths, groups, root, args.data)
     else:
@@ -134,10 +129,11 @@ def run(args: argparse.Namespace) -> int:
         "dataset": layout,
         "split": split,
         "selection": note,
-        "protocol": protocol.get("split") or (split_info or {}).get("protocol"),
+        "protocol": protocol.get("split") or (split_info.protocol if split_info is not None else None),
         "n_patients": len(patients),
         "patients_hash": patient_set_hash(patients),
-        "recorded_test_patients_hash": protocol.get("test_patients_hash"),
+        "recorded_test_patients_hash": protocol.get("test_patients_hash")
+        or (split_info.test_patients_hash if split_info is not None else None),
         "unreadable_images": len(failed),
         "temperature": float(getattr(loaded.model.config, "temperature", 1.0)),
         "metrics": metrics,

@@ -84,15 +84,14 @@ def cross_subject_evaluation(
     ``out/fold_<i>``; return (and write to ``out/cross_subject.json``) every fold's figures and the summary.
     ``folds`` limits the run to those fold numbers. ``on_fold(i, record)`` is called after each fold.
     """
-    from leuk.data.splits import leave_one_rare_subject_out, patient_set_hash
+    from leuk.data.splits import leave_one_rare_subject_out
     from leuk.metrics import classification_metrics
+    from leuk.records import training_split_record, write_training_split
     from leuk.training.efficientnet_se import (
         EVAL_RESULTS_FILE,
-        SPLIT_FILE,
         _load_table,
         _predict_saved,
         _save_model,
-        _split_summary,
         fit_split,
         looks_synthetic,
     )
@@ -119,20 +118,11 @@ def cross_subject_evaluation(
         fold_dir = out / f"fold_{index}"
         fold_options = dataclasses.replace(options, out=str(fold_dir))
         fit = fit_split(fold_options, split, paths, labels, label_names, fold_dir)
-        split_info: dict[str, Any] = {
-            "protocol": "leave-one-rare-subject-out",
-            "fold": index,
-            "n_folds": len(splits),
-            "seed": options.seed,
-            "val_size": val_size,
-            "validation": "images of the training subjects (no test subject informs selection or calibration)",
-            "dataset": {"loader": options.dataset, "folder": data_root.name, "n_images": len(paths),
-                        "label_names": label_names},
-            "synthetic": synthetic,
-        }
-        for name in ("train", "val", "test"):
-            split_info[name] = _split_summary(getattr(split, name), paths, labels, groups, label_names, data_root)
-        split_info["test_patients_hash"] = patient_set_hash(split_info["test"]["patients"])
+        split_info = training_split_record(
+            split, paths, labels, groups, label_names, data_root, loader=options.dataset, synthetic=synthetic,
+            protocol="leave-one-rare-subject-out", fold=index, n_folds=len(splits), seed=options.seed,
+            val_size=val_size,
+            validation="images of the training subjects (no test subject informs selection or calibration)")
         state = fit.trainer.state
         fit.model.config.training_protocol = {
             "split": "leave-one-rare-subject-out", "fold": index, "n_folds": len(splits),
@@ -147,7 +137,7 @@ def cross_subject_evaluation(
         }
         fold_dir.mkdir(parents=True, exist_ok=True)
         _save_model(fit.model, fit.processor, fold_dir, options.dtype)
-        (fold_dir / SPLIT_FILE).write_text(json.dumps(split_info, indent=2) + "\n", encoding="utf-8")
+        write_training_split(fold_dir, split_info)
         if getattr(options, "fit_ood", True):
             from leuk.ood import fit_after_training  # training images of this fold only; threshold from its val
 

@@ -28,7 +28,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from leuk.errors import LeukError
-from leuk.records import EVAL_RESULTS_FILE, SPLIT_FILE
+from leuk.records import (
+    EVAL_RESULTS_FILE,
+    SPLIT_FILE,
+    relative_path,
+    training_split_record,
+    write_training_split,
+)
 
 __all__ = [
     "SPLIT_FILE",
@@ -162,25 +168,6 @@ def _load_table(options: TrainOptions):
     if len(paths) == 0:
         raise LeukError(f"no images found in {options.data}")
     return paths, labels, groups, label_names
-
-
-def _split_summary(indices: np.ndarray, paths, labels, groups, label_names, root: Path) -> dict[str, Any]:
-    patients = sorted(set(groups[indices].tolist()))
-    counts = np.bincount(labels[indices], minlength=len(label_names))
-    return {
-        "patients": patients,
-        "n_patients": len(patients),
-        "n_images": int(len(indices)),
-        "per_class": {name: int(count) for name, count in zip(label_names, counts)},
-        "images": sorted(_relative(paths[i], root) for i in indices),
-    }
-
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
 
 
 def _build_model(options: TrainOptions, label_names: list[str]):
@@ -418,7 +405,7 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
     test and validation metrics. Every process of a distributed run calls this; only the main process
     writes files.
     """
-    from leuk.data.splits import patient_set_hash, train_val_test_split
+    from leuk.data.splits import train_val_test_split
 
     options = dataclasses.replace(options, **fields) if options is not None else TrainOptions(**fields)
     options.validate()
@@ -434,21 +421,13 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
                                      seed=options.seed, protocol=options.protocol)
     except ValueError as err:
         raise LeukError(f"cannot split {data_root}: {err}") from err
-    split_info: dict[str, Any] = {
-        "protocol": options.protocol,
-        "seed": options.seed,
-        "test_size": options.test_size,
-        "val_size": options.val_size,
-        # the folder's name only: a published model must not carry the trainer's local paths
-        "dataset": {"loader": options.dataset, "folder": data_root.name, "n_images": len(paths),
-                    "label_names": label_names},
-        "synthetic": looks_synthetic(data_root) if options.synthetic is None else options.synthetic,
-    }
+    split_info = training_split_record(
+        split, paths, labels, groups, label_names, data_root, loader=options.dataset,
+        synthetic=looks_synthetic(data_root) if options.synthetic is None else options.synthetic,
+        protocol=options.protocol, seed=options.seed, test_size=options.test_size, val_size=options.val_size)
     for name in ("train", "val", "test"):
-        split_info[name] = _split_summary(getattr(split, name), paths, labels, groups, label_names, data_root)
         if split_info[name]["n_images"] == 0:
             raise LeukError(f"the {name} split of {data_root} is empty: the dataset has too few patients")
-    split_info["test_patients_hash"] = patient_set_hash(split_info["test"]["patients"])
 
     fit = fit_split(options, split, paths, labels, label_names, output_dir)
     trainer, model, processor = fit.trainer, fit.model, fit.processor
@@ -460,7 +439,7 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         _save_model(model, processor, output_dir, options.dtype)
-        (output_dir / SPLIT_FILE).write_text(json.dumps(split_info, indent=2) + "\n", encoding="utf-8")
+        write_training_split(output_dir, split_info)
         if options.fit_ood:
             from leuk.ood import fit_after_training
 
@@ -480,7 +459,7 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
             "split_sizes": {name: {k: split_info[name][k] for k in ("n_patients", "n_images", "per_class")}
                             for name in ("train", "val", "test")},
             "best_checkpoint": {
-                "path": _relative(state.best_model_checkpoint, output_dir.resolve()) if state.best_model_checkpoint
+                "path": relative_path(state.best_model_checkpoint, output_dir) if state.best_model_checkpoint
                 else None,
                 "validation_f1_weighted": state.best_metric,
                 "global_step": state.best_global_step,

@@ -38,7 +38,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from leuk.errors import LeukError
-from leuk.records import EVAL_RESULTS_FILE, SPLIT_FILE
+from leuk.records import EVAL_RESULTS_FILE, SPLIT_FILE, SPLIT_PARTS, training_split_record, write_training_split
 
 __all__ = [
     "EVAL_RESULTS_FILE",
@@ -754,18 +754,6 @@ class HybridTrainResult:
     temperature: float
 
 
-def _split_sizes(table: AriaTable, split: Any) -> dict[str, Any]:
-    sizes = {}
-    for part in ("train", "val", "test"):
-        rows = getattr(split, part)
-        sizes[part] = {
-            "n_patients": int(len(set(table.groups[rows].tolist()))),
-            "n_images": int(len(rows)),
-            "per_class": {name: int((table.labels[rows] == i).sum()) for i, name in enumerate(table.label_names)},
-        }
-    return sizes
-
-
 def _pick(record: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {key: record[key] for key in keys if key in record}
 
@@ -865,6 +853,9 @@ def train_hybridcn_nas(
                           if len(split.val) else {})
     test_metrics, _ = _evaluate(saved, pixels, split.test, table.labels, label_names)
     segmentation = {part: stages.reports.get("segmenter", {}).get(part) for part in ("val", "test")}
+    split_record = training_split_record(split, table.paths, table.labels, table.groups, label_names, table.root,
+                                         loader="aria", synthetic=synthetic, protocol=split.protocol,
+                                         seed=options.seed, test_size=options.test_size, val_size=options.val_size)
     eval_results = {
         "model": PRESETS[options.preset],
         "protocol": config.training_protocol["protocol"],
@@ -874,7 +865,8 @@ def train_hybridcn_nas(
         "seed": options.seed,
         "temperature": config.temperature,
         "test_patients_hash": patient_set_hash(table.groups[split.test]),
-        "split_sizes": _split_sizes(table, split),
+        "split_sizes": {part: {key: split_record[part][key] for key in ("n_patients", "n_images", "per_class")}
+                        for part in SPLIT_PARTS},
         "segmentation": segmentation,
         "selection": {"num_features": int(config.num_features), "num_selected": int(config.num_selected),
                       "fitted_on": "training rows only"},
@@ -889,10 +881,7 @@ def train_hybridcn_nas(
     }
     (out_dir / EVAL_RESULTS_FILE).write_text(json.dumps(eval_results, indent=2, default=_json_default) + "\n",
                                             encoding="utf-8")
-    split_record = {"protocol": split.protocol, "sizes": eval_results["split_sizes"],
-                    **{f"{part}_patients": sorted(set(table.groups[getattr(split, part)].tolist()))
-                       for part in ("train", "val", "test")}}
-    (out_dir / SPLIT_FILE).write_text(json.dumps(split_record, indent=2) + "\n", encoding="utf-8")
+    write_training_split(out_dir, split_record)
     from leuk.ood import fit_after_training  # on the training patients' images only; threshold from validation
 
     fit_after_training(out_dir, data_dir, batch_size=options.classifier_batch_size)

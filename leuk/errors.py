@@ -15,3 +15,7 @@ class DatasetLayoutError(LeukError, FileNotFoundError):
 
 class ModelNotFoundError(LeukError, FileNotFoundError):
     """A model spec (Hub id, folder, demo name) that cannot be resolved or downloaded."""
+
+
+class OODError(LeukError):
+    """A detector that cannot be fitted (no training images, a model without pooled features, ...)."""

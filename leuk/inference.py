@@ -198,7 +198,7 @@ class Predictor:
         """:meth:`preprocess`, and the image statistics of :func:`leuk.ood.image_statistics` when asked."""
         if not statistics:
             return self.preprocess(src), None
-        from leuk.ood import image_statistics
+        from leuk.ood.statistics import image_statistics
 
         image = read_image(src)
         return self.preprocess(image), image_statistics(image)
@@ -229,7 +229,7 @@ class Predictor:
     def features(self, pixel_values: torch.Tensor) -> np.ndarray:
         """Pooled features ``(N, D)`` of a preprocessed NCHW batch (:func:`leuk.ood.pooled_features`), float32,
         from the eager model whatever the runtime (bf16 autocast on CUDA, as the logits)."""
-        from leuk.ood import pooled_features
+        from leuk.ood.features import pooled_features
 
         dtype = next(self.model.parameters()).dtype
         batch = pixel_values.to(self.device).contiguous(memory_format=torch.channels_last).to(dtype)

@@ -1,42 +1,46 @@
 """Model and dataset cards: Jinja templates in ``model_cards/`` rendered through ``huggingface_hub``.
 
 Evaluation JSON (``leuk.metrics.classification_metrics`` output, optionally wrapped with metadata) becomes the
-card's ``model-index``; a Monte Carlo summary (``summary.json`` / ``summary.md``) becomes a table.
+card's ``model-index``; a Monte Carlo summary (``summary.json`` / ``summary.md``) becomes a table. Those
+conversions live in :mod:`leuk.hub.card_metrics`, what the model is (backbones, architecture, size) in
+:mod:`leuk.hub.architecture`; both stay importable from here.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from leuk.errors import LeukError
-from leuk.hub.loader import HUB_ID_PATTERN
+from leuk.hub.architecture import (  # noqa: F401  (timm_hub_id and count_parameters_in_folder re-exported)
+    backbone_sources,
+    base_models,
+    config_backbones,
+    count_parameters_in_folder,
+    efficientnet_se_architecture,
+    folder_image_size,
+    timm_hub_id,
+)
+from leuk.hub.card_metrics import (  # noqa: F401  (the card's metric helpers stay importable from here)
+    TASK_TYPE,
+    eval_results_to_card,
+    format_number,
+    is_number,
+    load_mc_summary,
+    meta_text,
+    metric_entries,
+    metric_id_and_name,
+    monte_carlo_table,
+    read_json_file,
+    split_eval_json,
+)
+from leuk.hub.provenance import label_display, training_images
 
 CARDS_DIR_ENV = "LEUK_MODEL_CARDS_DIR"
-TASK_TYPE = "image-classification"
 LICENSE = "apache-2.0"
 
-# leuk metric name -> (Hub metric id, display name); averages (_macro, _weighted...) are split off first
-_METRIC_IDS: dict[str, tuple[str, str]] = {
-    "accuracy": ("accuracy", "Accuracy"),
-    "balanced_accuracy": ("balanced_accuracy", "Balanced accuracy"),
-    "f1": ("f1", "F1"),
-    "precision": ("precision", "Precision"),
-    "recall": ("recall", "Recall"),
-    "roc_auc": ("roc_auc", "ROC AUC"),
-    "auc": ("roc_auc", "ROC AUC"),
-    "mcc": ("matthews_correlation", "MCC"),
-    "sensitivity": ("recall", "Sensitivity"),
-    "specificity": ("specificity", "Specificity"),
-    "ece": ("ece", "Expected calibration error"),
-    "cohen_kappa": ("cohen_kappa", "Cohen's kappa"),
-}
-_AVERAGES = ("macro", "weighted", "micro", "binary", "samples", "ovr", "ovo")
-# keys of an eval JSON that describe the run rather than measure it
-_METADATA_KEYS = {"n", "positive_label", "label_names", "confusion_matrix", "per_class", "seed", "iteration"}
 
 
 class _Family:
@@ -128,152 +132,14 @@ def template_path(name: str) -> Path:
     return path
 
 
-def read_json_file(path: str | Path, what: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise LeukError(f"{what} {path} does not exist") from err
-    except (OSError, ValueError) as err:
-        raise LeukError(f"{what} {path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise LeukError(f"{what} {path} must hold a JSON object")
-    return data
-
-
-def split_eval_json(data: Mapping[str, Any]) -> tuple[dict, dict]:
-    """(metrics, metadata) of an eval JSON: metrics may sit under ``metrics``/``test`` or at the top level."""
-    for key in ("metrics", "test_metrics", "test"):
-        if isinstance(data.get(key), Mapping):
-            return dict(data[key]), {k: v for k, v in data.items() if k != key}
-    return dict(data), {}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-
-
-def _metric_id_and_name(key: str) -> tuple[str, str, str]:
-    """(Hub metric id, display name, average) of a leuk metric key such as ``f1_weighted``."""
-    base, _, average = key.rpartition("_")
-    if not base or average not in _AVERAGES:
-        base, average = key, ""
-    metric_id, display = _METRIC_IDS.get(base, (base, base.replace("_", " ").capitalize()))
-    return metric_id, (f"{display} ({average})" if average else display), average
-
-
-def metric_entries(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every scalar metric as ``{key, type, name, config, value}``, per-class sensitivity/specificity included."""
-    entries = []
-    for key, value in metrics.items():
-        if key in _METADATA_KEYS or not _is_number(value):
-            continue
-        metric_id, name, average = _metric_id_and_name(key)
-        entries.append({"key": key, "type": metric_id, "name": name, "config": average or None, "value": float(value)})
-    per_class = metrics.get("per_class")
-    if isinstance(per_class, Mapping) and "sensitivity" not in metrics:
-        for label, values in per_class.items():
-            for key in ("sensitivity", "specificity"):
-                value = values.get(key) if isinstance(values, Mapping) else None
-                if _is_number(value):
-                    metric_id, display = _METRIC_IDS[key]
-                    entries.append({"key": f"{key}_{label}", "type": metric_id, "name": f"{display} ({label})",
-                                    "config": str(label), "value": float(value)})
-    return entries
-
-
-def eval_results_to_card(
-    eval_json: Mapping[str, Any], *, dataset_name: str, dataset_type: str, dataset_split: str | None = None
-) -> list:
-    """``huggingface_hub.EvalResult`` list (one per scalar metric) for a card's ``model-index``."""
-    from huggingface_hub import EvalResult
-
-    metrics, _ = split_eval_json(eval_json)
-    return [
-        EvalResult(
-            task_type=TASK_TYPE,
-            dataset_type=dataset_type,
-            dataset_name=dataset_name,
-            dataset_split=dataset_split,
-            metric_type=entry["type"],
-            metric_name=entry["name"],
-            metric_config=entry["config"],
-            metric_value=round(entry["value"], 6),
-        )
-        for entry in metric_entries(metrics)
-    ]
-
-
-def _summary_rows(data: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Mapping]]:
-    if isinstance(data, Mapping):
-        if "mean" in data and _is_number(data.get("mean")):
-            yield prefix, data
-            return
-        for key, value in data.items():
-            yield from _summary_rows(value, prefix + (str(key),))
-
-
-def _meta_text(metadata: Mapping[str, Any], skip: tuple[str, ...] = ()) -> str:
-    """``key: `value`; ...`` for the scalar entries of a metadata mapping."""
-    items = [f"{key}: `{value}`" for key, value in metadata.items()
-             if key not in skip and not isinstance(value, (Mapping, list, tuple))]
-    return "; ".join(items)
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    return f"{float(value):.{digits}f}" if _is_number(value) else "n/a"
-
-
-def monte_carlo_table(summary: Mapping[str, Any]) -> str:
-    """Markdown table of a Monte Carlo summary: every ``{mean, sd, p2_5, p97_5, n}`` leaf becomes one row."""
-    rows = list(_summary_rows(summary))
-    if not rows:
-        raise LeukError("Monte Carlo summary holds no {mean, sd, ...} entries")
-    lines = ["| metric | mean | sd | 95% interval | iterations |", "|---|---|---|---|---|"]
-    for path, stats in rows:
-        low = stats.get("p2_5", stats.get("ci_low"))
-        high = stats.get("p97_5", stats.get("ci_high"))
-        if isinstance(stats.get("interval"), (list, tuple)) and len(stats["interval"]) == 2:
-            low, high = stats["interval"]
-        interval = f"{_fmt(low)} – {_fmt(high)}" if _is_number(low) and _is_number(high) else "n/a"
-        sd = stats.get("sd", stats.get("std"))
-        count = stats.get("n", "")
-        label = " / ".join(part for part in path if part not in ("metrics", "summary")) or "value"
-        lines.append(f"| {label} | {_fmt(stats['mean'])} | {_fmt(sd)} | {interval} | {count} |")
-    return "\n".join(lines)
-
-
-def load_mc_summary(mc_summary: str | Path | Mapping | None) -> tuple[str | None, dict]:
-    """(markdown, metadata) for a Monte Carlo summary given as a dict, a ``summary.json`` or a ``summary.md``."""
-    if mc_summary is None:
-        return None, {}
-    if isinstance(mc_summary, Mapping):
-        data = dict(mc_summary)
-    else:
-        path = Path(mc_summary)
-        if path.is_dir():
-            candidates = [path / "summary.json", path / "summary.md"]
-            path = next((c for c in candidates if c.is_file()), candidates[0])
-        if path.suffix.lower() == ".md":
-            if not path.is_file():
-                raise LeukError(f"Monte Carlo summary {path} does not exist")
-            return path.read_text(encoding="utf-8").strip(), {}
-        data = read_json_file(path, "Monte Carlo summary")
-    metadata = {k: v for k, v in data.items() if not isinstance(v, (Mapping, list))}
-    return monte_carlo_table(data), metadata
-
-
 def _subject_key(subject: str) -> tuple:
     """Natural order of subject ids: ``2`` before ``11``, ``H10`` before ``H14``."""
     digits = "".join(ch for ch in subject if ch.isdigit())
     return ("".join(ch for ch in subject if not ch.isdigit()), int(digits) if digits else -1, subject)
 
 
-def _label_display(label: str) -> str:
-    return label.upper() if label.lower() in ("all", "hem") else label
-
-
 def _count_text(counts: Mapping[str, int]) -> str:
-    return " / ".join(f"{count} {_label_display(label)}" for label, count in counts.items())
+    return " / ".join(f"{count} {label_display(label)}" for label, count in counts.items())
 
 
 def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list[str] | None = None,
@@ -292,15 +158,15 @@ def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list
     pooled = summary.get("pooled") if isinstance(summary.get("pooled"), Mapping) else {}
     rows, n_folds = [], None
     for key, spread in over.items():
-        if not isinstance(spread, Mapping) or not _is_number(spread.get("mean")):
+        if not isinstance(spread, Mapping) or not is_number(spread.get("mean")):
             continue
         n_folds = spread.get("n_folds", n_folds)
         low, high = spread.get("min"), spread.get("max")
         rows.append({
-            "key": key, "name": _metric_id_and_name(key)[1],
-            "mean_sd": f"{float(spread['mean']):.4f} ± {_fmt(spread.get('std', spread.get('sd')))}",
-            "range": f"{_fmt(low)} – {_fmt(high)}" if _is_number(low) and _is_number(high) else "n/a",
-            "pooled": _fmt(pooled.get(key)),
+            "key": key, "name": metric_id_and_name(key)[1],
+            "mean_sd": f"{float(spread['mean']):.4f} ± {format_number(spread.get('std', spread.get('sd')))}",
+            "range": f"{format_number(low)} – {format_number(high)}" if is_number(low) and is_number(high) else "n/a",
+            "pooled": format_number(pooled.get(key)),
         })
     folds = [f for f in block.get("folds") or [] if isinstance(f, Mapping)]
     fold_of = {str(subject): f.get("fold") for f in folds for subject in f.get("test_subjects") or []}
@@ -312,8 +178,8 @@ def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list
             continue
         subjects.append({
             "subject": str(subject), "label": str(record.get("label", "")),
-            "label_display": _label_display(str(record.get("label", ""))),
-            "n_images": record.get("n_images"), "accuracy": _fmt(record.get("accuracy"), 3),
+            "label_display": label_display(str(record.get("label", ""))),
+            "n_images": record.get("n_images"), "accuracy": format_number(record.get("accuracy"), 3),
             "fold": fold_of.get(str(subject), ""),
         })
     subjects.sort(key=lambda r: (order.get(r["label"], len(order)), r["label"], _subject_key(r["subject"])))
@@ -370,91 +236,8 @@ def _recipe_text(recipe: Any) -> str | None:
 
 def _training_images_text(eval_json: Mapping[str, Any] | None, unit: str) -> str | None:
     """``1,319 cells``: training plus validation images of a recorded split, or ``None``."""
-    from leuk.hub.provenance import _training_images
-
-    count = _training_images(eval_json or {})
+    count = training_images(eval_json or {})
     return f"{count:,} {unit}" if count else None
-
-
-def timm_hub_id(backbone: str | None) -> str | None:
-    """The Hub repo of a timm backbone's default pretrained weights (``timm/<arch>.<tag>``), per timm itself."""
-    if not backbone:
-        return None
-    try:
-        import timm.models
-
-        config = timm.models.get_pretrained_cfg(backbone)
-    except Exception:  # unknown architecture: no base model to name
-        return None
-    hub_id = getattr(config, "hf_hub_id", None) if config is not None else None
-    return hub_id or None
-
-
-def _config_backbones(config: Mapping[str, Any]) -> list[str]:
-    names = []
-    for key, value in config.items():
-        if isinstance(value, str) and "backbone" in key and not key.endswith(("_kwargs", "_tag", "_source")):
-            names.append(value)
-    return list(dict.fromkeys(names))
-
-
-def _backbone_sources(config: Mapping[str, Any]) -> tuple[bool, list[str]]:
-    """(whether the config records backbone initialisation, the recorded sources): keys such as
-    ``pretrained_backbone_source`` hold e.g. ``"timm/arch.tag (timm ImageNet weights)"`` or ``None``."""
-    keys = [key for key in config if "pretrained" in key and key.endswith("source")]
-    values = [config[key] for key in keys if isinstance(config[key], str) and config[key].strip()]
-    return bool(keys), values
-
-
-def _base_models(config: Mapping[str, Any], backbones: list[str]) -> str | list[str] | None:
-    """Hub ids the weights were initialised from; ``None`` when the config says the backbone started random.
-
-    Without any record, the timm default pretrained weights of each backbone are named (per timm)."""
-    recorded, sources = _backbone_sources(config)
-    if recorded:
-        hub_ids = [source.split()[0] for source in sources if HUB_ID_PATTERN.match(source.split()[0])]
-    else:
-        hub_ids = [hub_id for hub_id in map(timm_hub_id, backbones) if hub_id]
-    hub_ids = list(dict.fromkeys(hub_ids))
-    return hub_ids[0] if len(hub_ids) == 1 else (hub_ids or None)
-
-
-def _efficientnet_se_architecture(config: Mapping[str, Any], backbones: list[str]) -> tuple[str, str]:
-    """(title, one-line architecture) of an EfficientNet-SE-family config, baselines included."""
-    backbone = backbones[0] if backbones else "EfficientNetV2"
-    num_labels = len(config.get("id2label") or {}) or 2
-    parts = [f"timm `{backbone}` backbone (no pooling)"]
-    if config.get("use_se", True):
-        reduction = config.get("se_reduction", 16)
-        parts.append(f"squeeze-and-excitation block (reduction {reduction}) on the final feature map")
-    parts.append("global average pooling")
-    if config.get("use_head", True):
-        blocks = [f"Dropout {p} → Linear {h} → BatchNorm → ReLU"
-                  for h, p in zip(config.get("head_hidden_sizes", (512, 256)), config.get("head_dropout", (0.3, 0.2)))]
-        parts.append("MLP head (" + " → ".join(blocks + [f"Linear {num_labels}"]) + ")")
-    else:
-        parts.append(f"linear classifier ({num_labels} classes)")
-    plain = not config.get("use_se", True) and not config.get("use_head", True)
-    return (f"{backbone} baseline" if plain else "EfficientNet-SE"), " → ".join(parts)
-
-
-def _image_size(model_dir: Path, config: Mapping[str, Any]) -> str | None:
-    processor_path = model_dir / "preprocessor_config.json"
-    if processor_path.is_file():
-        size = read_json_file(processor_path, "preprocessor config").get("size")
-        if isinstance(size, Mapping) and size:
-            return " x ".join(str(size[k]) for k in ("height", "width", "shortest_edge") if k in size)
-        if _is_number(size):
-            return f"{size} x {size}"
-    return str(config["image_size"]) if "image_size" in config else None
-
-
-def count_parameters_in_folder(model_dir: str | Path) -> int:
-    """Exact parameter count of a saved model (built through the loader, weights and all)."""
-    from leuk.hub.loader import _load_from_folder
-
-    model, _ = _load_from_folder(Path(model_dir), "cpu")
-    return sum(p.numel() for p in model.parameters())
 
 
 def _local_names(model_dir: Path) -> tuple[str, str]:
@@ -521,10 +304,10 @@ def build_model_card(
                                    dataset_split=split) if eval_json else None
     mc_table, mc_meta = load_mc_summary(mc_summary)
 
-    backbones = _config_backbones(config)
+    backbones = config_backbones(config)
     if base_model is None:
-        base_model = _base_models(config, backbones)
-    recorded, sources = _backbone_sources(config)
+        base_model = base_models(config, backbones)
+    recorded, sources = backbone_sources(config)
     backbone_init = "; ".join(sources) if sources else ("random (no ImageNet weights)" if recorded else None)
     if num_parameters is None:
         num_parameters = count_parameters_in_folder(model_dir)
@@ -532,7 +315,7 @@ def build_model_card(
 
     title, architecture, branches = spec.title, None, backbones
     if family == "efficientnet_se":
-        title, architecture = _efficientnet_se_architecture(config, backbones)
+        title, architecture = efficientnet_se_architecture(config, backbones)
     elif family == "hybridcn_nas":
         from leuk.hub.provenance import training_summary
 
@@ -583,7 +366,7 @@ def build_model_card(
         protocol=(eval_meta.get("protocol") or config.get("protocol")
                   or (config.get("training_protocol") or {}).get("protocol")
                   or ("patient" if family == "efficientnet_se" else None)),
-        eval_meta_text=_meta_text(eval_meta, skip=("dataset_name", "dataset_type", "command", "best_checkpoint")),
+        eval_meta_text=meta_text(eval_meta, skip=("dataset_name", "dataset_type", "command", "best_checkpoint")),
         cross_subject=cross_subject,
         ood_text=_ood_text(model_dir),
         recipe_text=_recipe_text(recipe),
@@ -593,13 +376,13 @@ def build_model_card(
         metrics_rows=metric_entries(metrics),
         n_eval=metrics.get("n"),
         mc_table=mc_table,
-        mc_meta_text=_meta_text(mc_meta),
+        mc_meta_text=meta_text(mc_meta),
         backbones=branches,
         backbone_init=backbone_init,
-        training_protocol_text=_meta_text(config.get("training_protocol") or {}),
+        training_protocol_text=meta_text(config.get("training_protocol") or {}),
         num_parameters=f"{num_parameters:,}",
         num_parameters_m=f"{num_parameters / 1e6:.2f}M",
-        image_size=_image_size(model_dir, config),
+        image_size=folder_image_size(model_dir, config),
         labels=label_names,
         revision=pinned_revision,
         leuk_version=__version__,
@@ -674,7 +457,7 @@ def build_results_card(
         num_rows=num_rows,
         columns=columns,
         summary_table=summary_table,
-        summary_meta_text=_meta_text(summary_meta),
+        summary_meta_text=meta_text(summary_meta),
         models=models or [],
         leuk_version=__version__,
     )

@@ -353,7 +353,7 @@ def load_model(
         eval_results = _read_json(path / EVAL_RESULTS_FILE)
         card_path = path / CARD_FILE
         card_text = card_path.read_text(encoding="utf-8") if card_path.is_file() else None
-        from leuk.ood import load_detector
+        from leuk.ood.detector import load_detector
 
         ood_detector, ood_note = load_detector(path)
         loaded = LoadedModel(

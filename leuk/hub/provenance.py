@@ -94,7 +94,8 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _label_display(label: str) -> str:
+def label_display(label: str) -> str:
+    """A class label as cards and banners print it (``ALL``/``HEM`` in capitals)."""
     return label.upper() if label.lower() in ("all", "hem") else label
 
 
@@ -113,9 +114,9 @@ def _is_synthetic(config: Mapping[str, Any], eval_results: Mapping[str, Any] | N
 
 def _title(config: Mapping[str, Any], family: str) -> str:
     if family == "efficientnet_se":
-        from leuk.hub.cards import _config_backbones, _efficientnet_se_architecture
+        from leuk.hub.architecture import config_backbones, efficientnet_se_architecture
 
-        return _efficientnet_se_architecture(config, _config_backbones(config))[0]
+        return efficientnet_se_architecture(config, config_backbones(config))[0]
     title = _DATA_NAMES.get(family, (family or "model",))[0]
     protocol = config.get("training_protocol") if isinstance(config.get("training_protocol"), Mapping) else {}
     preset = protocol.get("preset")
@@ -146,11 +147,11 @@ def _training_subjects(eval_results: Mapping[str, Any], label_order: list[str]) 
     if any(not isinstance(label, str) for label in labels):
         return {}, len(subjects)
     order = label_order + sorted(set(labels) - set(label_order))
-    counts = {_label_display(label): labels.count(label) for label in order if label in labels}
+    counts = {label_display(label): labels.count(label) for label in order if label in labels}
     return counts, len(subjects)
 
 
-def _training_images(eval_results: Mapping[str, Any]) -> int | None:
+def training_images(eval_results: Mapping[str, Any]) -> int | None:
     sizes = eval_results.get("split_sizes")
     if not isinstance(sizes, Mapping):
         return None
@@ -178,7 +179,7 @@ def training_summary(config: Mapping[str, Any], eval_results: Mapping[str, Any] 
         data=data,
         subjects=subjects,
         n_subjects=n_subjects,
-        n_images=_training_images(eval_results or {}),
+        n_images=training_images(eval_results or {}),
         image_unit=names[3] if names else "images",
         headline=headline_of(eval_results),
     )

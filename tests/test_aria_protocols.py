@@ -1,0 +1,136 @@
+"""The real-Aria protocols: file-number blocks, grouped folds, pseudo-mask workspace, the reviewed
+reference masks and the plain CNN baseline (tiny synthetic pictures; no ``../shared`` needed)."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leuk.experiments.aria_protocols import (
+    ProtocolFold,
+    file_number,
+    file_number_blocks,
+    prepare_aria_workspace,
+    protocol_folds,
+    summarise_folds,
+    train_plain_cnn,
+)
+from leuk.segmentation import classical_cell_mask, segmentation_scores
+
+REFERENCE = Path(__file__).resolve().parents[1] / "assets" / "aria_reference"
+
+
+def smear(seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """A near-white field with pale grey-blue red cells and one violet white cell (and its mask)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    image = np.full((size, size, 3), (238, 236, 226), np.uint8)
+    for _ in range(14):
+        centre = tuple(int(v) for v in rng.integers(0, size, 2))
+        cv2.circle(image, centre, 7, (175, 180, 205), -1)
+    mask = np.zeros((size, size), np.uint8)
+    centre = tuple(int(v) for v in rng.integers(30, size - 30, 2))
+    cv2.circle(image, centre, 14, (150, 80, 200), -1)
+    cv2.circle(mask, centre, 14, 1, -1)
+    return image, mask.astype(bool)
+
+
+def test_file_numbers_and_blocks():
+    assert file_number("WBC-Malignant-Pre-639.jpg") == 639
+    assert file_number("Original/Pro/WBC-Malignant-Pro-002.jpg") == 2
+    blocks = file_number_blocks(["a-1.jpg", "a-49.jpg", "a-50.jpg", "b-1.jpg"], ["Early", "Early", "Early", "Pro"])
+    assert blocks.tolist() == ["Early:0000", "Early:0000", "Early:0050", "Pro:0000"]
+    with pytest.raises(Exception, match="no file number"):
+        file_number("benign.jpg")
+
+
+@pytest.mark.parametrize("per_group", [1, 7])
+def test_folds_test_every_group_once_and_keep_groups_whole(per_group):
+    rng = np.random.default_rng(0)
+    n_groups = 60
+    group_labels = rng.integers(0, 4, n_groups)
+    groups = np.repeat(np.arange(n_groups), per_group).astype(str)
+    labels = np.repeat(group_labels, per_group)
+    folds = protocol_folds(labels, groups, n_folds=5, val_size=0.15, seed=3)
+    tested = np.concatenate([fold.test for fold in folds])
+    assert sorted(tested.tolist()) == list(range(len(labels)))  # every row tested exactly once
+    for fold in folds:
+        assert not set(fold.test) & set(fold.train) and not set(fold.test) & set(fold.val)
+        assert not set(fold.train) & set(fold.val)
+        assert len(fold.train) + len(fold.val) + len(fold.test) == len(labels)
+        assert not set(groups[fold.test]) & (set(groups[fold.train]) | set(groups[fold.val]))
+        assert not set(groups[fold.val]) & set(groups[fold.train])
+        assert 0.05 < len(fold.val) / (len(fold.train) + len(fold.val)) < 0.3
+    again = protocol_folds(labels, groups, n_folds=5, val_size=0.15, seed=3)
+    assert all(np.array_equal(a.test, b.test) and np.array_equal(a.val, b.val) for a, b in zip(folds, again))
+
+
+def test_classical_mask_finds_the_white_cell_and_not_the_red_cells():
+    for seed in range(3):
+        image, truth = smear(seed)
+        scores = segmentation_scores(classical_cell_mask(image)[None], truth[None])
+        assert scores["dice"] > 0.9, scores
+    assert not classical_cell_mask(np.full((64, 64, 3), (175, 180, 205), np.uint8)).any()
+
+
+def test_reviewed_reference_masks_are_masks_only_and_cover_every_class():
+    with open(REFERENCE / "reviewed.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    accepted = [row for row in rows if row["source"] in ("classical", "unet")]
+    assert len(accepted) >= 40
+    assert {row["label"] for row in accepted} == {"Benign", "Early", "Pre", "Pro"}
+    assert all(row["note"] for row in rows if row["source"] == "reject")  # every rejection says why
+    for row in accepted:
+        label, name = row["image"].split("/")
+        mask = np.asarray(Image.open(REFERENCE / "masks" / label / f"{Path(name).stem}.png").convert("L"))
+        assert mask.shape == (224, 224) and set(np.unique(mask)) <= {0, 255} and mask.any()
+    files = [p for p in REFERENCE.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} <= {".png", ".csv"}  # never an Aria picture (those are JPEG)
+    assert len([p for p in files if p.suffix == ".png"]) == len(accepted)
+
+
+def test_workspace_has_copies_pseudo_masks_and_a_block_map(tmp_path):
+    from leuk.data import load_aria
+
+    source = tmp_path / "aria" / "Original"
+    for label in ("Benign", "Early", "Pre", "Pro"):
+        (source / label).mkdir(parents=True)
+        for number in (1, 2, 60):
+            Image.fromarray(smear(number)[0]).save(source / label / f"WBC-{label}-{number:03d}.jpg")
+    root = prepare_aria_workspace(tmp_path / "aria", tmp_path / "work", exclude=["Pro/WBC-Pro-060.jpg"],
+                                  progress=False)
+    dataset = load_aria(root, root / "blocks.csv")
+    assert len(dataset) == 11 and all(mask for mask in dataset["mask"])
+    assert sorted(set(dataset["patient_id"])) == sorted(
+        f"{label}:{block}" for label in ("Benign", "Early", "Pre", "Pro") for block in ("0000", "0050")
+        if (label, block) != ("Pro", "0050"))
+    assert not (root / "Original" / "Pro" / "WBC-Pro-060.jpg").exists()
+    assert not any(p.is_symlink() for p in (root / "Original").rglob("*"))
+
+
+def test_plain_cnn_returns_test_probabilities(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(40) % 4
+    fold = ProtocolFold(0, np.arange(24), np.arange(24, 32), np.arange(32, 40))
+    probabilities = train_plain_cnn(images, labels, fold, 4, image_size=32, epochs=2, batch_size=8)
+    assert probabilities.shape == (8, 4)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_summary_is_mean_and_sample_sd_over_folds():
+    records = [{"model": m, "protocol": p, "fold": f, "accuracy": a, "f1_macro": a - 0.1, "f1_weighted": a,
+                "roc_auc": None}
+               for m, p, values in (("cnn", "image", [0.9, 1.0, 0.95]), ("cnn", "block", [0.5, 0.7, 0.6]))
+               for f, a in enumerate(values)]
+    summary = summarise_folds(records)
+    assert summary["image"]["cnn"]["accuracy"]["mean"] == pytest.approx(statistics.mean([0.9, 1.0, 0.95]))
+    assert summary["block"]["cnn"]["accuracy"]["sd"] == pytest.approx(statistics.stdev([0.5, 0.7, 0.6]))
+    assert "roc_auc" not in summary["image"]["cnn"]
+    assert summary["gap_image_minus_block"]["cnn"]["accuracy"] == pytest.approx(0.95 - 0.6)

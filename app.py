@@ -255,7 +255,7 @@ def build_demo() -> gr.Blocks:
     default = registry.default
     samples = serving.list_samples()
     gallery_items, gallery_paths = _gallery(samples)
-    smear_examples = [[str(s.path)] for s in samples if s.task == "aria"][:4]
+    smear_examples = [[str(s.path)] for s in serving.one_per_class([s for s in samples if s.task == "aria"])]
     all_examples = [[str(s.path)] for s in samples[:: max(1, len(samples) // 6)]][:6]
     model_kwargs = dict(choices=names, value=default, label="Model", interactive=True)
     first_banner = serving.banner_for(default, load=False) if default else ""

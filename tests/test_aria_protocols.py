@@ -134,3 +134,23 @@ def test_summary_is_mean_and_sample_sd_over_folds():
     assert summary["block"]["cnn"]["accuracy"]["sd"] == pytest.approx(statistics.stdev([0.5, 0.7, 0.6]))
     assert "roc_auc" not in summary["image"]["cnn"]
     assert summary["gap_image_minus_block"]["cnn"]["accuracy"] == pytest.approx(0.95 - 0.6)
+
+
+def test_feature_names_say_where_a_feature_comes_from():
+    from leuk.models import create_model
+
+    model = create_model("hybridcn-nas-lite")
+    names = model.extractor.feature_names()
+    assert len(names) == model.config.num_features and len(set(names)) == len(names)
+    assert names[0] == f"branch A ({model.config.branch_a}) channel 1"
+    assert names[-1] == f"fusion of both branches, unit {model.config.factorized_dims[-1]}"
+    assert not any("[" in name for name in names)
+
+
+def test_pipeline_examples_show_every_sample_class():
+    from leuk.serving import list_samples, one_per_class
+
+    smears = [s for s in list_samples() if s.task == "aria"]
+    chosen = one_per_class(smears)
+    assert [s.label for s in chosen] == sorted({s.label for s in smears}, key=[s.label for s in smears].index)
+    assert {s.label for s in chosen} == {"Benign", "Early", "Pre", "Pro"}

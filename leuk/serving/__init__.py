@@ -60,7 +60,7 @@ from leuk.ood import ReferenceStatistics, image_statistics
 from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
 from leuk.serving.registry import ModelRegistry, get_registry, set_registry, warm_up
 from leuk.serving.runtime import choose_device, gpu
-from leuk.serving.samples import Sample, list_samples, samples_description
+from leuk.serving.samples import Sample, list_samples, one_per_class, samples_description
 
 __all__ = [
     "BASELINE_METHODS",
@@ -100,6 +100,7 @@ __all__ = [
     "gpu",
     "image_statistics",
     "list_samples",
+    "one_per_class",
     "load_montecarlo",
     "model_info",
     "model_banner",

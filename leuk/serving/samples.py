@@ -98,3 +98,14 @@ def samples_in_model_order(labels: Sequence[str]) -> list[Sample]:
     own = set(samples_for_labels(labels))
     samples = list_samples()
     return [s for s in samples if s.path in own] + [s for s in samples if s.path not in own]
+
+
+def one_per_class(samples: Sequence[Sample]) -> list[Sample]:
+    """The first sample of every (task, class), in the given order: an example row shows every class once."""
+    seen: set[tuple[str, str]] = set()
+    chosen = []
+    for sample in samples:
+        if (sample.task, sample.label) not in seen:
+            seen.add((sample.task, sample.label))
+            chosen.append(sample)
+    return chosen

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from leuk.devices import choose_device
 from leuk.errors import ImageReadError, LeukError
 from leuk.io import ImageSource, read_image
 from leuk.models.outputs import logits_of
@@ -74,8 +75,8 @@ class Prediction:
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when available, else CPU (:func:`leuk.devices.choose_device`)."""
+    return torch.device(choose_device())
 
 
 def _source_name(src: Any, index: int) -> str:

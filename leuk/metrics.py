@@ -39,6 +39,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_roc",
     "reliability_diagram",
+    "softmax",
 ]
 
 
@@ -180,6 +181,13 @@ def classification_metrics(
     result["label_names"] = [str(name) for name in label_names]
     result["n"] = int(len(labels))
     return result
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of an ``(N, classes)`` array, numerically stable."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def negative_log_likelihood(logits: Any, labels: Any, temperature: float = 1.0) -> float:

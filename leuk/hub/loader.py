@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from leuk.devices import resolve_device
 from leuk.errors import LeukError, ModelNotFoundError
 from leuk.records import CARD_FILE, EVAL_RESULTS_FILE
 
@@ -250,14 +251,6 @@ def mentions_synthetic_data(*sources: Any) -> bool:
     return False
 
 
-def _device_of(device: Any) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(torch.device(device))
-
-
 class ModelLoadError(LeukError):
     """A model folder that exists but cannot be built: broken files or weights that do not fit the config."""
 
@@ -341,7 +334,7 @@ def load_model(
     Raises :class:`leuk.errors.ModelNotFoundError` (one line) when the model cannot be found.
     """
     parsed = parse_model_spec(spec, revision)
-    device_name = _device_of(device)
+    device_name = resolve_device(device)
     target = str(Path(parsed.target).resolve()) if parsed.kind == "folder" else parsed.target
     key = (parsed.kind, target, parsed.revision, device_name, str(cache_dir) if cache_dir else None, local_files_only)
     with _CACHE_LOCK:

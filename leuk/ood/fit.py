@@ -260,9 +260,10 @@ def fit_detector_for_folder(
     except OODError:
         val_paths = []
     if model is None or processor is None:
-        from leuk.hub.loader import _load_from_folder, _device_of
+        from leuk.devices import resolve_device
+        from leuk.hub.loader import _load_from_folder
 
-        model, processor = _load_from_folder(model_dir, _device_of(device))
+        model, processor = _load_from_folder(model_dir, resolve_device(device))
     split = json.loads((model_dir / SPLIT_FILE).read_text(encoding="utf-8"))
     detector = fit_detector(
         model, processor, train_paths, train_labels, val_paths, train_groups=train_groups, quantile=quantile,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
+from leuk.devices import choose_device  # noqa: F401  (re-exported; imports no torch)
+
 try:  # ZeroGPU support is optional: the decorator is a no-op unless SPACES_ZERO_GPU is set
     import spaces as _spaces
 except Exception:  # noqa: BLE001  (missing package, or a spaces build that refuses this environment)
@@ -28,10 +30,3 @@ def gpu(duration: int = GPU_SECONDS) -> Callable[[F], F]:
         return _spaces.GPU(duration=duration)(fn)
 
     return wrap
-
-
-def choose_device() -> str:
-    """``"cuda"`` when a CUDA device is visible, else ``"cpu"``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -320,9 +320,9 @@ def fit_classifier(
     import transformers
     from transformers import EarlyStoppingCallback
 
-    from leuk.metrics import classification_metrics, fit_temperature
+    from leuk.metrics import classification_metrics, fit_temperature, softmax
     from leuk.training.data import ImageTensorDataset, collate_image_batch
-    from leuk.training.trainer import ImageClassificationTrainer, logits_of, metrics_for_trainer, softmax
+    from leuk.training.trainer import ImageClassificationTrainer, metrics_for_trainer, prediction_logits
 
     transformers.logging.set_verbosity_warning()
     if not options.progress:
@@ -376,7 +376,7 @@ def fit_classifier(
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.config.temperature = 1.0
     val_prediction = trainer.predict(val_set, metric_key_prefix="val")
-    val_logits = logits_of(val_prediction.predictions)
+    val_logits = prediction_logits(val_prediction.predictions)
     val_targets = np.asarray(val_prediction.label_ids).reshape(-1)
     temperature = fit_temperature(val_logits, val_targets)
     model.config.temperature = temperature

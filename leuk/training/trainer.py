@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
 
-from leuk.metrics import classification_metrics
+from leuk.metrics import classification_metrics, softmax
 from leuk.training.data import ClassBalancedSampler
 
 __all__ = ["ImageClassificationTrainer", "metrics_for_trainer"]
@@ -69,18 +69,11 @@ class ImageClassificationTrainer(Trainer):
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
 
-def logits_of(predictions: Any) -> np.ndarray:
+def prediction_logits(predictions: Any) -> np.ndarray:
     """The logits array of ``EvalPrediction.predictions`` (a tuple when the model returns more outputs)."""
     if isinstance(predictions, (tuple, list)):
         predictions = predictions[0]
     return np.asarray(predictions, dtype=np.float64)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, numerically stable."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def metrics_for_trainer(label_names: Sequence[str]) -> Callable[[EvalPrediction], dict[str, float]]:
@@ -88,7 +81,7 @@ def metrics_for_trainer(label_names: Sequence[str]) -> Callable[[EvalPrediction]
 
     def compute(prediction: EvalPrediction) -> dict[str, float]:
         labels = np.asarray(prediction.label_ids).reshape(-1)
-        metrics = classification_metrics(labels, softmax(logits_of(prediction.predictions)), label_names)
+        metrics = classification_metrics(labels, softmax(prediction_logits(prediction.predictions)), label_names)
         return {key: value for key, value in metrics.items()
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "n"}
 

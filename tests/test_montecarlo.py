@@ -432,3 +432,30 @@ def test_bundled_real_splits_regenerate_and_hold_one_hem_subject_in_each_part():
             parts = [set(patients[getattr(split, part)]) for part in ("train", "val", "test")]
             assert [len(part & hem) for part in parts] == [1, 1, 1], row.iteration
             assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+
+
+# ------------------------------------------------------------------ HybridCN-NAS through the family contract
+
+@pytest.mark.slow
+def test_features_mode_runs_on_hybridcn_nas_as_on_efficientnet_se(aria_root, tmp_path):
+    """A random-init lite preset and the bundled trained demo, next to an EfficientNet-SE preset, on Aria smears."""
+    models = ["hybridcn-nas-lite", "demo:hybridcn-nas-lite", "efficientnet-se-test"]
+    run = run_monte_carlo(aria_root, models, tmp_path / "hybrid", dataset_kind="aria", n_iter=2,
+                          protocol="patient", val_size=0.25, device="cpu", progress=False, plots=False)
+    assert run.complete and len(run.results) == 2 * len(models)
+    assert set(run.results["model"]) == set(models)
+    assert run.results["f1_weighted"].between(0, 1).all()
+    cached = {path.name.split("-")[0] for path in (tmp_path / "hybrid" / "feature_cache").glob("*.safetensors")}
+    assert {"hybridcn", "demo_hybridcn", "efficientnet"} <= cached
+
+
+def test_finetune_mode_refuses_hybridcn_nas_with_its_reason(aria_root, tmp_path):
+    from leuk.experiments.montecarlo import MonteCarloError
+
+    with pytest.raises(MonteCarloError, match="trains in stages"):
+        run_monte_carlo(aria_root, ["efficientnet-se-test", "hybridcn-nas-lite"], tmp_path / "ft",
+                        dataset_kind="aria", mode="finetune", n_iter=1, progress=False, plots=False)
+    assert not (tmp_path / "ft").exists()  # refused before any work
+    with pytest.raises(MonteCarloError, match="trains presets"):
+        run_monte_carlo(aria_root, ["demo:hybridcn-nas-lite"], tmp_path / "ft2", dataset_kind="aria",
+                        mode="finetune", n_iter=1, progress=False, plots=False)

@@ -3,8 +3,10 @@
 A model here is a preset name of :func:`leuk.models.create_model` (built with a seeded initialisation,
 ImageNet weights only with ``pretrained=True``) or a model spec of :func:`leuk.hub.load_model` (a trained
 model: Hub id, folder, ``demo:<name>``). Images are read with :func:`leuk.io.read_image` and prepared by the
-model family's own image processor (the preprocessing of training and inference); the features are
-``model.pool(model.forward_features(x))``, one vector per image.
+model family's own image processor (the preprocessing of training and inference); the features are the
+family's pooled feature vector (:meth:`leuk.models.family.ModelFamily.pooled_features`:
+``forward_head(forward_features(x), pre_logits=True)``; EfficientNet-SE: SE + global average pool,
+HybridCN-NAS: the fused vector of both branches on the cell mask, z-scored), one vector per image.
 
 The cache is one ``.safetensors`` file per (model, data, preprocessing), named by a key that hashes the
 model's configuration and initialisation (or its weight files), the processor's settings and the data, so
@@ -76,10 +78,12 @@ class FeatureExtractor:
     def __call__(self, images: list) -> np.ndarray:
         import torch
 
+        from leuk.models import family_of
+
+        family = family_of(self.model)
         with torch.inference_mode():
             pixels = self.preprocess(images).to(self.device)
-            pooled = self.model.pool(self.model.forward_features(pixels))
-            return pooled.flatten(1).float().cpu().numpy()
+            return family.pooled_features(self.model, pixels).cpu().numpy()
 
 
 def resize_and_normalize(image_size: int, mean: Sequence[float] = IMAGENET_MEAN,
@@ -110,15 +114,13 @@ def is_preset(name: str) -> bool:
 
 def _processor_for(model: Any) -> tuple[Callable[[list], Any], dict[str, Any]]:
     """The model family's own image processor (the one preprocessing of training and inference) and its
-    settings; a plain resize + normalisation when the family registers none."""
+    settings; a plain resize + normalisation for a model of no leuk family."""
+    from leuk.models import FamilyError, family_of
+
     config = model.config
     try:
-        from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
-
-        registered = IMAGE_PROCESSOR_MAPPING[type(config)]
-        processor_class = registered.get("pil") if isinstance(registered, dict) else registered[0]
-        processor = processor_class.from_model_config(config)
-    except (KeyError, AttributeError, TypeError, IndexError):
+        processor = family_of(model).processor(config)
+    except FamilyError:
         size = int(config.image_size)
         mean = tuple(getattr(config, "image_mean", IMAGENET_MEAN))
         std = tuple(getattr(config, "image_std", IMAGENET_STD))

@@ -12,9 +12,11 @@ Modes:
   (:mod:`leuk.experiments.features`); per iteration a light head (logistic or small MLP on standardised
   pooled features, class-weighted loss, early stopping on the iteration's validation loss, temperature
   fitted on validation) is trained and tested. Seeded, deterministic, fast on a CPU.
-- ``finetune``: the whole model (a preset) is trained per iteration on the same split by
-  :func:`leuk.training.finetune_for_monte_carlo` (the training engine: best checkpoint and temperature
-  chosen on validation only; slow, for GPUs).
+- ``finetune``: the whole model (a preset) is trained per iteration on the same split by its family's
+  training engine (``finetune_for_monte_carlo`` of :attr:`leuk.models.family.ModelFamily.engine`; best
+  checkpoint and temperature chosen on validation only; slow, for GPUs). A family that cannot be retrained
+  per iteration says why (:meth:`~leuk.models.family.ModelFamily.finetune_refusal`: HybridCN-NAS trains in
+  stages) and the run refuses to start.
 
 Output folder:
 
@@ -321,16 +323,30 @@ def _single_process_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def finetune_engine(model: str) -> Any:
+    """The training engine that trains preset ``model`` in ``finetune`` mode (its family's, through the
+    :class:`leuk.models.family.ModelFamily` contract); :class:`MonteCarloError` with the family's reason
+    when it cannot."""
+    from leuk.models import family_of_preset, list_models
+
+    if model not in list_models():
+        raise MonteCarloError(f"finetune mode trains presets (`leuk info` lists them); {model!r} is not one "
+                              "(a trained model can be compared in features mode)")
+    family = family_of_preset(model)
+    refusal = family.finetune_refusal()
+    if refusal:
+        raise MonteCarloError(f"{model}: {refusal}")
+    return family.engine_module()
+
+
 def _finetune_probabilities(model: str, dataset: Any, split: Any, *, seed: int, image_size: int | None,
                             batch_size: int, pretrained: bool, device: str | None, options: dict[str, Any],
                             run_dir: Path) -> np.ndarray:
-    """Train preset ``model`` on one iteration's split with
-    :func:`leuk.training.finetune_for_monte_carlo` (selection and calibration on validation only) and
-    return its test probabilities."""
-    from leuk.training import finetune_for_monte_carlo
-
+    """Train preset ``model`` on one iteration's split with its engine's ``finetune_for_monte_carlo``
+    (selection and calibration on validation only) and return its test probabilities."""
+    engine = finetune_engine(model)
     with _single_process_environment():
-        return finetune_for_monte_carlo(
+        return engine.finetune_for_monte_carlo(
             model, dataset, train=split.train, val=split.val, test=split.test, seed=int(seed),
             output_dir=run_dir, image_size=image_size, batch_size=batch_size, pretrained=pretrained,
             device=device, **options)
@@ -454,6 +470,9 @@ def run_monte_carlo(
     models, reference = _check_models(models, reference)
     if mode not in ("features", "finetune"):
         raise MonteCarloError(f"unknown mode {mode!r}: use features or finetune")
+    if mode == "finetune":
+        for model in models:
+            finetune_engine(model)  # refuses, before any work, a model its family cannot retrain
     if int(n_iter) < 1:
         raise MonteCarloError("n_iter must be at least 1")
     test_size, val_size = float(test_size), float(val_size)

@@ -265,36 +265,37 @@ def explain_hybrid(
 ) -> HybridExplanation:
     """Per-branch Grad-CAM, feature attributions and token attention of HybridCN-NAS for one image.
 
-    Needs the model's ``select_features(extract_features(x))`` (the classifier input) and ``classifier``
-    (returning logits, or ``(logits, attentions)``). The classifier's logits are not divided by the
-    temperature; IG attributions are scaled by it, their ranking is not.
+    Asks the model's family (:meth:`leuk.models.family.ModelFamily.classifier_view`) for the classifier and
+    the input it receives (returning logits, or ``(logits, attentions)``), and for the branch layers. The
+    classifier's logits are not divided by the temperature; IG attributions are scaled by it, their ranking
+    is not.
     """
+    from leuk.models import FamilyError, family_of
+
     net = unwrap_model(model)
-    for needed in ("extract_features", "select_features", "classifier"):
-        if not hasattr(net, needed):
-            raise ExplainError(f"{type(net).__name__} has no {needed}: explain_hybrid needs a HybridCN-NAS-like model")
+    try:
+        family = family_of(net)
+    except FamilyError as err:
+        raise ExplainError(f"explain_hybrid needs a model of a leuk family: {err}") from err
     layers = branch_layers(net)
     if not layers:
         raise ExplainError(f"{type(net).__name__} exposes no branch feature maps for Grad-CAM")
     cams = gradcam_per_layer(net, pixel_values, layers, target=target)
     x = torch.as_tensor(pixel_values).float()
     x = (x.unsqueeze(0) if x.dim() == 3 else x).to(cams.logits.device)
-    with eval_mode(net), torch.no_grad():
-        selected = net.select_features(net.extract_features(x))
-    names = None
-    extractor = getattr(net, "extractor", None)
-    indices = getattr(net, "selected_indices", None)
-    if extractor is not None and hasattr(extractor, "feature_names") and indices is not None:
-        all_names = extractor.feature_names()
-        names = [all_names[int(i)] for i in indices.tolist()]
-    features = feature_attributions(net.classifier, selected, target=cams.target, n_steps=n_steps, names=names)
-    token_size = getattr(getattr(net, "config", None), "token_size", None)
+    try:
+        with eval_mode(net), torch.no_grad():
+            view = family.classifier_view(net, x)
+    except FamilyError as err:
+        raise ExplainError(f"explain_hybrid needs a feature-selecting model such as HybridCN-NAS: {err}") from err
+    selected, classifier = view.inputs, view.module
+    features = feature_attributions(classifier, selected, target=cams.target, n_steps=n_steps, names=view.names)
     tokens = None
-    if token_size and features.values.size % int(token_size) == 0:
-        tokens = features.values.reshape(-1, int(token_size)).sum(axis=1)
+    if view.token_size and features.values.size % int(view.token_size) == 0:
+        tokens = features.values.reshape(-1, int(view.token_size)).sum(axis=1)
     attention: dict[str, np.ndarray] = {}
-    if any(isinstance(m, nn.MultiheadAttention) for m in net.classifier.modules()):
-        attention, _ = capture_attention(net.classifier, selected)
+    if any(isinstance(m, nn.MultiheadAttention) for m in classifier.modules()):
+        attention, _ = capture_attention(classifier, selected)
     labels = class_labels(net)
     return HybridExplanation(
         target=cams.target,

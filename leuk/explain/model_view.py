@@ -119,18 +119,17 @@ def resolve_target(target: Union[int, str, None], logits: Tensor, labels: Mappin
 def branch_layers(model: Any) -> dict[str, nn.Module]:
     """The layers whose outputs are each branch's final feature map, by branch name; ``{}`` for one-branch models.
 
-    ``model.get_gradcam_layers()`` (a mapping) where the model defines it; for HybridCN-NAS the outputs of
-    the two SAGAN self-attention blocks (``extractor.attention_a`` / ``attention_b``), named by backbone.
+    ``model.get_gradcam_layers()`` (a mapping) where the model defines it, else what the model's family says
+    (:meth:`leuk.models.family.ModelFamily.branch_layers`; HybridCN-NAS: its two SAGAN self-attention
+    blocks, named by backbone); ``{}`` for a model of no leuk family.
     """
+    from leuk.models import FamilyError, family_of
+
     net = unwrap_model(model)
     getter = getattr(net, "get_gradcam_layers", None)
     if callable(getter):
         return dict(getter())
-    extractor = getattr(net, "extractor", None)
-    config = getattr(net, "config", None)
-    if extractor is not None and all(hasattr(extractor, f"attention_{side}") for side in ("a", "b")):
-        names = [str(getattr(config, f"branch_{side}", side)) for side in ("a", "b")]
-        if names[0] == names[1]:
-            names = [f"{names[0]} (a)", f"{names[1]} (b)"]
-        return {names[0]: extractor.attention_a, names[1]: extractor.attention_b}
-    return {}
+    try:
+        return dict(family_of(net).branch_layers(net))
+    except FamilyError:
+        return {}

@@ -62,6 +62,9 @@ class LoadedModel:
     ood_detector: Any = field(repr=False, default=None)
     #: why there is no detector (one line), ``None`` when there is one
     ood_note: str | None = None
+    #: the model's :class:`leuk.models.family.ModelFamily` (what the rest of leuk may ask of it); ``None`` for a
+    #: transformers model of no leuk family
+    family: Any = field(repr=False, default=None)
 
     @property
     def labels(self) -> list[str]:
@@ -263,7 +266,7 @@ def _load_from_folder(path: Path, device: str) -> tuple[Any, Any]:
 
     import leuk.models
 
-    leuk.models.import_model_families()  # registers every leuk model family with the Auto classes
+    leuk.models.list_families()  # registers every leuk model family (and its Auto classes)
     model_type = (_read_json(path / "config.json") or {}).get("model_type")
     if model_type not in CONFIG_MAPPING:
         raise ModelNotFoundError(
@@ -307,6 +310,15 @@ def _loading_progress(show: bool):
         yield
     finally:
         (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
+
+
+def _family_or_none(model: Any) -> Any:
+    from leuk.models import FamilyError, family_of
+
+    try:
+        return family_of(model)
+    except FamilyError:
+        return None
 
 
 _CACHE: dict[tuple, LoadedModel] = {}
@@ -363,6 +375,7 @@ def load_model(
             config=model.config,
             ood_detector=ood_detector,
             ood_note=ood_note,
+            family=_family_or_none(model),
         )
         _CACHE[key] = loaded
         return loaded

@@ -1,10 +1,12 @@
-"""Registry of model presets: ``create_model(name, **config_overrides)``, ``list_models()``,
-``count_parameters(model)``.
+"""Registry of model presets and families: ``create_model(name, **config_overrides)``, ``list_models()``,
+``count_parameters(model)``, ``get_family``/``family_of``/``family_of_preset``/``list_families``.
 
 Presets of the EfficientNet-SE family are defined here. Another model family is a subpackage of
-``leuk.models`` whose ``__init__`` registers its Auto classes and calls ``register_preset(name, factory)``;
-``list_models()``, ``import_model_families()`` and ``create_model`` (for a name not yet registered) import every
-such subpackage once.
+``leuk.models`` whose ``__init__`` registers its Auto classes, its :class:`leuk.models.family.ModelFamily`
+(``register_family``) and calls ``register_preset(name, factory, family=...)``; ``list_models()``,
+``import_model_families()``, ``get_family`` and ``create_model`` (for a name not yet registered) import every
+such subpackage once. The preset registry is the one definition of preset names: the CLI, the apps and the
+docs list them from here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from transformers import PreTrainedModel
 
 from leuk.errors import LeukError, ModelNotFoundError
 from leuk.models.efficientnet_se import EfficientNetSEConfig, EfficientNetSEForImageClassification
+from leuk.models.efficientnet_se.family import EfficientNetSEFamily
+from leuk.models.family import FamilyError, ModelFamily, register_family, registered_families
 
 
 class ModelConfigError(LeukError, ValueError):
@@ -40,17 +44,23 @@ class Preset:
     name: str
     factory: PresetFactory
     description: str = ""
+    #: ``model_type`` of the preset's family (:class:`leuk.models.family.ModelFamily`)
+    family: str = ""
 
 
 _PRESETS: dict[str, Preset] = {}
 _families_imported = False
 
 
-def register_preset(name: str, factory: PresetFactory, *, description: str = "", replace: bool = False) -> None:
-    """Add a preset; ``factory(pretrained=..., **config_overrides)`` must return a ``PreTrainedModel``."""
+def register_preset(name: str, factory: PresetFactory, *, description: str = "", replace: bool = False,
+                    family: ModelFamily | None = None) -> None:
+    """Add a preset; ``factory(pretrained=..., **config_overrides)`` must return a ``PreTrainedModel``;
+    ``family`` is the registered family it belongs to."""
     if name in _PRESETS and not replace:
         raise ValueError(f"model preset {name!r} is already registered")
-    _PRESETS[name] = Preset(name, factory, description)
+    _PRESETS[name] = Preset(name, factory, description, family.model_type if family is not None else "")
+    if family is not None:
+        family.add_preset(name)
 
 
 def import_model_families() -> None:
@@ -80,6 +90,44 @@ def get_preset(name: str) -> Preset:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelNotFoundError(f"unknown model preset {name!r}{hint} (known: {', '.join(sorted(_PRESETS))})")
     return _PRESETS[name]
+
+
+def list_families() -> list[ModelFamily]:
+    """Every registered model family, by ``model_type``."""
+    import_model_families()
+    return [family for _, family in sorted(registered_families().items())]
+
+
+def get_family(model_type: str) -> ModelFamily:
+    """The family registered under ``model_type``; :class:`FamilyError` when there is none."""
+    families = registered_families()
+    if model_type not in families:
+        import_model_families()
+        families = registered_families()
+    if model_type not in families:
+        raise FamilyError(f"no leuk model family {model_type!r} (known: {', '.join(sorted(families))})")
+    return families[model_type]
+
+
+def family_of(model: Any) -> ModelFamily:
+    """The family of a model, a configuration or a ``model_type`` string (wrappers with ``.module`` or
+    ``._orig_mod`` are unwrapped)."""
+    if isinstance(model, str):
+        return get_family(model)
+    for attribute in ("module", "_orig_mod"):
+        inner = getattr(model, attribute, None)
+        if isinstance(inner, nn.Module) and hasattr(inner, "config"):
+            model = inner
+    config = getattr(model, "config", model)
+    model_type = getattr(config, "model_type", None)
+    if not model_type:
+        raise FamilyError(f"{type(model).__name__} is not a model of a leuk family (no config.model_type)")
+    return get_family(model_type)
+
+
+def family_of_preset(name: str) -> ModelFamily:
+    """The family of preset ``name``."""
+    return get_family(get_preset(name).family)
 
 
 def create_model(name: str, *, pretrained: bool = False, **config_overrides: Any) -> PreTrainedModel:
@@ -121,31 +169,37 @@ def efficientnet_se_factory(**preset_config: Any) -> PresetFactory:
     return factory
 
 
+EFFICIENTNET_SE = register_family(EfficientNetSEFamily())
 _PLAIN = {"use_se": False, "use_head": False}
 register_preset(
     "efficientnet-se",
     efficientnet_se_factory(),
     description="EfficientNet-SE as published: tf_efficientnetv2_b3 + SE + MLP head, 384 px, focal loss",
+    family=EFFICIENTNET_SE,
 )
 register_preset(
     "efficientnetv2-b3",
     efficientnet_se_factory(backbone="tf_efficientnetv2_b3", **_PLAIN),
     description="baseline: plain tf_efficientnetv2_b3 with a linear classifier",
+    family=EFFICIENTNET_SE,
 )
 register_preset(
     "resnet50",
     efficientnet_se_factory(backbone="resnet50", drop_path_rate=0.0, **_PLAIN),
     description="baseline: ResNet-50 with a linear classifier",
+    family=EFFICIENTNET_SE,
 )
 register_preset(
     "vgg16",
     efficientnet_se_factory(backbone="vgg16", drop_path_rate=0.0, **_PLAIN),
     description="baseline: VGG16 (with its convolutional fc6/fc7) and a linear classifier",
+    family=EFFICIENTNET_SE,
 )
 register_preset(
     "efficientnet-se-test",
     efficientnet_se_factory(backbone="test_efficientnet", image_size=64, head_hidden_sizes=(64, 32)),
     description="tiny EfficientNet-SE (timm test_efficientnet, 64 px) for tests",
+    family=EFFICIENTNET_SE,
 )
 
 #: Classes of the other model families, imported when first asked for (their packages register presets
@@ -167,13 +221,20 @@ __all__ = [
     "EfficientNetSEConfig",
     "EfficientNetSEForImageClassification",
     *_FAMILY_CLASSES,
+    "EFFICIENTNET_SE",
+    "FamilyError",
     "ModelConfigError",
+    "ModelFamily",
     "Preset",
     "count_parameters",
     "create_model",
     "efficientnet_se_factory",
+    "family_of",
+    "family_of_preset",
+    "get_family",
     "get_preset",
     "import_model_families",
+    "list_families",
     "list_models",
     "register_preset",
 ]

@@ -4,7 +4,8 @@ Importing this package registers the classes with the transformers Auto classes 
 them for remote code (``save_pretrained`` writes ``auto_map`` and copies the standalone files:
 configuration, modeling, image processing and their helpers ``stain_hybridcn_nas.py`` and
 ``segmentation_hybridcn_nas.py``) and registers the presets ``hybridcn-nas`` (the paper's sizes) and
-``hybridcn-nas-lite`` (tiny timm test backbones, 128 px: CPU training and tests) with ``leuk.models``.
+``hybridcn-nas-lite`` (tiny timm test backbones, 128 px: CPU training and tests) with ``leuk.models``, and
+leuk's view of the family (:mod:`.family`, the :class:`leuk.models.family.ModelFamily` contract).
 """
 
 from __future__ import annotations
@@ -75,8 +76,12 @@ def _factory(preset: dict[str, Any]):
 def _register_presets() -> None:
     try:
         from leuk.models import ModelConfigError, register_preset
+        from leuk.models.family import register_family
     except ImportError:  # used outside leuk (e.g. as remote code in a copied folder)
         return
+    from .family import HybridCNNASFamily
+
+    family = register_family(HybridCNNASFamily())
 
     def checked(preset: dict[str, Any]):
         build = _factory(preset)
@@ -95,12 +100,14 @@ def _register_presets() -> None:
         description="HybridCN-NAS as published: Attention U-Net + ConvNeXt-Large/NASNet-Large + mRMR 2000 + "
         "token self-attention classifier (~300M parameters)",
         replace=True,
+        family=family,
     )
     register_preset(
         "hybridcn-nas-lite",
         checked(LITE_PRESET),
         description="tiny HybridCN-NAS (timm test backbones, 128 px, 128 features) for CPU training and tests",
         replace=True,
+        family=family,
     )
 
 

@@ -1,0 +1,60 @@
+"""HybridCN-NAS under the :class:`leuk.models.family.ModelFamily` contract.
+
+Not a Hub file (the standalone files are ``configuration_*``, ``modeling_*``, ``image_processing_*``,
+``stain_*`` and ``segmentation_*``); this module is leuk's view of them: what the rest of leuk may ask of a
+HybridCN-NAS model without reaching into its extractor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leuk.models.family import ClassifierView, ModelFamily
+
+__all__ = ["HybridCNNASFamily"]
+
+
+class HybridCNNASFamily(ModelFamily):
+    """Attention U-Net mask, two CNN branches fused, z-score + mRMR selection, token-attention classifier."""
+
+    model_type = "hybridcn_nas"
+    title = "HybridCN-NAS"
+    dataset = "aria"
+    engine = "leuk.training.hybridcn_nas"
+
+    def processor_class(self) -> type:
+        from .image_processing_hybridcn_nas import HybridCNNASImageProcessor
+
+        return HybridCNNASImageProcessor
+
+    def forward_features(self, model: Any, pixel_values: Any) -> Any:
+        """The raw fused feature vector ``(N, num_features)`` of both branches, on the segmenter's cell mask."""
+        return model.extract_features(pixel_values.to(model.feature_mean.dtype))
+
+    def forward_head(self, model: Any, features: Any, *, pre_logits: bool = False) -> Any:
+        """``pre_logits``: the feature vector z-scored with the training statistics (before mRMR); else the
+        token-attention classifier's raw logits on the mRMR-selected columns."""
+        if pre_logits:
+            return (features - model.feature_mean) / model.feature_scale
+        logits, _ = model.classifier(model.select_features(features))
+        return logits
+
+    def branch_layers(self, model: Any) -> dict[str, Any]:
+        """The two SAGAN self-attention blocks (each branch's final map), named by backbone."""
+        extractor = model.extractor
+        names = [str(getattr(model.config, f"branch_{side}", side)) for side in ("a", "b")]
+        if names[0] == names[1]:
+            names = [f"{names[0]} (a)", f"{names[1]} (b)"]
+        return {names[0]: extractor.attention_a, names[1]: extractor.attention_b}
+
+    def classifier_view(self, model: Any, pixel_values: Any) -> ClassifierView:
+        """The token-attention classifier, the standardised mRMR-selected features it receives and their names."""
+        selected = model.select_features(self.forward_features(model, pixel_values))
+        all_names = model.extractor.feature_names()
+        names = [all_names[int(i)] for i in model.selected_indices.tolist()]
+        return ClassifierView(model.classifier, selected, names, int(model.config.token_size))
+
+    def finetune_refusal(self) -> str | None:
+        return ("HybridCN-NAS trains in stages (segmenter, extractor, features, mRMR + classifier), not end to end: "
+                "Monte Carlo finetune mode cannot retrain it per iteration; use --mode features (the frozen "
+                "extractor's features, a light head per iteration) or `leuk ablate` on a finished training run")

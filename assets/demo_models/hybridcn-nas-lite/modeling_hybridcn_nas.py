@@ -160,12 +160,13 @@ class HybridFeatureExtractor(nn.Module):
         return HybridFeatures(pooled_a, pooled_b, self.factorized(self.fusion(fused)))
 
     def feature_names(self) -> list[str]:
-        """A readable name for every entry of the feature vector."""
+        """A readable name for every entry of the feature vector: which part of the network it comes from
+        (branch A's or branch B's pooled attention map, or the fusion of both) and its place there."""
         config = self.config
         return (
-            [f"{config.branch_a}[{i}]" for i in range(config.branch_a_channels)]
-            + [f"{config.branch_b}[{i}]" for i in range(config.branch_b_channels)]
-            + [f"fused[{i}]" for i in range(config.factorized_dims[-1])]
+            [f"branch A ({config.branch_a}) channel {i + 1}" for i in range(config.branch_a_channels)]
+            + [f"branch B ({config.branch_b}) channel {i + 1}" for i in range(config.branch_b_channels)]
+            + [f"fusion of both branches, unit {i + 1}" for i in range(config.factorized_dims[-1])]
         )
 
 

@@ -253,7 +253,8 @@ def test_remote_code_loads_and_classifies_without_leuk(trained_run: Path, aria_r
 
 # ---- ablation -----------------------------------------------------------------------------------------
 def test_ablation_variants_follow_the_paper() -> None:
-    from leuk.training.hybridcn_nas import HybridTrainOptions, ablation_variants
+    from leuk.experiments.ablation import ablation_variants
+    from leuk.training.hybridcn_nas import HybridTrainOptions
 
     options = HybridTrainOptions(preset="paper").resolved()
     variants = ablation_variants(HybridCNNASConfig(), options, ("architecture", "features", "optimizer"))
@@ -269,7 +270,8 @@ def test_ablation_variants_follow_the_paper() -> None:
 def test_ablation_runs_on_cached_features(aria_root: Path, tmp_path: Path) -> None:
     """A run folder with cached features (as training leaves it): every variant, every iteration, tables."""
     from leuk.data.splits import Split
-    from leuk.training.hybridcn_nas import StageCache, held_out_monte_carlo, load_table, run_ablation
+    from leuk.experiments.ablation import held_out_monte_carlo, run_ablation
+    from leuk.training.hybridcn_nas import StageCache, load_table
 
     table = load_table(aria_root)
     run_dir = tmp_path / "run"

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from leuk.errors import LeukError
-    from leuk.training.hybridcn_nas import run_ablation
+    from leuk.experiments.ablation import run_ablation
 
     if args.iterations < 2:
         raise LeukError("--iterations must be at least 2 (intervals and paired tests need repeats)")

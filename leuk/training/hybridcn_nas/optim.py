@@ -1,0 +1,56 @@
+"""Small training helpers shared by the HybridCN-NAS stages: progress bars, class weights, the paired
+flip/rotate augmentation, the classifier's optimisers."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from leuk.errors import LeukError
+from leuk.training.hybridcn_nas.options import OPTIMIZERS
+
+__all__ = ["class_weights", "flip_rotate", "make_optimizer", "progress_bar"]
+
+
+def progress_bar(iterable, desc: str, enabled: bool, total: Optional[int] = None):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, disable=not enabled, total=total, leave=False)
+
+
+def class_weights(labels: np.ndarray, n_classes: int):
+    import torch
+
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def flip_rotate(tensors, generator):
+    """The same random flips and quarter turn for every tensor (N, C, H, W) of a batch."""
+    import torch
+
+    if torch.rand(1, generator=generator).item() < 0.5:
+        tensors = [t.flip(-1) for t in tensors]
+    if torch.rand(1, generator=generator).item() < 0.5:
+        tensors = [t.flip(-2) for t in tensors]
+    turns = int(torch.randint(0, 4, (1,), generator=generator))
+    return [t.rot90(turns, (-2, -1)) for t in tensors]
+
+
+def make_optimizer(name: str, parameters, lr: float, weight_decay: float):
+    """One of :data:`OPTIMIZERS` (SGD with Nesterov momentum 0.9)."""
+    import torch
+
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamax":
+        return torch.optim.Adamax(parameters, lr=lr, weight_decay=weight_decay)
+    raise LeukError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")

@@ -1,0 +1,81 @@
+"""The options of a HybridCN-NAS training run: presets, per-preset defaults, validation (no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Optional
+
+from leuk.errors import LeukError
+
+__all__ = ["OPTIMIZERS", "PRESETS", "PRESET_DEFAULTS", "STAGES_DIR", "HybridTrainOptions"]
+
+STAGES_DIR = "stages"
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adamax")
+#: preset name of ``leuk.models`` per training preset
+PRESETS = {"lite": "hybridcn-nas-lite", "paper": "hybridcn-nas"}
+#: per-preset defaults of the options left as ``None``
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lite": {"segmenter_epochs": 15, "extractor_epochs": 20, "extractor_lr": 2e-3, "classifier_epochs": 150,
+             "classifier_lr": 1e-3},
+    "paper": {"segmenter_epochs": 40, "extractor_epochs": 10, "extractor_lr": 1e-4, "classifier_epochs": 100,
+              "classifier_lr": 1e-4},
+}
+
+
+@dataclass
+class HybridTrainOptions:
+    """Every knob of a HybridCN-NAS training run (``None`` = the preset's default, see PRESET_DEFAULTS)."""
+
+    preset: str = "lite"
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    protocol: str = "patient"
+    test_size: float = 0.2
+    val_size: float = 0.15
+    patients_csv: Optional[str] = None
+    pretrained: bool = False
+    freeze_backbones: bool = False
+    steps: tuple[str, ...] = ("stain", "multiscale", "edge", "clahe", "denoise")
+    stain_color_space: str = "lab"
+    stain_template: Optional[str] = None
+    batch_size: int = 16
+    segmenter_epochs: Optional[int] = None
+    segmenter_lr: float = 3e-3
+    extractor_epochs: Optional[int] = None
+    extractor_lr: Optional[float] = None
+    classifier_epochs: Optional[int] = None
+    classifier_lr: Optional[float] = None
+    classifier_batch_size: int = 64
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-2
+    patience: int = 30
+    num_selected: Optional[int] = None
+    save_dtype: str = "float32"
+    synthetic: Optional[bool] = None
+    device: str = "cpu"
+    progress: bool = True
+
+    def resolved(self) -> "HybridTrainOptions":
+        """A copy with the preset's defaults filled in; raises ``LeukError`` for invalid values."""
+        if self.preset not in PRESETS:
+            raise LeukError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise LeukError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        from leuk.preprocess import PREPROCESSING_STEPS
+
+        unknown = sorted(set(self.steps) - set(PREPROCESSING_STEPS))
+        if unknown:
+            raise LeukError(f"unknown preprocessing step(s) {', '.join(unknown)} "
+                            f"(steps: {', '.join(PREPROCESSING_STEPS)})")
+        if self.save_dtype not in ("float32", "float16", "bfloat16"):
+            raise LeukError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
+        filled = {key: value for key, value in PRESET_DEFAULTS[self.preset].items() if getattr(self, key) is None}
+        return replace(self, steps=tuple(s for s in PREPROCESSING_STEPS if s in self.steps), **filled)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that determine the stage results (not device, progress or output dtype)."""
+        record = asdict(self)
+        for key in ("device", "progress", "save_dtype", "synthetic"):
+            record.pop(key)
+        record["steps"] = list(self.steps)
+        return record

@@ -327,3 +327,42 @@ def test_low_probability_reason_never_prints_the_value_as_the_threshold():
     assert verdict.uncertain and "0.696 < 0.70" in verdict.reasons[0]
     assert "0.61 < 0.70" in image_verdict(0.61, None, None).reasons[0]
     assert "mean top 0.699 < 0.70" in "; ".join(patient_verdict([verdict], 0.699, label="all").reasons)
+
+
+def test_split_images_reads_both_split_formats(tmp_path, cnmc_root, cnmc_dataset):
+    """The OOD fit finds a part's images from a shared-schema split (images listed) and from the older
+    HybridCN-NAS record (``<part>_patients`` only), and refuses images that are not in the data folder."""
+    import json
+
+    from leuk.data.splits import train_val_test_split
+    from leuk.ood import OODError, split_images
+    from leuk.records import training_split_record
+
+    paths = list(cnmc_dataset["path"])
+    labels = list(cnmc_dataset["label"])
+    groups = list(cnmc_dataset["patient_id"])
+    split = train_val_test_split(labels, groups, seed=0)
+    record = training_split_record(split, paths, labels, groups, ["hem", "all"], cnmc_root, loader="cnmc",
+                                   synthetic=True, protocol="patient", seed=0)
+    shared, older = tmp_path / "shared", tmp_path / "older"
+    for folder in (shared, older):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "efficientnet_se"}), encoding="utf-8")
+    (shared / "training_split.json").write_text(json.dumps(record), encoding="utf-8")
+    (older / "training_split.json").write_text(json.dumps(
+        {"protocol": "patient", "dataset": {"loader": "cnmc"},
+         **{f"{part}_patients": record[part]["patients"] for part in ("train", "val", "test")}}), encoding="utf-8")
+
+    expected_rows = sorted(int(i) for i in split.train)
+    for folder in (shared, older):
+        got_paths, got_labels, got_groups = split_images(folder, cnmc_root, "train")
+        by_path = dict(zip(got_paths, zip(got_labels, got_groups)))
+        assert sorted(by_path) == sorted(paths[i] for i in expected_rows)
+        assert all(by_path[paths[i]] == (labels[i], groups[i]) for i in expected_rows)
+
+    record["train"]["images"] = record["train"]["images"][:2] + ["not/there.bmp"]
+    (shared / "training_split.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(OODError, match="not in"):
+        split_images(shared, cnmc_root, "train")
+    with pytest.raises(OODError, match="has no training_split.json"):
+        split_images(tmp_path, cnmc_root, "train")

@@ -14,7 +14,7 @@ from leuk.errors import LeukError, OODError
 from leuk.ood.detector import OODDetector
 from leuk.ood.features import feature_space, mahalanobis_scores, weights_sha256
 from leuk.ood.statistics import reference_from_statistics
-from leuk.records import SPLIT_FILE
+from leuk.records import SPLIT_FILE, read_training_split
 
 __all__ = ["DEFAULT_QUANTILE", "fit_after_training", "fit_detector", "fit_detector_for_folder", "fit_mahalanobis",
            "leave_one_subject_out_scores", "split_images"]
@@ -183,8 +183,9 @@ def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tup
     """Paths, labels and patient ids of split ``part`` (``train``, ``val`` or ``test``) of a model folder's
     ``training_split.json``, found under ``data_root`` (the folder the model was trained on).
 
-    The split names its images (EfficientNet-SE: ``<part>.images``, paths relative to the data folder) or its
-    patients (HybridCN-NAS: ``<part>_patients``); labels come from the dataset loader of the split's dataset.
+    The split (read by :func:`leuk.records.read_training_split`, either format) names the part's images
+    (paths relative to the data folder) or only its patients; labels come from the dataset loader of the
+    split's dataset.
     """
     from leuk import data as leuk_data
 
@@ -193,8 +194,8 @@ def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tup
     if not split_path.is_file():
         raise OODError(f"{model_dir} has no {SPLIT_FILE}: the training images cannot be told from the others "
                        "(pass them to leuk.ood.fit_detector yourself)")
-    split = json.loads(split_path.read_text(encoding="utf-8"))
-    loader = (split.get("dataset") or {}).get("loader")
+    split = read_training_split(model_dir)
+    loader = (split.record.get("dataset") or {}).get("loader")
     if loader is None:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         loader = "aria" if "hybrid" in str(config.get("model_type", "")) else "cnmc"
@@ -209,9 +210,9 @@ def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tup
     paths = [str(p) for p in table["path"]]
     labels = [int(v) for v in table["label"]]
     patients = [str(p) for p in table["patient_id"]]
-    record = split.get(part)
-    if isinstance(record, dict) and record.get("images"):
-        wanted = list(record["images"])
+    recorded = split.part(part)
+    if recorded.images:
+        wanted = list(recorded.images)
         root = data_root.resolve()
         by_relative = {}
         for path, label, patient in zip(paths, labels, patients):
@@ -225,7 +226,7 @@ def split_images(model_dir: str | Path, data_root: str | Path, part: str) -> tup
                            f"{data_root} (e.g. {missing[0]}): pass the folder the model was trained on")
         chosen = [by_relative[name] for name in wanted]
         return [c[0] for c in chosen], [c[1] for c in chosen], [c[2] for c in chosen]
-    ids = record.get("patients") if isinstance(record, dict) else split.get(f"{part}_patients")
+    ids = recorded.patients
     if not ids:
         raise OODError(f"{split_path} names neither images nor patients of its {part!r} part")
     ids = set(map(str, ids))
@@ -264,7 +265,7 @@ def fit_detector_for_folder(
         from leuk.hub.loader import _load_from_folder
 
         model, processor = _load_from_folder(model_dir, resolve_device(device))
-    split = json.loads((model_dir / SPLIT_FILE).read_text(encoding="utf-8"))
+    split = read_training_split(model_dir).record
     detector = fit_detector(
         model, processor, train_paths, train_labels, val_paths, train_groups=train_groups, quantile=quantile,
         device=device, batch_size=batch_size, progress=progress,

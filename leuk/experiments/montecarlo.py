@@ -59,20 +59,38 @@ import numpy as np
 import pandas as pd
 
 from leuk.data.splits import PROTOCOLS
-from leuk.errors import LeukError
 from leuk.io import atomic_output
-from leuk.experiments.stats import describe, holm, paired_tests
+from leuk.experiments.light_head import HeadConfig, fit_head
+from leuk.experiments.summary import (
+    FROZEN_RANDOM_NOTE,
+    HEADLINE_METRICS,
+    ID_COLUMNS,
+    TEST_SIZE,
+    VAL_SIZE,
+    MonteCarloError,
+    describe_run,
+    json_ready,
+    metric_columns,
+    paired_values,
+    summarize,
+    summary_markdown,
+)
 
 __all__ = [
     "FROZEN_RANDOM_NOTE",
+    "HEADLINE_METRICS",
     "ID_COLUMNS",
+    "TEST_SIZE",
+    "VAL_SIZE",
     "PROTOCOLS",
     "HeadConfig",
     "IncompleteRunError",
     "MonteCarloError",
     "MonteCarloRun",
     "describe_run",
+    "finetune_engine",
     "fit_head",
+    "json_ready",
     "load_parts",
     "merge_results",
     "metric_columns",
@@ -83,48 +101,15 @@ __all__ = [
     "summary_markdown",
 ]
 
-ID_COLUMNS = ["iteration", "seed", "model", "protocol", "train_hash", "val_hash", "test_hash",
-              "n_train", "n_val", "n_test"]
-SUMMARY_FORMAT = "leuk-montecarlo-summary/1"
 RUN_FILE, RESULTS_FILE, SUMMARY_JSON, SUMMARY_MD, PARTS_DIR = (
     "run.json", "results.parquet", "summary.json", "summary.md", "parts")
-#: Metrics shown first (and plotted) when present.
-HEADLINE_METRICS = ("f1_weighted", "accuracy", "roc_auc", "mcc", "sensitivity", "specificity")
-#: Split fractions: test 20% of the patients, validation 15% of the rest (12% of all).
-TEST_SIZE = 0.2
-VAL_SHARE_OF_REST = 0.15
-VAL_SIZE = round(VAL_SHARE_OF_REST * (1 - TEST_SIZE), 10)
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
                        "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 #: Seconds between two looks at the parts folder while rank 0 waits for the other ranks.
 RANK_POLL_S = 5.0
-HOLM_FAMILY = "per protocol, metric and test: all models compared with the reference"
 
 Mode = Literal["features", "finetune"]
 Protocol = Literal["patient", "image", "both"]
-
-
-class MonteCarloError(LeukError, ValueError):
-    """A Monte Carlo run that cannot start or merge (bad options, a folder holding another run)."""
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    """The light head of ``features`` mode, trained full-batch per iteration.
-
-    ``kind`` "logistic" (one linear layer) or "mlp" (``hidden`` units, ReLU, ``dropout``). Early stopping
-    keeps the epoch with the lowest validation loss and stops after ``patience`` epochs without a better
-    one. ``calibrate`` fits a temperature on the validation logits (it changes only calibration figures).
-    """
-
-    kind: Literal["logistic", "mlp"] = "logistic"
-    hidden: int = 128
-    dropout: float = 0.2
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    max_epochs: int = 200
-    patience: int = 10
-    calibrate: bool = True
 
 
 @dataclass
@@ -189,22 +174,9 @@ def _barrier(initialised: bool) -> None:
         dist.barrier()
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
 def _write_json(path: Path, payload: Any) -> None:
     with atomic_output(path) as temporary:
-        temporary.write_text(json.dumps(_json_ready(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        temporary.write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def split_hashes(split: Any, protocol: str, patient_ids: Sequence[str], image_keys: Sequence[str]) -> dict[str, str]:
@@ -227,87 +199,6 @@ def _label_names(dataset: Any, labels: np.ndarray) -> list[str]:
     feature = dataset.features.get("label") if hasattr(dataset, "features") else None
     names = getattr(feature, "names", None)
     return [str(n) for n in names] if names else [str(i) for i in range(int(labels.max()) + 1)]
-
-
-# ----------------------------------------------------------------------------------------- features mode
-
-def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-             test_x: np.ndarray, n_classes: int, config: HeadConfig, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Train the light head on one split and return test-set probabilities and a few facts about the fit.
-
-    Features are standardised with training statistics only; the loss is class-weighted by inverse training
-    frequency; the best-validation-loss weights are kept (a real copy); the temperature, if any, is fitted
-    on validation logits. The fit runs on one CPU thread (tiny matrices gain nothing from more, and the
-    result then does not depend on the machine's thread count); the global torch RNG and thread count are
-    left as they were.
-    """
-    import torch
-
-    from leuk.metrics import fit_temperature
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        val_logits, test_logits, best_epoch = _fit_head(train_x, train_y, val_x, val_y, test_x, n_classes,
-                                                        config, seed)
-    finally:
-        torch.set_num_threads(threads)
-    temperature = fit_temperature(val_logits, val_y) if config.calibrate else 1.0
-    scaled = test_logits / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    probs = np.exp(scaled)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs, {"best_epoch": best_epoch, "temperature": temperature}
-
-
-def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-              test_x: np.ndarray, n_classes: int, config: HeadConfig,
-              seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Validation logits, test logits and best epoch of one early-stopped head fit."""
-    import torch
-    from torch import nn
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        mean = train_x.mean(axis=0, keepdims=True)
-        scale = train_x.std(axis=0, keepdims=True) + 1e-6
-
-        def tensor(x: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(((x - mean) / scale).astype(np.float32))
-
-        tx, vx, sx = tensor(train_x), tensor(val_x), tensor(test_x)
-        ty, vy = torch.from_numpy(train_y.astype(np.int64)), torch.from_numpy(val_y.astype(np.int64))
-        dim = tx.shape[1]
-        if config.kind == "logistic":
-            head: nn.Module = nn.Linear(dim, n_classes)
-        elif config.kind == "mlp":
-            head = nn.Sequential(nn.Linear(dim, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),
-                                 nn.Linear(config.hidden, n_classes))
-        else:
-            raise MonteCarloError(f"unknown head kind {config.kind!r}: use logistic or mlp")
-        counts = np.bincount(train_y, minlength=n_classes).astype(np.float64)
-        weights = np.where(counts > 0, len(train_y) / (n_classes * np.maximum(counts, 1)), 0.0)
-        loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
-        optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        best_loss, best_epoch, best_state = math.inf, -1, None
-        for epoch in range(config.max_epochs):
-            head.train()
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(head(tx), ty).backward()
-            optimizer.step()
-            head.eval()
-            with torch.no_grad():
-                val_loss = float(loss_fn(head(vx), vy))
-            if val_loss < best_loss - 1e-7:
-                best_loss, best_epoch = val_loss, epoch
-                best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-            elif epoch - best_epoch >= config.patience:
-                break
-        if best_state is not None:
-            head.load_state_dict(best_state)
-        head.eval()
-        with torch.no_grad():
-            return head(vx).double().numpy(), head(sx).double().numpy(), best_epoch
 
 
 # ----------------------------------------------------------------------------------------- finetune mode
@@ -380,8 +271,8 @@ def _check_or_write_config(out: Path, config: dict[str, Any]) -> None:
     if existing is not None:
         fixed = {k: v for k, v in config.items() if k != "n_iter"}
         old = {k: v for k, v in existing.items() if k != "n_iter"}
-        if _json_ready(fixed) != old:
-            changed = sorted(k for k in set(fixed) | set(old) if _json_ready(fixed).get(k) != old.get(k))
+        if json_ready(fixed) != old:
+            changed = sorted(k for k in set(fixed) | set(old) if json_ready(fixed).get(k) != old.get(k))
             raise MonteCarloError(
                 f"{out} holds a different Monte Carlo run (differs in: {', '.join(changed)}); use another --out")
     _write_json(out / RUN_FILE, config)
@@ -687,184 +578,3 @@ def merge_results(out: str | os.PathLike, *, plots: bool = True) -> tuple[pd.Dat
         write_plots(out, results, summary)
     return results, summary
 
-
-# ---------------------------------------------------------------------------------------------- summary
-
-def metric_columns(results: pd.DataFrame) -> list[str]:
-    """The metric columns of a results table, headline metrics first."""
-    metrics = [c for c in results.columns if c not in ID_COLUMNS and c != "confusion_matrix"]
-    return [m for m in HEADLINE_METRICS if m in metrics] + [m for m in metrics if m not in HEADLINE_METRICS]
-
-
-def paired_values(results: pd.DataFrame, protocol: str, model: str, metric: str) -> pd.Series:
-    """One model's metric per iteration (index: iteration, sorted) under one protocol."""
-    rows = results[(results["protocol"] == protocol) & (results["model"] == model)]
-    return rows.set_index("iteration")[metric].sort_index()
-
-
-def _aligned(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    common = a.index.intersection(b.index)
-    return a.loc[common].to_numpy(np.float64), b.loc[common].to_numpy(np.float64)
-
-
-def _with_holm(tests: dict[str, dict[str, Any]]) -> None:
-    names = list(tests)
-    for key in ("t_pvalue", "wilcoxon_pvalue"):
-        for name, adjusted in zip(names, holm([tests[n][key] for n in names])):
-            tests[name][f"{key}_holm"] = adjusted
-
-
-def summarize(results: pd.DataFrame, reference: str, *, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Per protocol, model and metric: :func:`~leuk.experiments.stats.describe`; per protocol and metric,
-    each model against ``reference``: :func:`~leuk.experiments.stats.paired_tests` (``other - reference``,
-    paired by iteration) with Holm-adjusted p-values across the models; with both protocols, the leakage
-    gap (image − patient) of each model and metric with its tests."""
-    metrics = metric_columns(results)
-    models = list(dict.fromkeys(config["models"] if config else results["model"]))
-    protocols = [p for p in PROTOCOLS if p in set(results["protocol"])]
-    others = [m for m in models if m != reference]
-    split_sizes = (config or {}).get("split") or {}
-    test_size, val_size = split_sizes.get("test_size", TEST_SIZE), split_sizes.get("val_size", VAL_SIZE)
-    summary: dict[str, Any] = {
-        "format": SUMMARY_FORMAT,
-        "reference": reference,
-        "models": models,
-        "synthetic": (config or {}).get("synthetic"),
-        "protocols_run": protocols,
-        "metrics": metrics,
-        "n_iterations": int(results["iteration"].nunique()),
-        "differences": "other - reference (positive: the model scores higher than the reference)",
-        "intervals": "p2_5/p97_5: 2.5 and 97.5 percentiles over iterations; mean_ci_*: 95% t interval of the mean",
-        "holm_family": HOLM_FAMILY,
-        "splits": ("regenerate iteration i's split with leuk.data.splits.train_val_test_split(labels, groups, "
-                   f"test_size={test_size}, val_size={val_size}, seed=<row seed>, protocol=<row protocol>); its "
-                   "leuk.experiments.montecarlo.split_hashes equal the row's hashes"),
-        "config": config or {},
-        "protocols": {},
-    }
-    for protocol in protocols:
-        block: dict[str, Any] = {"models": {}, "comparisons": {}}
-        for model in models:
-            block["models"][model] = {m: describe(paired_values(results, protocol, model, m)) for m in metrics}
-        for metric in metrics:
-            ref_values = paired_values(results, protocol, reference, metric)
-            tests = {}
-            for model in others:
-                ref, other = _aligned(ref_values, paired_values(results, protocol, model, metric))
-                tests[model] = paired_tests(ref, other)
-            _with_holm(tests)
-            block["comparisons"][metric] = tests
-        summary["protocols"][protocol] = block
-    if set(PROTOCOLS) <= set(protocols):
-        gap: dict[str, Any] = {"definition": "image-protocol score - patient-protocol score, paired by iteration",
-                               "metrics": {}}
-        for metric in metrics:
-            tests = {}
-            for model in models:
-                patient, image = _aligned(paired_values(results, "patient", model, metric),
-                                          paired_values(results, "image", model, metric))
-                tests[model] = paired_tests(patient, image)
-            _with_holm(tests)
-            gap["metrics"][metric] = tests
-        summary["leakage_gap"] = gap
-    return _json_ready(summary)
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        if value != 0 and abs(value) < 10 ** -digits:
-            return f"{value:.1e}"
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _interval(low: Any, high: Any) -> str:
-    return f"[{_fmt(low)}, {_fmt(high)}]"
-
-
-#: What a features-mode run on randomly initialised presets measures (shown wherever such a run appears).
-FROZEN_RANDOM_NOTE = ("frozen random-init features: no ImageNet weights; measures the protocol, not the paper's "
-                      "model")
-
-
-def describe_run(config: dict[str, Any]) -> str:
-    """One line saying what a run's figures are: which data, which splits, which weights (from ``run.json``)."""
-    if config.get("synthetic"):
-        data = "SYNTHETIC data (leuk synth), not patients"
-    elif config.get("synthetic") is False:
-        kind = {"cnmc": "C-NMC", "aria": "Aria"}.get(str(config.get("dataset_kind")), "")
-        data = f"real {kind} images".replace("  ", " ")
-    else:
-        data = "data"
-    text = f"{data}: {config.get('n_images')} images of {config.get('n_patients')} subjects"
-    split = config.get("split") or {}
-    if split.get("test_size") is not None:
-        text += (f"; subject-grouped splits (test {split['test_size']:g}, validation {split.get('val_size', 0):g} "
-                 "of each class's subjects)")
-    if config.get("mode") == "features":
-        if config.get("pretrained"):
-            text += "; frozen ImageNet features, a light head trained per iteration"
-        else:
-            text += f"; {FROZEN_RANDOM_NOTE} (a light head is trained per iteration)"
-    elif config.get("mode") == "finetune":
-        weights = "ImageNet-initialised" if config.get("pretrained") else "randomly initialised"
-        text += f"; whole model trained per iteration, {weights}"
-    return text
-
-
-def summary_markdown(summary: dict[str, Any], metrics: Sequence[str] | None = None) -> str:
-    """A human-readable rendering of :func:`summarize` (Markdown tables)."""
-    metrics = list(metrics or summary["metrics"])
-    config = summary.get("config") or {}
-    lines = [
-        "# Monte Carlo validation",
-        "",
-        f"{summary['n_iterations']} iterations; models: {', '.join(summary['models'])}; "
-        f"reference: **{summary['reference']}**; protocols: {', '.join(summary['protocols_run'])}"
-        + (f"; mode: {config['mode']}; seed {config['seed']}" if config else "") + ".",
-    ]
-    if config:
-        lines += ["", describe_run(config) + "."]
-    lines += [
-        "",
-        "Intervals are the 2.5–97.5 percentiles over iterations. Differences are model − reference, paired by "
-        f"iteration; p-values are two-sided, Holm-adjusted {summary['holm_family']}.",
-    ]
-    for protocol, block in summary["protocols"].items():
-        lines += ["", f"## {protocol}-level protocol", "",
-                  "| model | metric | mean | sd | median | [2.5%, 97.5%] |", "|---|---|---|---|---|---|"]
-        for model, per_metric in block["models"].items():
-            for metric in metrics:
-                d = per_metric[metric]
-                lines.append(f"| {model} | {metric} | {_fmt(d['mean'])} | {_fmt(d['sd'])} | {_fmt(d['median'])} | "
-                             f"{_interval(d['p2_5'], d['p97_5'])} |")
-        if any(block["comparisons"].get(m) for m in metrics):
-            lines += ["", f"### Against {summary['reference']} ({protocol} protocol)", "",
-                      "| metric | model | mean diff | [2.5%, 97.5%] of diff | Cohen's d | t p | t p (Holm) | "
-                      "Wilcoxon p | Wilcoxon p (Holm) |", "|---|---|---|---|---|---|---|---|---|"]
-            for metric in metrics:
-                for model, t in block["comparisons"][metric].items():
-                    lines.append(
-                        f"| {metric} | {model} | {_fmt(t['mean_difference'])} | "
-                        f"{_interval(t['difference_p2_5'], t['difference_p97_5'])} | {_fmt(t['cohens_d'], 2)} | "
-                        f"{_fmt(t['t_pvalue'])} | "
-                        f"{_fmt(t['t_pvalue_holm'])} | {_fmt(t['wilcoxon_pvalue'])} | "
-                        f"{_fmt(t['wilcoxon_pvalue_holm'])} |")
-    gap = summary.get("leakage_gap")
-    if gap:
-        lines += ["", "## Leakage gap (image − patient protocol)", "",
-                  "An image-level split puts cells of the same subject in training and test sets; the gap is "
-                  "how much that flatters each score.", "",
-                  "| model | metric | mean gap | [2.5%, 97.5%] | 95% CI of mean | t p (Holm) | Wilcoxon p (Holm) |",
-                  "|---|---|---|---|---|---|---|"]
-        for metric in metrics:
-            for model, t in gap["metrics"][metric].items():
-                lines.append(
-                    f"| {model} | {metric} | {_fmt(t['mean_difference'])} | "
-                    f"{_interval(t['difference_p2_5'], t['difference_p97_5'])} | "
-                    f"{_interval(t['mean_ci_low'], t['mean_ci_high'])} | "
-                    f"{_fmt(t['t_pvalue_holm'])} | {_fmt(t['wilcoxon_pvalue_holm'])} |")
-    lines += ["", "## Reproducing a split", "", summary["splits"] + ".", ""]
-    return "\n".join(lines)

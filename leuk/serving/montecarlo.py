@@ -78,7 +78,7 @@ def montecarlo_sources() -> list[str]:
 
 def _label(config: dict[str, Any], n_iterations: Any) -> str:
     """What a run is, in a few words: the data, the splits, the number of iterations, the weights."""
-    from leuk.experiments.montecarlo import FROZEN_RANDOM_NOTE
+    from leuk.experiments.summary import FROZEN_RANDOM_NOTE
 
     iterations = f"{n_iterations} iterations" if n_iterations else "iterations unknown"
     if _is_real(config):
@@ -260,7 +260,7 @@ def montecarlo_report(source: str | None = None, metric: str | None = None, *, f
     ``figures=False`` skips the matplotlib figures (a dashboard drawing its own charts from the tables).
     """
     from leuk.experiments import plots
-    from leuk.experiments.montecarlo import describe_run, metric_columns
+    from leuk.experiments.summary import describe_run, metric_columns
     from leuk.hub import mentions_synthetic_data
 
     data = load_montecarlo(source, allow_local=allow_local)

@@ -402,7 +402,8 @@ def test_explain_hybrid_on_the_lite_preset():
     for cam in result.branch_maps.values():
         assert cam.shape == (128, 128) and np.isfinite(cam).all() and (cam >= 0).all()
     assert result.features.values.shape == (model.config.num_selected,)
-    assert result.features.names[0].startswith((model.config.branch_a, model.config.branch_b, "fused", "factor"))
+    # names say where a feature comes from: "branch A (<backbone>) channel 1", ..., "fusion of both branches, unit 3"
+    assert result.features.names[0].startswith(("branch A (", "branch B (", "fusion of both branches"))
     assert result.token_attributions.shape == (model.config.num_tokens,)
     np.testing.assert_allclose(result.token_attributions.sum(), result.features.values.sum(), rtol=1e-4)
     assert len(result.attention) == model.config.classifier_layers

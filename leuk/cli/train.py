@@ -1,6 +1,7 @@
 """``leuk train TARGET --data DIR --out DIR [options]``: train a model and save it with its test results.
 
-Targets of the EfficientNet-SE engine (:mod:`leuk.training.efficientnet_se`) are the model presets below.
+Targets of the EfficientNet-SE engine (:mod:`leuk.training.efficientnet_se`) are its family's presets in
+the registry of :mod:`leuk.models` (:func:`engine_targets`).
 Other engines plug in through :data:`EXTERNAL_TARGETS`: a target name mapped to a module that defines
 ``add_target_arguments(parser)`` and ``run_target(args) -> int`` (imported only when ``leuk train`` runs).
 """
@@ -13,14 +14,19 @@ import os
 import sys
 from typing import Any
 
-# preset name (leuk.models) -> one-line description, all trained by the EfficientNet-SE engine
-ENGINE_TARGETS: dict[str, str] = {
-    "efficientnet-se": "EfficientNet-SE as published (tf_efficientnetv2_b3 + SE + MLP head).",
-    "efficientnetv2-b3": "Baseline: plain EfficientNetV2-B3 with a linear classifier.",
-    "resnet50": "Baseline: ResNet-50 with a linear classifier.",
-    "vgg16": "Baseline: VGG16 with a linear classifier.",
-    "efficientnet-se-test": "Tiny EfficientNet-SE (64 px) for smoke tests.",
-}
+def engine_targets() -> dict[str, str]:
+    """Preset name -> one-line description of every preset the EfficientNet-SE engine trains, from the
+    registry of :mod:`leuk.models` (the one definition of preset names)."""
+    from leuk.models import EFFICIENTNET_SE, get_preset
+
+    return {name: get_preset(name).description for name in EFFICIENTNET_SE.presets()}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ENGINE_TARGETS":  # kept for scripts that import it
+        return engine_targets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Hook for other training engines: target name -> module with add_target_arguments(parser), run_target(args)
 # and an optional one-line HELP.
@@ -52,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show full tracebacks on errors")
-    for name, description in ENGINE_TARGETS.items():
+    for name, description in engine_targets().items():
         target = targets.add_parser(name, help=description, description=description, parents=[debug])
         add_engine_arguments(target)
         target.set_defaults(run_target=run_engine_target, preset=name)

@@ -12,10 +12,10 @@ from typing import Any
 
 HELP = "HybridCN-NAS: U-Net + two CNN branches + mRMR + token self-attention (staged, resumable)."
 
-_STEPS = ("stain", "multiscale", "edge", "clahe", "denoise")
-
 
 def _steps(text: str) -> tuple[str, ...]:
+    from leuk.preprocess import PREPROCESSING_STEPS as _STEPS
+
     if text.strip().lower() in ("", "none"):
         return ()
     steps = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -36,23 +36,29 @@ def _override(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of :class:`leuk.training.hybridcn_nas.HybridTrainOptions`."""
+    """Options of :class:`leuk.training.hybridcn_nas.HybridTrainOptions`: choices and defaults come from the
+    options dataclass and its constants (one definition)."""
+    from leuk.training.hybridcn_nas.options import OPTIMIZERS, PRESETS, HybridTrainOptions
+
+    d = HybridTrainOptions()
+    _STEPS = d.steps
     bool_flag = argparse.BooleanOptionalAction
     data = parser.add_argument_group("data")
     data.add_argument("--data", required=True, help="Aria-layout dataset folder (Original/, Masks/ or Segmented/)")
     data.add_argument("--out", required=True, help="output folder of the trained model (stages under OUT/stages)")
     data.add_argument("--patients-csv", help="patient map CSV (default: DATA/patients.csv when present)")
-    data.add_argument("--protocol", choices=("patient", "image"), default="patient",
+    data.add_argument("--protocol", choices=("patient", "image"), default=d.protocol,
                       help="split by patient (honest) or by image (leaky; only to measure leakage)")
-    data.add_argument("--test-size", type=float, default=0.2, help="share of patients held out for test")
-    data.add_argument("--val-size", type=float, default=0.15, help="share of patients for validation")
-    data.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and sampling")
+    data.add_argument("--test-size", type=float, default=d.test_size, help="share of patients held out for test")
+    data.add_argument("--val-size", type=float, default=d.val_size, help="share of patients for validation")
+    data.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation and sampling")
     data.add_argument("--synthetic", action=bool_flag, default=None,
                       help="mark the data as synthetic in the saved model (default: detected)")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", choices=("lite", "paper"), default="lite",
-                       help="lite: tiny timm test backbones at 128 px (CPU); paper: ConvNeXt-Large + NASNet-Large")
+    model.add_argument("--preset", choices=tuple(PRESETS), default=d.preset,
+                       help="training preset: " + ", ".join(f"{short} = model preset {name}" for short, name in PRESETS.items())
+                       + " (`leuk info NAME` shows each)")
     model.add_argument("--set", dest="config_overrides", type=_override, action="append", default=[],
                        metavar="KEY=VALUE", help="override a configuration value (JSON value), repeatable")
     model.add_argument("--num-selected", type=int, help="features kept by mRMR (a multiple of the token size)")
@@ -62,26 +68,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="train only attention/projection/fusion layers on frozen backbones")
     model.add_argument("--preprocessing", type=_steps, default=_STEPS, metavar="STEPS",
                        help=f"comma-separated phase-1 steps to apply (default: {','.join(_STEPS)}; 'none' for none)")
-    model.add_argument("--stain-space", choices=("lab", "rgb"), default="lab",
+    model.add_argument("--stain-space", choices=("lab", "rgb"), default=d.stain_color_space,
                        help="Reinhard normalisation in Lab (classic) or per-channel RGB (the paper's code)")
     model.add_argument("--stain-template", metavar="IMAGE",
                        help="Reinhard target from this image (default: mean statistics of the training images)")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--batch-size", type=int, default=16, help="batch size of the segmenter and extractor")
+    optim.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size of the segmenter and extractor")
     optim.add_argument("--segmenter-epochs", type=int, help="U-Net epochs (default: preset's)")
-    optim.add_argument("--segmenter-lr", type=float, default=3e-3, help="U-Net peak learning rate")
+    optim.add_argument("--segmenter-lr", type=float, default=d.segmenter_lr, help="U-Net peak learning rate")
     optim.add_argument("--extractor-epochs", type=int, help="branch training epochs (default: preset's)")
     optim.add_argument("--extractor-lr", type=float, help="branch training peak learning rate")
     optim.add_argument("--classifier-epochs", type=int, help="maximum classifier epochs (default: preset's)")
     optim.add_argument("--classifier-lr", type=float, help="classifier learning rate")
-    optim.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop", "adamax"), default="adamw",
+    optim.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
                        help="classifier optimiser")
-    optim.add_argument("--patience", type=int, default=30, help="classifier early-stopping patience (epochs)")
-    optim.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    optim.add_argument("--patience", type=int, default=d.patience, help="classifier early-stopping patience (epochs)")
+    optim.add_argument("--device", default=d.device, help="torch device (cpu, cuda)")
 
     output = parser.add_argument_group("output")
-    output.add_argument("--dtype", dest="save_dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+    output.add_argument("--dtype", dest="save_dtype", choices=("float32", "float16", "bfloat16"),
+                        default=d.save_dtype,
                         help="dtype of the saved weights")
     output.add_argument("--restart", action="store_true", help="delete finished stages and start over")
     output.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")

@@ -62,6 +62,8 @@ class ModelFamily:
     dataset: str = "cnmc"
     #: dotted module name of the training engine (``leuk.training.<...>``)
     engine: str = ""
+    #: ``module:Class`` of the family's image processor (imported when asked for)
+    processor_path: str = ""
 
     # ---- presets and processor ------------------------------------------------------------------------
     def __init__(self) -> None:
@@ -77,7 +79,8 @@ class ModelFamily:
         return sorted(self._presets)
 
     def processor_class(self) -> type:
-        raise NotImplementedError
+        module, _, name = self.processor_path.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     def processor(self, config: Any) -> Any:
         """The family's image processor for ``config`` (its default settings)."""

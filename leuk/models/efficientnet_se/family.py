@@ -19,12 +19,8 @@ class EfficientNetSEFamily(ModelFamily):
     model_type = "efficientnet_se"
     title = "EfficientNet-SE"
     dataset = "cnmc"
+    processor_path = "leuk.models.efficientnet_se.image_processing_efficientnet_se:EfficientNetSEImageProcessor"
     engine = "leuk.training.efficientnet_se"
-
-    def processor_class(self) -> type:
-        from .image_processing_efficientnet_se import EfficientNetSEImageProcessor
-
-        return EfficientNetSEImageProcessor
 
     def forward_features(self, model: Any, pixel_values: Any) -> Any:
         """The backbone's final ``(N, C, H, W)`` feature map."""

@@ -20,12 +20,8 @@ class HybridCNNASFamily(ModelFamily):
     model_type = "hybridcn_nas"
     title = "HybridCN-NAS"
     dataset = "aria"
+    processor_path = "leuk.models.hybridcn_nas.image_processing_hybridcn_nas:HybridCNNASImageProcessor"
     engine = "leuk.training.hybridcn_nas"
-
-    def processor_class(self) -> type:
-        from .image_processing_hybridcn_nas import HybridCNNASImageProcessor
-
-        return HybridCNNASImageProcessor
 
     def forward_features(self, model: Any, pixel_values: Any) -> Any:
         """The raw fused feature vector ``(N, num_features)`` of both branches, on the segmenter's cell mask."""

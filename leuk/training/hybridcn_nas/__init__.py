@@ -28,8 +28,8 @@ here. Every public name below keeps its signature and behaviour.
 
 from __future__ import annotations
 
-from leuk.experiments import ablation as _ablation
-from leuk.experiments.ablation import *  # noqa: F401,F403 -- the ablation study moved there; its names stay here
+from typing import Any
+
 from leuk.records import EVAL_RESULTS_FILE, SPLIT_FILE
 from leuk.training.hybridcn_nas.cache import StageCache
 from leuk.training.hybridcn_nas.data import AriaTable, PixelBank, fit_stain_target, load_table, read_mask
@@ -38,6 +38,11 @@ from leuk.training.hybridcn_nas.head import HeadFit, fit_head
 from leuk.training.hybridcn_nas.optim import make_optimizer
 from leuk.training.hybridcn_nas.options import OPTIMIZERS, PRESET_DEFAULTS, PRESETS, STAGES_DIR, HybridTrainOptions
 from leuk.training.hybridcn_nas.stages import FeatureStages, run_feature_stages
+
+#: names of the ablation study, which moved to :mod:`leuk.experiments.ablation` (imported on first use: that
+#: module imports this package's stages, so importing it here would run in a circle)
+_ABLATION_NAMES = ("ABLATION_METRICS", "ABLATION_STUDIES", "AblationVariant", "ablation_markdown",
+                   "ablation_variants", "held_out_monte_carlo", "run_ablation")
 
 __all__ = [
     "EVAL_RESULTS_FILE",
@@ -60,6 +65,14 @@ __all__ = [
     "read_mask",
     "run_feature_stages",
     "train_hybridcn_nas",
-    *_ablation.__all__,
+    *_ABLATION_NAMES,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ABLATION_NAMES:
+        from leuk.experiments import ablation
+
+        return getattr(ablation, name)
+    raise AttributeError(f"module 'leuk.training.hybridcn_nas' has no attribute {name!r}")
 

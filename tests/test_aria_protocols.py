@@ -154,3 +154,46 @@ def test_pipeline_examples_show_every_sample_class():
     chosen = one_per_class(smears)
     assert [s.label for s in chosen] == sorted({s.label for s in smears}, key=[s.label for s in smears].index)
     assert {s.label for s in chosen} == {"Benign", "Early", "Pre", "Pro"}
+
+
+def test_card_and_banner_show_both_protocols_the_baseline_and_the_reference_dice(tmp_path):
+    import json
+
+    from leuk.hub.cards import build_model_card
+    from leuk.hub.provenance import folder_training_summary
+    from leuk.models import create_model
+    from leuk.models.hybridcn_nas import HybridCNNASImageProcessor
+
+    model = create_model("hybridcn-nas-lite")
+    model.config.training_protocol = {"preset": "lite", "synthetic": False, "protocol": "block"}
+    folder = tmp_path / "hybrid-real"
+    model.save_pretrained(folder)
+    HybridCNNASImageProcessor.from_model_config(model.config).save_pretrained(folder)
+    records = [{"model": m, "protocol": p, "fold": f, "accuracy": a, "f1_macro": a - 0.01, "f1_weighted": a,
+                "roc_auc": 0.99}
+               for m, p, values in (("HybridCN-NAS lite", "image", [0.97, 0.98]), ("HybridCN-NAS lite", "block", [0.81, 0.85]),
+                                    ("plain CNN", "image", [0.99, 1.0]), ("plain CNN", "block", [0.9, 0.92]))
+               for f, a in enumerate(values)]
+    eval_results = {
+        "model": "hybridcn-nas-lite", "protocol": "block", "synthetic": False, "dataset": "real Aria smears",
+        "split_sizes": {"train": {"n_images": 2000}, "val": {"n_images": 300}, "test": {"n_images": 700}},
+        "test": {"accuracy": 0.84, "f1_macro": 0.83, "n": 700},
+        "cross_validation": {"protocols": {"image": "image-level folds", "block": "file-number blocks"}, "n_folds": 2,
+                             "summary": summarise_folds(records), "folds": records,
+                             "paper": {"accuracy": 0.9992, "protocol": "image-level split (as reported)"},
+                             "note": "Aria records no patient ids."},
+        "segmentation_reference": {"n": 47, "reference": "assets/aria_reference",
+                                   "synthetic-trained U-Net (previous demo)": {"dice": 0.411, "iou": 0.274},
+                                   "shipped U-Net (trained on real pseudo-masks)": {"dice": 0.8, "iou": 0.7}},
+    }
+    (folder / "eval_results.json").write_text(json.dumps(eval_results), encoding="utf-8")
+    text = str(build_model_card(folder))
+    assert "| block | HybridCN-NAS lite | 2 | 0.8300 ± 0.0283 (0.8100 – 0.8500) |" in text
+    assert "| image | plain CNN | 2 | 0.9950" in text
+    assert "The paper reports accuracy 0.9992" in text
+    assert "HybridCN-NAS lite accuracy +0.1450" in text  # 0.975 - 0.83
+    assert "| synthetic-trained U-Net (previous demo) | 0.411 | 0.274 |" in text
+    assert "Trained on real Aria smears" in text and "Not for clinical use" in text
+    assert "contiguous blocks of file" in text and "SYNTHETIC" not in text
+    summary = folder_training_summary(folder)
+    assert summary.real and "file-number-block accuracy 0.830 ± 0.028 over 2 folds" in summary.text

@@ -78,10 +78,13 @@ def cross_validate(args: argparse.Namespace, workspace: Path, stain_target: dict
                                                  protocol_folds, summarise_folds, train_plain_cnn)
     from leuk.training.hybridcn_nas import load_table
 
-    records_path = args.work / "cv_records.json"
-    records = json.loads(records_path.read_text()) if records_path.is_file() else []
-    done = {(r["model"], r["protocol"], r["fold"]) for r in records}
+    records = []
     for protocol in args.protocols:
+        # one file per protocol, so that the protocols may run in two processes (--cv-only) at once
+        records_path = args.work / f"cv_records_{protocol}.json"
+        if records_path.is_file():
+            records += json.loads(records_path.read_text())
+        done = {(r["model"], r["protocol"], r["fold"]) for r in records}
         table = load_table(workspace, workspace / BLOCKS_FILE if protocol == "block" else None)
         folds = protocol_folds(table.labels, table.groups, n_folds=args.folds, val_size=args.val_size,
                                seed=args.seed)
@@ -91,7 +94,7 @@ def cross_validate(args: argparse.Namespace, workspace: Path, stain_target: dict
                 records += cross_validate_hybrid(table, options_from(args), [fold], protocol, args.work / "cv",
                                                  stain_target=stain_target, shared_from=args.work / "cv" / FIRST_FOLD,
                                                  progress=args.progress)
-                records_path.write_text(json.dumps(records, indent=2) + "\n")
+                records_path.write_text(json.dumps([r for r in records if r["protocol"] == protocol], indent=2) + "\n")
                 print(json.dumps(records[-1]), flush=True)
             if ("plain CNN", protocol, fold.index) not in done:
                 started = time.perf_counter()
@@ -102,7 +105,7 @@ def cross_validate(args: argparse.Namespace, workspace: Path, stain_target: dict
                                            table.label_names, time.perf_counter() - started,
                                            recipe=f"4 conv blocks (16-128), 64 px, {args.baseline_epochs} epochs, "
                                                   "from scratch, no preprocessing"))
-                records_path.write_text(json.dumps(records, indent=2) + "\n")
+                records_path.write_text(json.dumps([r for r in records if r["protocol"] == protocol], indent=2) + "\n")
                 print(json.dumps(records[-1]), flush=True)
     return {"protocols": {p: PROTOCOLS[p] for p in args.protocols}, "n_folds": args.folds, "seed": args.seed,
             "summary": summarise_folds(records), "folds": records,
@@ -154,10 +157,13 @@ def main(argv=None) -> int:
     parser.add_argument("--protocols", nargs="+", default=["block", "image"], choices=["image", "block"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--skip-cv", action="store_true", help="only train the shipped model")
+    parser.add_argument("--cv-only", action="store_true",
+                        help="only the folds of --protocols (e.g. one process per protocol; a later run without "
+                             "--cv-only reuses them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-size", type=float, default=0.15)
     parser.add_argument("--segmenter-epochs", type=int, default=3)
-    parser.add_argument("--extractor-epochs", type=int, default=3)
+    parser.add_argument("--extractor-epochs", type=int, default=15)
     parser.add_argument("--classifier-epochs", type=int, default=150)
     parser.add_argument("--baseline-epochs", type=int, default=12)
     parser.add_argument("--synthetic-segmenter", default="runs/synthetic-hybridcn-nas-lite",
@@ -173,10 +179,18 @@ def main(argv=None) -> int:
     workspace = prepare_aria_workspace(args.data, args.work, exclude=reference_images(), progress=args.progress)
     stain_target = reference_stain_target(args.data, LITE_PRESET["image_size"])
     cross_validation = None if args.skip_cv else cross_validate(args, workspace, stain_target)
+    if args.cv_only:
+        return 0
     model_dir = train_shipped(args, workspace, stain_target)
 
     results_path = model_dir / "eval_results.json"
     results = json.loads(results_path.read_text())
+    # the engine saw blocks.csv as a patient map: say what the groups really are, in the record and the config
+    results["protocol"] = "block"
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config.setdefault("training_protocol", {})["protocol"] = "block (contiguous file numbers; no patient ids)"
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
     results["dataset"] = (f"real Aria smears ({len(results['split_sizes']['train'].get('per_class', {})) or 4} "
                           "classes) minus the reviewed reference smears; no patient ids: split by file-number block")
     if cross_validation is not None:
@@ -198,7 +212,10 @@ def main(argv=None) -> int:
         for path in sorted(model_dir.iterdir()):
             if path.is_file():
                 shutil.copy2(path, args.ship / path.name)
-        print(f"shipped to {args.ship}")
+        from leuk.hub.cards import write_model_card
+
+        write_model_card(args.ship)
+        print(f"shipped to {args.ship} (model card rendered)")
     return 0
 
 

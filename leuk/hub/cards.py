@@ -209,6 +209,43 @@ def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list
     }
 
 
+def _spread_text(figures: Any) -> str:
+    """``0.9512 ± 0.0123 (0.9301 – 0.9705)`` from ``{mean, sd, min, max}``; ``n/a`` without a mean."""
+    if not isinstance(figures, Mapping) or not is_number(figures.get("mean")):
+        return "n/a"
+    text = f"{float(figures['mean']):.4f} ± {format_number(figures.get('sd'))}"
+    if is_number(figures.get("min")) and is_number(figures.get("max")):
+        text += f" ({format_number(figures['min'])} – {format_number(figures['max'])})"
+    return text
+
+
+def aria_protocols_context(eval_json: Mapping[str, Any] | None) -> dict | None:
+    """What a card shows of the ``cross_validation`` block (both protocols, every model) and of the
+    ``segmentation_reference`` block of an ``eval_results.json``; ``None`` when neither is there."""
+    eval_json = eval_json or {}
+    block = eval_json.get("cross_validation") if isinstance(eval_json.get("cross_validation"), Mapping) else {}
+    summary = block.get("summary") if isinstance(block.get("summary"), Mapping) else {}
+    descriptions = block.get("protocols") if isinstance(block.get("protocols"), Mapping) else {}
+    rows = []
+    for protocol in descriptions or [key for key in summary if key != "gap_image_minus_block"]:
+        for model, figures in (summary.get(protocol) or {}).items():
+            rows.append({"protocol": protocol, "model": model, "n_folds": figures.get("n_folds"),
+                         "accuracy": _spread_text(figures.get("accuracy")),
+                         "f1_macro": _spread_text(figures.get("f1_macro"))})
+    gaps = [{"model": model, "accuracy": f"{float(gap['accuracy']):+.4f}" if is_number(gap.get("accuracy")) else "n/a",
+             "f1_macro": f"{float(gap['f1_macro']):+.4f}" if is_number(gap.get("f1_macro")) else "n/a"}
+            for model, gap in (summary.get("gap_image_minus_block") or {}).items() if isinstance(gap, Mapping)]
+    reference = eval_json.get("segmentation_reference") if isinstance(eval_json.get("segmentation_reference"),
+                                                                      Mapping) else {}
+    segmenters = [{"name": name, "dice": format_number(scores.get("dice"), 3), "iou": format_number(scores.get("iou"), 3)}
+                  for name, scores in reference.items() if isinstance(scores, Mapping) and "dice" in scores]
+    if not rows and not segmenters:
+        return None
+    return {"rows": rows, "gaps": gaps, "descriptions": dict(descriptions), "paper": block.get("paper"),
+            "note": block.get("note"), "n_folds": block.get("n_folds"), "segmenters": segmenters,
+            "n_reference": reference.get("n"), "reference": reference.get("reference")}
+
+
 def _recipe_text(recipe: Any) -> str | None:
     """The main training settings of a recorded recipe, in one line."""
     if not isinstance(recipe, Mapping):
@@ -368,6 +405,7 @@ def build_model_card(
                   or ("patient" if family == "efficientnet_se" else None)),
         eval_meta_text=meta_text(eval_meta, skip=("dataset_name", "dataset_type", "command", "best_checkpoint")),
         cross_subject=cross_subject,
+        aria_protocols=aria_protocols_context(eval_json) if family == "hybridcn_nas" else None,
         ood_text=_ood_text(model_dir),
         recipe_text=_recipe_text(recipe),
         command=(eval_json or {}).get("command"),

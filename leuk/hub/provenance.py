@@ -35,13 +35,14 @@ class Headline:
     n_folds: int | None
     min: float | None = None
     max: float | None = None
+    protocol: str = "cross-subject"
 
     @property
     def text(self) -> str:
         """E.g. ``cross-subject weighted F1 0.645 ± 0.067 over 3 folds``."""
         spread = f" ± {self.std:.3f}" if self.std is not None else ""
         folds = f" over {self.n_folds} folds" if self.n_folds else ""
-        return f"cross-subject {self.name} {self.mean:.3f}{spread}{folds}"
+        return f"{self.protocol} {self.name} {self.mean:.3f}{spread}{folds}"
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,26 @@ def _title(config: Mapping[str, Any], family: str) -> str:
     return f"{title} {preset}" if isinstance(preset, str) and preset and preset != "paper" else title
 
 
+def _block_protocol_headline(eval_results: Mapping[str, Any] | None) -> Headline | None:
+    """The HybridCN-NAS accuracy over the file-number-block folds of a ``cross_validation`` block (real Aria)."""
+    block = (eval_results or {}).get("cross_validation")
+    summary = block.get("summary") if isinstance(block, Mapping) else None
+    by_model = (summary or {}).get("block") if isinstance(summary, Mapping) else None
+    for model, figures in (by_model or {}).items():
+        spread = figures.get("accuracy") if isinstance(figures, Mapping) and model.startswith("HybridCN") else None
+        if isinstance(spread, Mapping) and _number(spread.get("mean")) is not None:
+            n_folds = figures.get("n_folds")
+            return Headline("accuracy", "accuracy", float(spread["mean"]), _number(spread.get("sd")),
+                            int(n_folds) if isinstance(n_folds, int) else None, _number(spread.get("min")),
+                            _number(spread.get("max")), protocol="file-number-block")
+    return None
+
+
 def headline_of(eval_results: Mapping[str, Any] | None) -> Headline | None:
-    """The headline cross-subject figure of an ``eval_results.json``, or ``None`` when it has none."""
+    """The headline figure of an ``eval_results.json``: cross-subject (C-NMC) or file-number-block folds
+    (Aria), or ``None`` when it has neither."""
+    if (eval_results or {}).get("cross_subject") is None:
+        return _block_protocol_headline(eval_results)
     block = (eval_results or {}).get("cross_subject")
     over = ((block or {}).get("summary") or {}).get("over_folds") if isinstance(block, Mapping) else None
     spread = (over or {}).get(HEADLINE_METRIC[0]) if isinstance(over, Mapping) else None

@@ -4,7 +4,9 @@
   CUDA when present, bf16 autocast there), :func:`warm_up`, :func:`model_info`, :func:`banner_for`;
 - predictions: :func:`classify` (per-image rows, patient-level aggregate, the one uncertainty verdict of
   :mod:`leuk.verdict` with the model's out-of-distribution check), :func:`explain_image` (attribution overlay,
-  faithfulness and the same verdict), :func:`pipeline_stages` (HybridCN-NAS, with the verdict);
+  faithfulness and the same verdict), :func:`pipeline_stages` (HybridCN-NAS, with the verdict),
+  :func:`classify_smears` (every white cell of a smear found, cut out C-NMC-style and classified: the two models
+  as one workflow, :mod:`leuk.serving.cells`);
 - results: :func:`montecarlo_report` (bundled runs, folders or dataset repos: chart data, tests, leakage gap);
 - texts: :data:`NOT_A_MEDICAL_DEVICE`, :func:`banner_for` / :func:`model_banner` (what a model's records say it was
   trained on, :func:`training_summary_for`); samples: :func:`list_samples`, :func:`samples_description`.
@@ -58,6 +60,7 @@ from leuk.serving.montecarlo import (
 from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
 from leuk.ood import ReferenceStatistics, image_statistics
 from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
+from leuk.serving.cells import SmearResult, SmearsResult, cell_model_names, classify_smears, classify_smears_gpu
 from leuk.serving.registry import ModelRegistry, get_registry, set_registry, warm_up
 from leuk.serving.runtime import choose_device, gpu
 from leuk.serving.samples import Sample, list_samples, one_per_class, samples_description
@@ -86,11 +89,16 @@ __all__ = [
     "PipelineResult",
     "ReferenceStatistics",
     "Sample",
+    "SmearResult",
+    "SmearsResult",
     "aggregate",
     "banner_for",
     "bundled_runs",
     "choose_device",
+    "cell_model_names",
     "classify",
+    "classify_smears",
+    "classify_smears_gpu",
     "demo_banner",
     "explain_image",
     "explain_baseline_choices",

@@ -1,0 +1,472 @@
+"""From a smear to a verdict for every white cell: the two models as one workflow.
+
+``classify_smears(smears)`` finds the white cells of each smear with the configured HybridCN-NAS model's
+segmenter (its Attention U-Net, then the watershed of :func:`leuk.segmentation.split_cells` for touching cells;
+the colour threshold :func:`leuk.segmentation.classical_cell_mask` when the U-Net finds nothing, or when asked),
+cuts each cell out onto black the way C-NMC cells are (the cell alone, centred on a 450 x 450 black canvas, at the
+C-NMC cell scale), classifies the cuts with the cell model (EfficientNet-SE) and its uncertainty verdict
+(:mod:`leuk.verdict`), and sums up each smear and the whole batch (one patient). Cells too small, cut by the
+image border or overlapping a neighbour are listed with the reason and not classified.
+
+**The scale assumption.** A smear says nothing about its pixel size, so each cell is scaled from its own size:
+its equivalent diameter (the diameter of the disc of the same area) becomes :data:`CNMC_CELL_DIAMETER`, the
+median of the real C-NMC cells. This assumes every white cell is the size of a typical C-NMC cell, and so it erases
+absolute size, which is class evidence in C-NMC (median equivalent diameter of ALL cells 215 px, HEM 174 px).
+``scale="smear"`` gives every cell of a smear one factor (from the median diameter of the smear's cells), which
+keeps the cells' relative sizes and assumes instead that the smear's median white cell is C-NMC-sized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from leuk.errors import ImageReadError, LeukError
+from leuk.io import ImageSource, read_image
+from leuk.serving.classify import MAX_APP_PIXELS, MAX_IMAGES, PatientAggregate, aggregate, classify_images
+from leuk.serving.pipeline import pipeline_model_names
+from leuk.serving.registry import ModelRegistry, get_registry
+from leuk.serving.runtime import gpu
+from leuk.serving.smear_geometry import (
+    CNMC_CANVAS,
+    CNMC_CELL_DIAMETER,
+    SKIP_BORDER,
+    SKIP_OVERLAP,
+    SKIP_SMALL,
+    SmearCell,
+    cut_out,
+    find_cells,
+)
+from leuk.verdict import UNCERTAIN_BELOW, Verdict
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from PIL import Image
+
+__all__ = [
+    "CNMC_CANVAS", "CNMC_CELL_DIAMETER", "MAX_SMEARS", "SEGMENTERS", "SCALES", "SmearCell", "SmearResult",
+    "SmearsResult", "cell_model_names", "classify_smear", "classify_smears", "cut_out", "find_cells",
+]
+
+#: Ways of finding cells: the U-Net with the colour threshold as fallback, the U-Net alone, the colour threshold.
+SEGMENTERS = ("auto", "unet", "classical")
+#: Ways of scaling cells to the C-NMC size: each from its own diameter, or one factor per smear.
+SCALES = ("cell", "smear")
+#: Most smears one request may hold.
+MAX_SMEARS = 16
+CLASSICAL_NAME = "colour threshold (leuk.segmentation.classical_cell_mask)"
+
+
+# ------------------------------------------------------------------------------------------- segmenters
+
+
+def unet_mask(loaded: Any, rgb: np.ndarray) -> np.ndarray:
+    """The HybridCN-NAS model's segmenter mask of ``rgb`` at its own size (the model's preprocessing and
+    threshold), as the model itself sees the smear."""
+    import cv2
+    import torch
+
+    model = loaded.model
+    parameter = next(model.parameters())
+    pixels = loaded.processor(images=[rgb], return_tensors="pt")["pixel_values"].to(parameter.device, parameter.dtype)
+    with torch.no_grad():
+        probability = model.cell_probabilities(pixels)[0, 0].float().cpu().numpy()
+    probability = cv2.resize(probability, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return probability > float(model.config.mask_threshold)
+
+
+def _has_segmenter(loaded: Any) -> bool:
+    return getattr(loaded.model, "segmenter", None) is not None and callable(
+        getattr(loaded.model, "cell_probabilities", None))
+
+
+def segment(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | None = None,
+            registry: ModelRegistry | None = None) -> tuple[list[SmearCell], str]:
+    """The cells of one smear and which segmenter found them (see :func:`classify_smears`)."""
+    from leuk.segmentation import classical_cell_mask
+
+    if segmenter not in SEGMENTERS:
+        raise LeukError(f"unknown segmenter {segmenter!r}: use one of {', '.join(SEGMENTERS)}")
+    tried = []
+    if segmenter in ("auto", "unet"):
+        registry = registry or get_registry()
+        name = segmenter_model or _segmenter_name(registry, required=segmenter == "unet")
+        if name is not None:
+            loaded = registry.get(name)
+            if not _has_segmenter(loaded):
+                raise LeukError(f"model {name!r} has no cell segmenter: choose a HybridCN-NAS model")
+            peak = float(getattr(loaded.model.config, "watershed_peak_ratio", 0.7))
+            cells = find_cells(rgb, unet_mask(loaded, rgb), peak_ratio=peak)
+            found_by = f"U-Net of {name}"
+            if cells or segmenter == "unet":
+                return cells, found_by
+            tried.append(found_by)
+    cells = find_cells(rgb, classical_cell_mask(rgb))
+    found_by = CLASSICAL_NAME if not tried else f"{CLASSICAL_NAME}, after the {tried[0]} found none"
+    return cells, found_by
+
+
+def _segmenter_name(registry: ModelRegistry, *, required: bool) -> str | None:
+    for name in pipeline_model_names(registry):
+        try:
+            if _has_segmenter(registry.get(name)):
+                return name
+        except LeukError:
+            continue
+    if required:
+        raise LeukError("no HybridCN-NAS model with a segmenter is configured: use segmenter 'classical'")
+    return None
+
+
+def _all_label(labels: Sequence[str]) -> str | None:
+    return next((label for label in labels if label.lower() == "all"), None)
+
+
+def cell_model_names(registry: ModelRegistry | None = None) -> list[str]:
+    """Configured single-cell models (an ``all`` class, no smear phases) that can classify cut-out cells."""
+    registry = registry or get_registry()
+    names = []
+    for name in registry.names:
+        try:
+            loaded = registry.get(name)
+        except LeukError:
+            continue
+        if _all_label(loaded.labels) is not None and not callable(getattr(loaded.model, "stages", None)):
+            names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class SmearResult:
+    """One smear: its cells, who found them, and the smear-level summary of their calls."""
+
+    name: str
+    size: tuple[int, int] = (0, 0)
+    segmenter: str = ""
+    cells: list[SmearCell] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    aggregate: PatientAggregate | None = None
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def classified(self) -> list[SmearCell]:
+        return [c for c in self.cells if c.result is not None and c.result.error is None]
+
+    @property
+    def skipped(self) -> list[SmearCell]:
+        return [c for c in self.cells if c.skipped is not None]
+
+    @property
+    def all_label(self) -> str | None:
+        return _all_label(self.labels)
+
+    def counts(self) -> dict[str, int]:
+        return {label: sum(c.result.label == label for c in self.classified) for label in self.labels}
+
+    @property
+    def share_all(self) -> float | None:
+        """Share of the classified cells called ALL (``None`` when none was classified)."""
+        if not self.classified or self.all_label is None:
+            return None
+        return self.counts()[self.all_label] / len(self.classified)
+
+    @property
+    def n_uncertain(self) -> int:
+        return sum(c.result.uncertain for c in self.classified)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return None if self.aggregate is None else self.aggregate.verdict
+
+    @property
+    def headline(self) -> str:
+        """One line: how many cells were found, classified and called ALL, and the smear's reading."""
+        if self.error is not None:
+            return f"{self.name}: {self.error}"
+        if not self.cells:
+            return f"{self.name}: no white cell found ({self.segmenter}); nothing classified"
+        text = (f"{self.name}: {len(self.cells)} white cell{'s' if len(self.cells) != 1 else ''} found "
+                f"({self.segmenter}), {len(self.classified)} classified, {len(self.skipped)} skipped")
+        if self.aggregate is None:
+            return text + "; nothing classified"
+        share = self.share_all
+        called = "" if share is None else f"; {self.counts()[self.all_label]} called {self.all_label} ({share:.0%})"
+        return text + f"{called}; {self.n_uncertain} uncertain; smear reading {self.aggregate.label} " \
+                      f"({self.verdict.word})"
+
+    def row(self) -> dict[str, Any]:
+        """The smear's row of :meth:`SmearsResult.table`."""
+        agg = self.aggregate
+        row: dict[str, Any] = {"row": "smear", "smear": self.name, "cell": "", "segmenter": self.segmenter,
+                               "cells_found": len(self.cells), "classified": len(self.classified),
+                               "skipped": len(self.skipped)}
+        for reason in (SKIP_SMALL, SKIP_BORDER, SKIP_OVERLAP):
+            row[f"skipped {reason}"] = sum(bool(c.skipped and c.skipped.startswith(reason)) for c in self.cells)
+        row.update({f"n_{label}": n for label, n in self.counts().items()})
+        row["share_all"] = None if self.share_all is None else round(self.share_all, 4)
+        row["uncertain_cells"] = self.n_uncertain
+        row["label"] = "" if agg is None else agg.label
+        row.update({f"p_{label}": None if agg is None else round(agg.mean_probabilities[label], 4)
+                    for label in self.labels})
+        row["verdict"] = "" if agg is None else agg.verdict.word
+        row["reasons"] = "" if agg is None else "; ".join(agg.reasons)
+        row["note"] = self.error or ("no white cell found" if not self.cells else
+                                     "no cell could be classified" if agg is None else "")
+        return row
+
+    def cell_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for cell in self.cells:
+            item = cell.result
+            x0, y0, x1, y1 = cell.box
+            row: dict[str, Any] = {"row": "cell", "smear": self.name, "cell": cell.number, "segmenter": self.segmenter,
+                                   "x0": x0, "y0": y0, "x1": x1, "y1": y1, "diameter_px": round(cell.diameter, 1),
+                                   "scale": round(cell.scale, 3) if cell.scale else None,
+                                   "status": "skipped" if cell.skipped else "classified",
+                                   "skip_reason": cell.skipped or "", "label": item.label if item else ""}
+            row.update({f"p_{label}": None if item is None else item.probabilities.get(label) for label in self.labels})
+            row["ood_score"] = None if item is None or item.ood_score is None else round(item.ood_score, 2)
+            row["verdict"] = "" if item is None else item.verdict.word
+            row["reasons"] = "" if item is None or not item.uncertain else "; ".join(item.reasons)
+            rows.append(row)
+        return rows
+
+    def annotated(self, min_side: int = 448) -> "Image.Image":
+        """The smear with each cell's box coloured by its call (ALL red, other classes green, skipped grey; an
+        uncertain call is drawn thin and marked ``?``), numbered as in the table."""
+        from PIL import Image, ImageDraw
+
+        picture = Image.fromarray(self.image if self.image is not None else np.zeros((64, 64, 3), np.uint8))
+        factor = max(1.0, min_side / max(1, min(picture.size)))
+        if factor > 1:
+            picture = picture.resize((round(picture.width * factor), round(picture.height * factor)),
+                                     Image.Resampling.LANCZOS)
+        draw = ImageDraw.Draw(picture)
+        for cell in self.cells:
+            x0, y0, x1, y1 = (int(round(v * factor)) for v in cell.box)
+            colour, width, mark = box_style(cell, self.all_label)
+            draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=width)
+            draw.text((x0 + 3, y0 + 2), f"{cell.number}{mark}", fill=colour)
+        return picture
+
+    def gallery(self) -> list[tuple["Image.Image", str]]:
+        """``(crop, caption)`` of every classified cell, in table order."""
+        from PIL import Image
+
+        items = []
+        for cell in self.classified:
+            probability = cell.result.top_probability or 0.0
+            items.append((Image.fromarray(cell.crop),
+                          f"{self.name} cell {cell.number}: {cell.result.label} {probability:.2f} "
+                          f"({cell.result.verdict.word})"))
+        return items
+
+
+#: Box colours of :meth:`SmearResult.annotated`.
+COLOUR_ALL, COLOUR_OTHER, COLOUR_SKIPPED = (220, 38, 38), (22, 163, 74), (140, 140, 140)
+
+
+def box_style(cell: SmearCell, all_label: str | None) -> tuple[tuple[int, int, int], int, str]:
+    """(colour, line width, mark) of a cell's box."""
+    if cell.result is None or cell.result.error is not None:
+        return COLOUR_SKIPPED, 1, ""
+    colour = COLOUR_ALL if cell.result.label == all_label else COLOUR_OTHER
+    return (colour, 1, "?") if cell.result.uncertain else (colour, 3, "")
+
+
+@dataclass
+class SmearsResult:
+    """Every smear of one request (one patient): per-cell and per-smear rows and the patient-level reading."""
+
+    model_name: str
+    labels: list[str]
+    smears: list[SmearResult]
+    aggregate: PatientAggregate | None
+    scale_mode: str = "cell"
+
+    @property
+    def cells(self) -> list[tuple[SmearResult, SmearCell]]:
+        return [(smear, cell) for smear in self.smears for cell in smear.cells]
+
+    def patient_row(self) -> dict[str, Any]:
+        classified = [c for s in self.smears for c in s.classified]
+        all_label = _all_label(self.labels)
+        called = sum(c.result.label == all_label for c in classified)
+        agg = self.aggregate
+        row: dict[str, Any] = {"row": "patient", "smear": f"{len(self.smears)} smears", "cell": "",
+                               "cells_found": sum(len(s.cells) for s in self.smears), "classified": len(classified),
+                               "skipped": sum(len(s.skipped) for s in self.smears),
+                               "share_all": round(called / len(classified), 4) if classified else None,
+                               "uncertain_cells": sum(s.n_uncertain for s in self.smears),
+                               "label": "" if agg is None else agg.label,
+                               "verdict": "" if agg is None else agg.verdict.word,
+                               "reasons": "" if agg is None else "; ".join(agg.reasons)}
+        row.update({f"p_{label}": None if agg is None else round(agg.mean_probabilities[label], 4)
+                    for label in self.labels})
+        return row
+
+    def table(self, *, patient: bool | None = None) -> "pd.DataFrame":
+        """One row per cell (``row`` = ``cell``, with its box), then one per smear (``smear``) and, with more than
+        one smear (or ``patient=True``), the patient row."""
+        import pandas as pd
+
+        rows = [row for smear in self.smears for row in smear.cell_rows()]
+        rows += [smear.row() for smear in self.smears]
+        if patient or (patient is None and len(self.smears) > 1):
+            rows.append(self.patient_row())
+        columns = ["row", "smear", "cell", "segmenter", "x0", "y0", "x1", "y1", "diameter_px", "scale", "status",
+                   "skip_reason", "label", *(f"p_{n}" for n in self.labels), "ood_score", "verdict", "reasons",
+                   "cells_found", "classified", "skipped", *(f"skipped {r}" for r in (SKIP_SMALL, SKIP_BORDER,
+                                                                                      SKIP_OVERLAP)),
+                   *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "note"]
+        return pd.DataFrame(rows).reindex(columns=columns)
+
+    def cell_table(self) -> "pd.DataFrame":
+        table = self.table(patient=False)
+        keep = ["smear", "cell", "x0", "y0", "x1", "y1", "diameter_px", "status", "skip_reason", "label",
+                *(f"p_{n}" for n in self.labels), "ood_score", "verdict", "reasons"]
+        return table[table["row"] == "cell"][keep].reset_index(drop=True)
+
+    def smear_table(self) -> "pd.DataFrame":
+        table = self.table()
+        keep = ["row", "smear", "segmenter", "cells_found", "classified", "skipped",
+                *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "label", "verdict", "reasons",
+                "note"]
+        return table[table["row"] != "cell"][keep].reset_index(drop=True)
+
+    @property
+    def summary_markdown(self) -> str:
+        lines = [f"- {smear.headline}" for smear in self.smears]
+        if self.aggregate is None:
+            head = "**No white cell was classified.**"
+        else:
+            head = self.aggregate.verdict.markdown()
+            if len(self.smears) > 1:
+                row = self.patient_row()
+                head += (f"\n\n**Patient** ({len(self.smears)} smears): {row['classified']} cells classified, "
+                         f"{row['share_all']:.0%} called ALL, {row['uncertain_cells']} uncertain.")
+        return "\n".join([head, "", *lines, "", SCALE_NOTE[self.scale_mode]])
+
+
+SCALE_NOTE = {
+    "cell": (f"_Each cell is cut out onto black and scaled so that its equivalent diameter is "
+             f"{CNMC_CELL_DIAMETER:.0f} px on a {CNMC_CANVAS} px canvas, the median real C-NMC cell: absolute "
+             f"size (a cue in C-NMC) is not used._"),
+    "smear": (f"_Each cell is cut out onto black; one scale per smear brings the smear's median cell to "
+              f"{CNMC_CELL_DIAMETER:.0f} px on a {CNMC_CANVAS} px canvas (the median real C-NMC cell)._"),
+}
+
+
+# ------------------------------------------------------------------------------------------- the pipeline
+
+
+def _names(smears: Sequence[ImageSource]) -> list[str]:
+    import os
+    from pathlib import Path
+
+    return [Path(s).name if isinstance(s, (str, os.PathLike)) else f"smear {i + 1}" for i, s in enumerate(smears)]
+
+
+def _scales(cells: list[SmearCell], mode: str) -> None:
+    kept = [c for c in cells if c.skipped is None]
+    if not kept:
+        return
+    smear_factor = CNMC_CELL_DIAMETER / float(np.median([c.diameter for c in kept]))
+    for cell in kept:
+        cell.scale = CNMC_CELL_DIAMETER / cell.diameter if mode == "cell" else smear_factor
+
+
+def classify_smears(
+    smears: Sequence[ImageSource],
+    cell_model: str | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    segmenter: str = "auto",
+    segmenter_model: str | None = None,
+    scale: str = "cell",
+    threshold: float = UNCERTAIN_BELOW,
+    registry: ModelRegistry | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SmearsResult:
+    """Every white cell of every smear found, cut out C-NMC-style, classified, and summed up.
+
+    ``cell_model``: a configured single-cell model (default: the first of :func:`cell_model_names`).
+    ``segmenter``: ``auto`` (the configured HybridCN-NAS model's U-Net, ``segmenter_model`` or the first with a
+    segmenter; the colour threshold when it finds no cell or no such model is configured), ``unet`` or
+    ``classical``. ``scale``: ``cell`` or ``smear`` (module docstring). The smears are one patient's: the
+    patient-level reading pools every classified cell. An unreadable smear gets an error row and never stops
+    the others; raises :class:`ImageReadError` when none is given, more than :data:`MAX_SMEARS` are, or none
+    is readable.
+    """
+    registry = registry or get_registry()
+    if scale not in SCALES:
+        raise LeukError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
+    smears = list(smears)
+    if not smears:
+        raise ImageReadError("no smear given: upload at least one smear image")
+    if len(smears) > MAX_SMEARS:
+        raise ImageReadError(f"{len(smears)} smears in one request; the limit is {MAX_SMEARS}")
+    if cell_model:
+        name = registry.check_name(cell_model)
+        if _all_label(registry.get(name).labels) is None or callable(getattr(registry.get(name).model, "stages", None)):
+            raise LeukError(f"model {name!r} is not a single-cell ALL/HEM model: choose one such as EfficientNet-SE")
+    else:
+        candidates = cell_model_names(registry)
+        if not candidates:
+            raise LeukError("no single-cell model (with an 'all' class) is configured to classify the cells")
+        name = candidates[0]
+    labels = registry.get(name).labels
+    names = list(names) if names is not None else _names(smears)
+    results = []
+    for index, (src, display) in enumerate(zip(smears, names)):
+        result = SmearResult(name=display, labels=list(labels))
+        try:
+            rgb = np.asarray(read_image(src, max_pixels=MAX_APP_PIXELS, name=display), dtype=np.uint8)
+        except ImageReadError as err:
+            result.error = str(err)
+            results.append(result)
+            continue
+        result.image, result.size = rgb, (rgb.shape[1], rgb.shape[0])
+        result.cells, result.segmenter = segment(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
+        _scales(result.cells, scale)
+        for cell in result.cells:
+            if cell.skipped is None:
+                cell.crop = cut_out(rgb, cell.mask, cell.scale)
+        _classify_cells(result, name, threshold, registry)
+        results.append(result)
+        if progress is not None:
+            progress(index + 1, len(smears))
+    failures = [r.error for r in results if r.error is not None]
+    if len(failures) == len(results):
+        more = f" (and {len(failures) - 1} more unreadable)" if len(failures) > 1 else ""
+        raise ImageReadError(f"{failures[0]}{more}")
+    every = [c.result for r in results for c in r.classified]
+    return SmearsResult(model_name=name, labels=list(labels), smears=results,
+                        aggregate=aggregate(every, labels, threshold) if every else None, scale_mode=scale)
+
+
+def _classify_cells(result: SmearResult, name: str, threshold: float, registry: ModelRegistry) -> None:
+    todo = [cell for cell in result.cells if cell.crop is not None]
+    for start in range(0, len(todo), MAX_IMAGES):
+        part = todo[start:start + MAX_IMAGES]
+        classified = classify_images([c.crop for c in part], name, registry=registry, threshold=threshold,
+                                     names=[f"{result.name} cell {c.number}" for c in part])
+        for cell, item in zip(part, classified.images):
+            cell.result = item
+    readable = [c.result for c in result.classified]
+    result.aggregate = aggregate(readable, result.labels, threshold) if readable else None
+
+
+#: :func:`classify_smears` as the apps call it (on ZeroGPU: inside a GPU allocation).
+classify_smears_gpu = gpu()(classify_smears)
+
+
+def classify_smear(smear: ImageSource, cell_model: str | None = None, **options: Any) -> SmearResult:
+    """One smear through :func:`classify_smears`."""
+    return classify_smears([smear], cell_model, **options).smears[0]

@@ -1,0 +1,207 @@
+"""Geometry of white cells on a smear: one label per cell (touching cells split), the reasons a cell must not
+be classified, and the cut-out of a cell onto black at the C-NMC cell scale (:mod:`leuk.serving.cells` runs it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from leuk.serving.classify import ImageResult
+
+__all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "SmearCell", "cut_out", "find_cells", "split_touching"]
+
+#: Side of a C-NMC image: one cell centred on black.
+CNMC_CANVAS = 450
+#: Median equivalent diameter (px, on the 450 px canvas) of the non-black region of the real C-NMC cells:
+#: measured on 2026-12-02 over all 2,161 cells of ``../shared/datasets/cnmc-real`` (fold_0, 14 ALL and 3 HEM
+#: subjects; pixels whose largest channel exceeds 10, largest connected region): median 208.6 px (5-95%:
+#: 159-245 px; ALL 214.6, HEM 174.1). ``bench/bench_smear_cells.py --measure-cnmc`` re-measures it.
+CNMC_CELL_DIAMETER = 209.0
+#: A cell narrower than this (equivalent diameter, px) holds too little to classify.
+MIN_CELL_DIAMETER = 10.0
+#: ... and so does one narrower than this fraction of the smear's largest cell (a fragment, a platelet clump).
+MIN_RELATIVE_DIAMETER = 0.35
+#: Two watershed cells overlap (rather than touch) when their contact line is longer than this fraction of the
+#: smaller one's diameter (two discs in contact: about 0.25; discs whose centres are 13% closer: 0.5).
+OVERLAP_CONTACT = 0.5
+#: An unsplit region this far from convex (area / convex-hull area) is a clump of overlapping cells.
+MIN_SOLIDITY = 0.75
+
+SKIP_SMALL = "too small"
+SKIP_BORDER = "cut by the border"
+SKIP_OVERLAP = "overlapping"
+
+
+# --------------------------------------------------------------------------------------------- geometry
+
+
+@dataclass
+class SmearCell:
+    """One white cell found on a smear: where it is, how it was cut out, and its call (or why it was skipped)."""
+
+    number: int
+    #: (x0, y0, x1, y1) in the smear's pixels, x1/y1 exclusive
+    box: tuple[int, int, int, int]
+    area: int
+    #: equivalent diameter in the smear's pixels
+    diameter: float
+    centroid: tuple[float, float]
+    #: factor from smear pixels to C-NMC pixels (0 when the cell was not cut out)
+    scale: float = 0.0
+    skipped: str | None = None
+    #: the cell on black, ``CNMC_CANVAS`` square (uint8 RGB); ``None`` when skipped
+    crop: np.ndarray | None = field(default=None, repr=False)
+    #: the cell model's reading of ``crop``
+    result: ImageResult | None = None
+    #: the cell's own mask on the smear (bool, full size)
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_fill_holes(mask)
+
+
+def _shape(region: np.ndarray) -> tuple[float, float]:
+    """(solidity, contour length) of a boolean region."""
+    import cv2
+
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return 1.0, 0.0
+    contour = max(contours, key=cv2.contourArea)
+    hull = cv2.contourArea(cv2.convexHull(contour))
+    return (float(region.sum()) / hull if hull > 0 else 1.0), float(cv2.arcLength(contour, True))
+
+
+def split_touching(mask: np.ndarray, *, peak_ratio: float = 0.7) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """One integer label per cell of a binary ``mask`` (0 = background), touching cells split by a watershed.
+
+    The seeds are those of :func:`leuk.segmentation.split_cells` (pixels whose distance to the background exceeds
+    ``peak_ratio`` of their component's largest); the flood runs over the distance map inside the mask only, level
+    by level (a watershed by immersion), so no flood runs round through the background into a neighbouring cell,
+    and two touching discs are split on the line through their saddle. (OpenCV's watershed orders its flood by
+    neighbour differences, which on a distance map are all alike, and splits such discs unevenly.) Returns the label map and, per cell, ``label``, ``box``
+    (x0, y0, x1, y1; exclusive), ``area`` and ``centroid`` (x, y).
+    """
+    import cv2
+    from scipy import ndimage
+
+    binary = np.asarray(mask, dtype=bool)
+    if not binary.any():
+        return np.zeros(binary.shape, np.int32), []
+    distance = cv2.distanceTransform(binary.astype(np.uint8), cv2.DIST_L2, 5)
+    components, count = ndimage.label(binary)
+    peaks = np.asarray(ndimage.maximum(distance, components, index=np.arange(1, count + 1)))
+    seeds = binary & (distance > peak_ratio * np.concatenate([[np.inf], peaks])[components])
+    labels, _ = ndimage.label(seeds)
+    labels = labels.astype(np.int32)
+    cross = ndimage.generate_binary_structure(2, 1)
+    # flood level by level, from the cell centres (largest distance) outwards: at each level the cells grow into
+    # the mask pixels at least that far from the background, one neighbour ring at a time, so two fronts meet
+    # where the distance map has its saddle
+    for level in np.arange(np.floor(float(distance.max())), -1.0, -1.0):
+        free = binary & (distance >= level) & (labels == 0)
+        while free.any():
+            grown = ndimage.grey_dilation(labels, footprint=cross)
+            new = free & (grown > 0)
+            if not new.any():
+                break
+            labels[new] = grown[new]
+            free &= ~new
+    cells = []
+    for index, found in enumerate(ndimage.find_objects(labels), start=1):
+        if found is None:
+            continue
+        region = labels[found] == index
+        rows, cols = np.nonzero(region)
+        cells.append({"label": index, "area": int(region.sum()),
+                      "box": (found[1].start, found[0].start, found[1].stop, found[0].stop),
+                      "centroid": (float(cols.mean() + found[1].start), float(rows.mean() + found[0].start))})
+    return labels, cells
+
+
+def _contacts(labels: np.ndarray) -> dict[tuple[int, int], float]:
+    """Length (px) of the edge each pair of touching cells shares: the root of the squared counts of horizontal
+    and vertical neighbour pairs across it (exact for a straight edge at any angle)."""
+    counts: dict[tuple[int, int], list[int]] = {}
+    for axis, (a, b) in enumerate(((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :]))):
+        across = (a != b) & (a > 0) & (b > 0)
+        for low, high in zip(np.minimum(a, b)[across].tolist(), np.maximum(a, b)[across].tolist()):
+            counts.setdefault((low, high), [0, 0])[axis] += 1
+    return {pair: float(np.hypot(*n)) for pair, n in counts.items()}
+
+
+def find_cells(rgb: np.ndarray, mask: np.ndarray, *, peak_ratio: float = 0.7) -> list[SmearCell]:
+    """The white cells of a binary ``mask`` of smear ``rgb``: one per watershed region, numbered in reading
+    order, with the reason when a cell must not be classified (too small, cut by the border, overlapping)."""
+    mask = _fill_holes(np.asarray(mask, dtype=bool))
+    height, width = mask.shape
+    # flooded over the distance to the background, not the colours: a nucleus edge is a stronger ridge than
+    # the line between two touching cells, and would steer a colour flood
+    labels, regions = split_touching(mask, peak_ratio=peak_ratio)
+    contacts = _contacts(labels)
+    diameters = {r["label"]: float(np.sqrt(4 * r["area"] / np.pi)) for r in regions}
+    largest = max(diameters.values(), default=0.0)
+    touching: dict[int, list[int]] = {}
+    for (a, b), length in contacts.items():
+        touching.setdefault(a, []).append(b)
+        touching.setdefault(b, []).append(a)
+    cells = []
+    for region in sorted(regions, key=lambda r: (r["box"][1] // 8, r["box"][0])):
+        label = region["label"]
+        diameter = diameters[label]
+        x0, y0, x1, y1 = region["box"]
+        own = labels == label
+        skipped = None
+        if diameter < MIN_CELL_DIAMETER or diameter < MIN_RELATIVE_DIAMETER * largest:
+            skipped = f"{SKIP_SMALL} ({diameter:.0f} px across)"
+        elif x0 <= 0 or y0 <= 0 or x1 >= width or y1 >= height:
+            skipped = SKIP_BORDER
+        else:
+            overlap = [other for other in touching.get(label, [])
+                       if contacts.get((min(label, other), max(label, other)), 0)
+                       > OVERLAP_CONTACT * min(diameter, diameters[other])]
+            solidity, _ = _shape(own)
+            if overlap:
+                skipped = f"{SKIP_OVERLAP} (shares a long edge with a neighbouring cell)"
+            elif solidity < MIN_SOLIDITY and not touching.get(label):
+                skipped = f"{SKIP_OVERLAP} (a clump: area {solidity:.2f} of its convex hull)"
+        cells.append(SmearCell(number=len(cells) + 1, box=(x0, y0, x1, y1), area=int(region["area"]),
+                               diameter=diameter, centroid=tuple(region["centroid"]), skipped=skipped, mask=own))
+    return cells
+
+
+def cut_out(rgb: np.ndarray, cell_mask: np.ndarray, scale: float, *, canvas: int = CNMC_CANVAS) -> np.ndarray:
+    """The cell of ``cell_mask`` on black, scaled by ``scale`` and centred (by its centroid) on a ``canvas``
+    square, as C-NMC cells are. The scale shrinks when the scaled cell would not fit (95% of the canvas)."""
+    import cv2
+
+    rows, cols = np.nonzero(cell_mask)
+    if rows.size == 0:
+        raise ValueError("empty cell mask")
+    pad = 2
+    y0, y1 = max(rows.min() - pad, 0), min(rows.max() + 1 + pad, cell_mask.shape[0])
+    x0, x1 = max(cols.min() - pad, 0), min(cols.max() + 1 + pad, cell_mask.shape[1])
+    patch = np.ascontiguousarray(rgb[y0:y1, x0:x1, :3], dtype=np.uint8)
+    region = cell_mask[y0:y1, x0:x1].astype(np.float32)
+    scale = min(float(scale), 0.95 * canvas / max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
+    size = (max(1, int(round(patch.shape[1] * scale))), max(1, int(round(patch.shape[0] * scale))))
+    method = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+    patch = cv2.resize(patch, size, interpolation=method)
+    region = cv2.resize(region, size, interpolation=cv2.INTER_LINEAR) > 0.5
+    out = np.zeros((canvas, canvas, 3), np.uint8)
+    cy, cx = (rows.mean() - y0) * scale, (cols.mean() - x0) * scale
+    top, left = int(round(canvas / 2 - cy)), int(round(canvas / 2 - cx))
+    # the window of the canvas the patch lands on (clipped to the canvas)
+    sy0, sx0 = max(0, -top), max(0, -left)
+    dy0, dx0 = max(0, top), max(0, left)
+    h = min(patch.shape[0] - sy0, canvas - dy0)
+    w = min(patch.shape[1] - sx0, canvas - dx0)
+    if h > 0 and w > 0:
+        keep = region[sy0:sy0 + h, sx0:sx0 + w]
+        out[dy0:dy0 + h, dx0:dx0 + w][keep] = patch[sy0:sy0 + h, sx0:sx0 + w][keep]
+    return out

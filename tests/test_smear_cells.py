@@ -1,0 +1,224 @@
+"""From a smear to a call per white cell (leuk.serving.cells): geometry on synthetic smears with known cells
+(boxes, crops on black, the C-NMC scale, skipped cells with their reasons), then real Aria smears when
+../shared is present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leuk.serving import ModelRegistry
+from leuk.serving.cells import (
+    CNMC_CANVAS,
+    CNMC_CELL_DIAMETER,
+    SKIP_BORDER,
+    SKIP_OVERLAP,
+    SKIP_SMALL,
+    classify_smear,
+    classify_smears,
+    cut_out,
+    find_cells,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ARIA = REPO.parent / "shared" / "datasets" / "aria-real" / "Original"
+REFERENCE = REPO / "assets" / "aria_reference"
+
+BACKGROUND = (238, 234, 240)
+RED_CELL = (204, 198, 216)  # pale grey-violet, as red cells of a May-Gruenwald-Giemsa smear
+WHITE_CELL = (120, 70, 175)  # violet cytoplasm
+NUCLEUS = (80, 30, 140)
+
+
+def disc(shape: tuple[int, int], cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
+
+
+def smear(white: list[tuple[float, float, float]], *, size: int = 256, red: int = 24, seed: int = 0) -> np.ndarray:
+    """A smear with red cells (kept off the white cells) and white cells at (cx, cy, radius)."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = BACKGROUND
+    placed = 0
+    while placed < red:
+        cx, cy = rng.uniform(0, size, 2)
+        if any(np.hypot(cx - x, cy - y) < r + 16 for x, y, r in white):
+            continue
+        image[disc((size, size), cx, cy, 11)] = RED_CELL
+        placed += 1
+    for cx, cy, r in white:
+        image[disc((size, size), cx, cy, r)] = WHITE_CELL
+        image[disc((size, size), cx + 0.1 * r, cy, 0.6 * r)] = NUCLEUS
+    image += rng.normal(0, 2.0, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def registry() -> ModelRegistry:
+    return ModelRegistry(["demo:efficientnet-se"], device="cpu")
+
+
+def nonblack(crop: np.ndarray) -> np.ndarray:
+    return crop.max(axis=2) > 0
+
+
+def test_one_white_cell_is_found_cut_out_onto_black_at_the_cnmc_scale(registry):
+    image = smear([(100, 120, 30)])
+    result = classify_smears([image], "demo:efficientnet-se", names=["one.png"], segmenter="classical",
+                             registry=registry)
+    (only,) = result.smears
+    assert len(only.cells) == 1 and not only.skipped
+    cell = only.cells[0]
+    x0, y0, x1, y1 = cell.box
+    assert abs(x0 - 70) <= 2 and abs(y0 - 90) <= 2 and abs(x1 - 131) <= 2 and abs(y1 - 151) <= 2
+    assert cell.diameter == pytest.approx(60, abs=3)
+    assert cell.scale == pytest.approx(CNMC_CELL_DIAMETER / cell.diameter)
+    crop = cell.crop
+    assert crop.shape == (CNMC_CANVAS, CNMC_CANVAS, 3) and crop.dtype == np.uint8
+    inside = nonblack(crop)
+    rows, cols = np.nonzero(inside)
+    assert np.sqrt(4 * inside.sum() / np.pi) == pytest.approx(CNMC_CELL_DIAMETER, rel=0.04)
+    assert rows.mean() == pytest.approx(CNMC_CANVAS / 2, abs=4) and cols.mean() == pytest.approx(CNMC_CANVAS / 2, abs=4)
+    assert crop[0, 0].tolist() == [0, 0, 0] and crop[:40].max() == 0  # black around the cell, as in C-NMC
+    assert cell.result is not None and cell.result.label in ("hem", "all")
+    assert cell.result.verdict.word in ("confident", "uncertain")
+    table = result.table()
+    assert list(table["row"]) == ["cell", "smear"]
+    smear_row = table[table["row"] == "smear"].iloc[0]
+    assert smear_row["cells_found"] == 1 and smear_row["classified"] == 1
+    assert smear_row["label"] == cell.result.label
+    assert smear_row["share_all"] == (1.0 if cell.result.label == "all" else 0.0)
+    assert "1 white cell found" in only.headline and "colour threshold" in only.segmenter
+    assert only.annotated().size[0] >= 448 and len(only.gallery()) == 1
+
+
+def test_a_smear_of_red_cells_only_says_so_and_classifies_nothing(registry):
+    result = classify_smear(smear([], red=40), "demo:efficientnet-se", segmenter="auto", registry=registry)
+    assert result.cells == [] and result.classified == [] and result.aggregate is None
+    assert "no white cell found" in result.headline and "nothing classified" in result.headline
+    assert result.row()["note"] == "no white cell found" and result.row()["classified"] == 0
+
+
+def test_touching_cells_are_split_and_overlapping_border_and_tiny_ones_are_skipped_with_the_reason(registry):
+    size = 320
+    image = smear([(60, 60, 25), (108, 60, 25),  # touching: centres 48 px apart, radii 25
+                   (315, 150, 25),  # cut by the right border
+                   (230, 250, 28)], size=size, red=10)
+    result = classify_smear(image, "demo:efficientnet-se", segmenter="classical", registry=registry)
+    by_place = {(round(c.centroid[0] / 20), round(c.centroid[1] / 20)): c for c in result.cells}
+    touching = [c for c in result.cells if c.centroid[1] < 100]
+    assert len(touching) == 2 and all(c.skipped is None and c.result is not None for c in touching)
+    assert sorted(round(c.centroid[0]) for c in touching) == pytest.approx([59, 109], abs=3)
+    border = [c for c in result.cells if c.centroid[0] > 290]
+    assert len(border) == 1 and border[0].skipped == SKIP_BORDER and border[0].crop is None
+    assert len(result.classified) == 3 and len(by_place) == len(result.cells) == 4
+    row = result.row()
+    assert row["skipped"] == 1 and row[f"skipped {SKIP_BORDER}"] == 1 and row[f"skipped {SKIP_OVERLAP}"] == 0
+
+    # on a mask: two discs whose centres are 40 px apart (radii 25) are split but share a long edge: overlapping;
+    # a fragment much smaller than the smear's cells is too small
+    shape = (240, 240)
+    mask = (disc(shape, 60, 60, 25) | disc(shape, 100, 60, 25) | disc(shape, 60, 170, 30)
+            | disc(shape, 170, 170, 6))
+    cells = find_cells(np.full(shape + (3,), 200, np.uint8), mask)
+    assert len(cells) == 4
+    pair = [c for c in cells if c.centroid[1] < 100]
+    assert sorted(round(c.centroid[0]) for c in pair) == pytest.approx([55, 105], abs=4)
+    assert all(c.skipped.startswith(SKIP_OVERLAP) for c in pair)
+    whole, fragment = sorted((c for c in cells if c.centroid[1] > 100), key=lambda c: -c.area)
+    assert whole.skipped is None and fragment.skipped.startswith(SKIP_SMALL)
+
+
+def test_the_smear_scale_keeps_relative_sizes_and_the_cell_scale_equalises_them(registry):
+    image = smear([(70, 128, 20), (180, 128, 30)], red=12)
+    per_cell = classify_smear(image, "demo:efficientnet-se", segmenter="classical", registry=registry)
+    per_smear = classify_smear(image, "demo:efficientnet-se", segmenter="classical", scale="smear",
+                               registry=registry)
+
+    def diameters(result):
+        cells = sorted(result.cells, key=lambda c: c.centroid[0])  # the small cell is on the left
+        return [np.sqrt(4 * nonblack(c.crop).sum() / np.pi) for c in cells]
+
+    assert diameters(per_cell) == pytest.approx([CNMC_CELL_DIAMETER] * 2, rel=0.05)
+    small, large = diameters(per_smear)
+    assert large / small == pytest.approx(1.5, rel=0.06)
+    assert np.median([small, large]) == pytest.approx(CNMC_CELL_DIAMETER, rel=0.05)
+
+
+def test_cut_out_centres_a_cell_and_shrinks_a_scale_that_would_not_fit():
+    rgb = np.full((100, 100, 3), 90, np.uint8)
+    mask = disc((100, 100), 30, 40, 10)
+    crop = cut_out(rgb, mask, 100.0)  # 20 px x 100 would be 2000 px: shrunk to 95% of the canvas
+    rows, cols = np.nonzero(nonblack(crop))
+    assert cols.max() - cols.min() + 1 <= 0.96 * CNMC_CANVAS and rows.min() > 0 and cols.min() > 0
+    assert set(np.unique(crop[nonblack(crop)])) == {90}
+
+
+def test_an_unreadable_smear_gets_its_row_and_the_others_are_processed(registry, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    good = tmp_path / "good.png"
+    from PIL import Image
+
+    Image.fromarray(smear([(128, 128, 30)])).save(good)
+    result = classify_smears([str(bad), str(good)], "demo:efficientnet-se", segmenter="classical",
+                             registry=registry)
+    assert result.smears[0].error and "broken.png" in result.smears[0].error
+    assert len(result.smears[1].classified) == 1 and result.aggregate is not None
+    assert list(result.table()["row"]) == ["cell", "smear", "smear", "patient"]
+    from leuk.errors import ImageReadError, LeukError
+
+    with pytest.raises(ImageReadError, match="broken.png"):
+        classify_smears([str(bad)], "demo:efficientnet-se", registry=registry)
+    with pytest.raises(LeukError, match="unknown segmenter"):
+        classify_smears([str(good)], "demo:efficientnet-se", segmenter="magic", registry=registry)
+
+
+# ------------------------------------------------------------------------------------------- real smears
+
+
+def _reference_single_cell() -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
+    """A window of a real reviewed Aria smear holding exactly one whole reference cell, and one of red cells only."""
+    import csv
+
+    import cv2
+    from PIL import Image
+
+    with open(REFERENCE / "reviewed.csv", newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["source"] == "classical"]
+    for row in rows:
+        label, name = row["image"].split("/")
+        mask = np.asarray(Image.open(REFERENCE / "masks" / label / f"{Path(name).stem}.png").convert("L")) > 127
+        rgb = np.asarray(Image.open(ARIA / row["image"]).convert("RGB"))
+        count, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
+        for k in range(1, count):
+            x, y, w, h, area = stats[k]
+            x0, y0, x1, y1 = x - 15, y - 15, x + w + 15, y + h + 15
+            if area < 400 or x0 < 0 or y0 < 0 or x1 > mask.shape[1] or y1 > mask.shape[0]:
+                continue
+            window = components[y0:y1, x0:x1]
+            if set(np.unique(window)) == {0, k}:
+                empty = next(((ey, ex) for ey in range(0, 224 - 64, 16) for ex in range(0, 224 - 64, 16)
+                              if not mask[ey:ey + 64, ex:ex + 64].any()), None)
+                if empty is not None:
+                    ey, ex = empty
+                    return rgb[y0:y1, x0:x1], (15, 15, 15 + w, 15 + h), rgb[ey:ey + 64, ex:ex + 64]
+    pytest.skip("no reviewed smear holds an isolated cell")
+
+
+@pytest.mark.skipif(not ARIA.is_dir(), reason="needs ../shared/datasets/aria-real")
+def test_a_real_smear_with_one_white_cell_and_one_with_red_cells_only(registry):
+    one_cell, box, red_only = _reference_single_cell()
+    result = classify_smears([one_cell, red_only], "demo:efficientnet-se", names=["one", "red"],
+                             segmenter="classical", registry=registry)
+    found, empty = result.smears
+    assert len(found.cells) == 1 and len(found.classified) == 1
+    x0, y0, x1, y1 = found.cells[0].box
+    assert abs(x0 - box[0]) <= 3 and abs(y0 - box[1]) <= 3 and abs(x1 - box[2]) <= 3 and abs(y1 - box[3]) <= 3
+    assert nonblack(found.cells[0].crop)[:30].sum() == 0
+    assert empty.cells == [] and "no white cell found" in empty.headline
+    table = result.table()
+    assert list(table["row"]) == ["cell", "smear", "smear", "patient"]

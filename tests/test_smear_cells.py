@@ -222,3 +222,35 @@ def test_a_real_smear_with_one_white_cell_and_one_with_red_cells_only(registry):
     assert empty.cells == [] and "no white cell found" in empty.headline
     table = result.table()
     assert list(table["row"]) == ["cell", "smear", "smear", "patient"]
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def test_leuk_predict_cells_writes_a_row_per_cell_with_its_box_and_a_smear_row(tmp_path, capsys):
+    import pandas as pd
+    from PIL import Image
+
+    from leuk.cli import main
+
+    one, empty, broken = tmp_path / "one.png", tmp_path / "red.png", tmp_path / "broken.jpg"
+    Image.fromarray(smear([(100, 120, 30)])).save(one)
+    Image.fromarray(smear([], red=40)).save(empty)
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "cells.csv"
+    code = main(["predict", "--cells", "--segmenter", "classical", "--model", "demo:efficientnet-se",
+                 str(one), str(empty), str(broken), "--csv", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out.splitlines()[0].split()[:4] == ["smear", "cell", "box", "status"]
+    assert "one.png: 1 white cell found" in captured.out and "red.png: no white cell found" in captured.out
+    assert "patient (3 smears)" in captured.out
+    assert any(line.startswith("error:") and "broken.jpg" in line for line in captured.err.splitlines())
+    table = pd.read_csv(out)
+    assert list(table["row"]) == ["cell", "smear", "smear", "smear", "patient"]
+    cell = table.iloc[0]
+    assert (cell["smear"], cell["cell"], cell["status"]) == ("one.png", 1, "classified")
+    assert abs(cell["x0"] - 70) <= 2 and abs(cell["y1"] - 151) <= 2 and cell["label"] in ("hem", "all")
+    rows = table[table["row"] == "smear"].set_index("smear")
+    assert rows.loc["one.png", "classified"] == 1 and rows.loc["red.png", "cells_found"] == 0
+    assert rows.loc["red.png", "note"] == "no white cell found" and "broken.jpg" in rows.loc["broken.jpg", "note"]

@@ -5,6 +5,12 @@ one-line error on stderr and the others are still classified; the exit code is 1
 Each row carries the verdict of :mod:`leuk.verdict` (``confident``, or ``uncertain`` with the reasons: low
 calibrated probability, out of distribution by the model's stored detector, unreadable) and the detector's
 ``ood_score``; a model without a detector says so once on stderr.
+
+``leuk predict --cells SMEAR... [--csv F]`` reads smear photos instead of cut-out cells
+(:func:`leuk.serving.cells.classify_smears`): every white cell is found (the U-Net of ``--segmenter-model``, by
+default the first configured HybridCN-NAS model, else the colour threshold), cut out onto black at the C-NMC cell
+scale and classified by ``--model``; it prints a row per cell with its box, a row per smear and, for several
+smears, the patient row; ``--csv`` writes those rows (column ``row``: ``cell``, ``smear``, ``patient``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from leuk.inference import RUNTIMES
+    from leuk.serving.cells import SCALES, SEGMENTERS
 
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (or folders of images)")
     parser.add_argument("--model", default="demo:efficientnet-se",
@@ -26,6 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", type=Path, metavar="FILE", help="also write the predictions as CSV")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--cells", action="store_true",
+                        help="the images are smears: find every white cell, cut it out C-NMC-style and classify it")
+    parser.add_argument("--segmenter", choices=SEGMENTERS, default="auto",
+                        help="--cells: auto (the U-Net, colour threshold when it finds none), unet or classical "
+                             "(default: %(default)s)")
+    parser.add_argument("--segmenter-model", default=None, metavar="MODEL",
+                        help="--cells: HybridCN-NAS model whose U-Net finds the cells (default: the first of "
+                             "$LEUK_MODELS or the bundled demos that has one)")
+    parser.add_argument("--scale", choices=SCALES, default="cell",
+                        help="--cells: scale each cell to the C-NMC size from its own diameter, or one factor per "
+                             "smear (default: %(default)s)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="eager",
                         help="forward-pass runtime: eager PyTorch, torch.compile, CUDA graphs (CUDA only) or "
                              "onnxruntime (needs leuk[onnx]) (default: %(default)s)")
@@ -68,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.images)
     if not files:
         raise LeukError("no image files given (the folders hold no images)")
+    if args.cells:
+        return run_cells(args, files)
     loaded = load_model(args.model, device=args.device)
     predictor = Predictor(loaded.model, loaded.processor, device=args.device, batch_size=args.batch_size,
                           runtime=args.runtime, detector=loaded.ood_detector, ood_note=loaded.ood_note)
@@ -105,3 +125,54 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(predictions)} file(s) could not be classified", file=sys.stderr)
     return 1 if failed == len(predictions) else 0
+
+
+CELL_HEADER = ("smear", "cell", "box", "status", "label", "probability", "verdict")
+
+
+def run_cells(args: argparse.Namespace, files: list[str]) -> int:
+    """``--cells``: every white cell of every smear (one patient), a row per cell, per smear and the patient."""
+    from leuk.hub import resolve_models_from_env
+    from leuk.serving.cells import classify_smears
+    from leuk.serving.registry import MODELS_ENV, ModelRegistry
+
+    segmenters = [args.segmenter_model] if args.segmenter_model else [
+        spec for spec in resolve_models_from_env(MODELS_ENV) if spec != args.model]
+    registry = ModelRegistry([args.model, *segmenters], device=args.device)
+    result = classify_smears(files, args.model, segmenter=args.segmenter, segmenter_model=args.segmenter_model,
+                             scale=args.scale, registry=registry, max_smears=None)
+    loaded = registry.get(args.model)
+    if loaded.ood_note:
+        print(f"note: {loaded.ood_note}", file=sys.stderr)
+    rows = []
+    for smear in result.smears:
+        if smear.error is not None:
+            print(f"error: {smear.error}", file=sys.stderr)
+            continue
+        for cell in smear.cells:
+            item = cell.result
+            box = ",".join(str(v) for v in cell.box)
+            if item is None:
+                rows.append((smear.name, str(cell.number), box, f"skipped: {cell.skipped}", "", "", ""))
+            else:
+                rows.append((smear.name, str(cell.number), box, "classified", item.label or "",
+                             f"{item.top_probability:.4f}", item.verdict.text))
+    if rows:
+        widths = [max(len(row[i]) for row in [CELL_HEADER, *rows]) for i in range(len(CELL_HEADER))]
+        for row in [CELL_HEADER, *rows]:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print()
+    for smear in result.smears:
+        if smear.error is None:
+            print(smear.headline)
+    if len(result.smears) > 1:
+        patient = result.patient_row()
+        share = "" if patient["share_all"] is None else f", {patient['share_all']:.0%} called ALL"
+        print(f"patient ({len(result.smears)} smears): {patient['classified']} cells classified{share}, "
+              f"{patient['uncertain_cells']} uncertain; reading {patient['label'] or 'none'} "
+              f"({patient['verdict'] or 'nothing classified'})")
+    if args.csv:
+        result.table().to_csv(args.csv, index=False)
+    if args.json:
+        args.json.write_text(result.table().to_json(orient="records", indent=2) + "\n", encoding="utf-8")
+    return 0

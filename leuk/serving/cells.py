@@ -1,7 +1,7 @@
 """From a smear to a verdict for every white cell: the two models as one workflow.
 
 ``classify_smears(smears)`` finds the white cells of each smear with the configured HybridCN-NAS model's
-segmenter (its Attention U-Net, then the watershed of :func:`leuk.segmentation.split_cells` for touching cells;
+segmenter (its Attention U-Net, then a watershed that splits touching cells, :mod:`leuk.serving.smear_geometry`;
 the colour threshold :func:`leuk.segmentation.classical_cell_mask` when the U-Net finds nothing, or when asked),
 cuts each cell out onto black the way C-NMC cells are (the cell alone, centred on a 450 x 450 black canvas, at the
 C-NMC cell scale), classifies the cuts with the cell model (EfficientNet-SE) and its uncertainty verdict
@@ -393,6 +393,7 @@ def classify_smears(
     threshold: float = UNCERTAIN_BELOW,
     registry: ModelRegistry | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_smears: int | None = MAX_SMEARS,
 ) -> SmearsResult:
     """Every white cell of every smear found, cut out C-NMC-style, classified, and summed up.
 
@@ -401,8 +402,8 @@ def classify_smears(
     segmenter; the colour threshold when it finds no cell or no such model is configured), ``unet`` or
     ``classical``. ``scale``: ``cell`` or ``smear`` (module docstring). The smears are one patient's: the
     patient-level reading pools every classified cell. An unreadable smear gets an error row and never stops
-    the others; raises :class:`ImageReadError` when none is given, more than :data:`MAX_SMEARS` are, or none
-    is readable.
+    the others; raises :class:`ImageReadError` when none is given, more than ``max_smears`` are (the apps'
+    limit :data:`MAX_SMEARS`; ``None``: no limit), or none is readable.
     """
     registry = registry or get_registry()
     if scale not in SCALES:
@@ -410,8 +411,8 @@ def classify_smears(
     smears = list(smears)
     if not smears:
         raise ImageReadError("no smear given: upload at least one smear image")
-    if len(smears) > MAX_SMEARS:
-        raise ImageReadError(f"{len(smears)} smears in one request; the limit is {MAX_SMEARS}")
+    if max_smears is not None and len(smears) > max_smears:
+        raise ImageReadError(f"{len(smears)} smears in one request; the limit is {max_smears}")
     if cell_model:
         name = registry.check_name(cell_model)
         if _all_label(registry.get(name).labels) is None or callable(getattr(registry.get(name).model, "stages", None)):

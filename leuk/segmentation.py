@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from leuk.data.augment import flip_rotate
 from leuk.models.hybridcn_nas.segmentation_hybridcn_nas import AttentionUNet, split_cells
 
 __all__ = [
@@ -92,16 +93,6 @@ def segmentation_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, f
     }
 
 
-def _augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator):
-    """The same random flips and quarter turns for each image and its mask."""
-    if torch.rand(1, generator=generator).item() < 0.5:
-        images, masks = images.flip(-1), masks.flip(-1)
-    if torch.rand(1, generator=generator).item() < 0.5:
-        images, masks = images.flip(-2), masks.flip(-2)
-    turns = int(torch.randint(0, 4, (1,), generator=generator))
-    return images.rot90(turns, (-2, -1)), masks.rot90(turns, (-2, -1))
-
-
 @torch.no_grad()
 def predict_probabilities(model: AttentionUNet, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """Sigmoid probabilities (N, 1, H, W) of float images (N, 3, H, W) in [0, 1], in eval mode."""
@@ -162,7 +153,7 @@ def train_segmenter(
             batch = order[start:start + batch_size]
             if len(batch) < 2 and len(images) > 1:  # BatchNorm needs two samples
                 continue
-            x, y = _augment(images[batch], masks[batch], generator)
+            x, y = flip_rotate(images[batch], masks[batch], generator=generator)
             loss = dice_bce_loss(model(x.to(device)), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

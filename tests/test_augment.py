@@ -120,3 +120,28 @@ def test_gpu_batches_match_cpu():
     cpu = TrainAugment.paper(seed=5, crop_p=0.5)(x)
     gpu = TrainAugment.paper(seed=5, crop_p=0.5)(x.cuda())
     assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu, atol=1e-4)
+
+
+def test_flip_rotate_moves_every_tensor_alike_with_a_fixed_stream_of_draws():
+    """One outcome per call for all tensors; the draws (hflip < 0.5, vflip < 0.5, 0-3 turns, in that order) are
+    the stream the segmenter and the HybridCN-NAS extractor trained with, so their seeded runs repeat."""
+    from leuk.data.augment import flip_rotate
+
+    images = _batch(4, 16)
+    masks = (images[:, :1] > 0.5).float()
+    outcomes = set()
+    for seed in range(16):
+        generator = torch.Generator().manual_seed(seed)
+        out_images, out_masks = flip_rotate(images, masks, generator=generator)
+        expected = torch.Generator().manual_seed(seed)
+        hflip = torch.rand(1, generator=expected).item() < 0.5
+        vflip = torch.rand(1, generator=expected).item() < 0.5
+        turns = int(torch.randint(0, 4, (1,), generator=expected))
+        want = images.flip(-1) if hflip else images
+        want = (want.flip(-2) if vflip else want).rot90(turns, (-2, -1))
+        assert torch.equal(out_images, want)
+        assert torch.equal(out_masks, (out_images[:, :1] > 0.5).float()), "the mask moved with its image"
+        assert torch.equal(generator.get_state(), expected.get_state()), "exactly three draws"
+        outcomes.add((hflip, vflip, turns))
+    assert len(outcomes) > 4
+    assert torch.equal(images, _batch(4, 16)), "the inputs are not modified in place"

@@ -1,4 +1,6 @@
-"""Training augmentation on float NCHW batches in [0, 1], on CPU or GPU, with per-sample random parameters.
+"""Training augmentation on float NCHW batches in [0, 1], on CPU or GPU, with per-sample random parameters
+(:class:`TrainAugment`), and the one batch-level flip/quarter-turn of paired tensors (:func:`flip_rotate`: an
+image batch and its masks, as the segmenter and the HybridCN-NAS branches train).
 
 All random numbers come from one :class:`torch.Generator` on the CPU (a fixed number of draws per call), so a
 seeded augmenter gives the same batch on any device. Stain jitter works in HED space with the Ruifrok-Johnston
@@ -13,13 +15,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HED_FROM_RGB", "RGB_FROM_HED", "TrainAugment", "hed_to_rgb", "rgb_to_hed"]
+__all__ = ["HED_FROM_RGB", "RGB_FROM_HED", "TrainAugment", "flip_rotate", "hed_to_rgb", "rgb_to_hed"]
 
 #: Ruifrok & Johnston stain vectors (haematoxylin, eosin, DAB) as rows, in optical density per RGB channel.
 RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64)
 HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
 _LOG_FLOOR = math.log(1e-6)  # scikit-image's scale: concentration 1 is an optical density of ln(1e6)
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def flip_rotate(*tensors: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """The same random flips and quarter turn for every tensor (``... x H x W``; an image batch and its masks).
+
+    Three draws from ``generator``, in this order: a horizontal flip (probability 0.5), a vertical flip (0.5),
+    then 0-3 quarter turns; one outcome for the whole call, so every tensor (and every sample of a batch) moves
+    the same way. Square tensors keep their shape; a non-square one swaps height and width on odd turns.
+    """
+    if torch.rand(1, generator=generator).item() < 0.5:
+        tensors = tuple(t.flip(-1) for t in tensors)
+    if torch.rand(1, generator=generator).item() < 0.5:
+        tensors = tuple(t.flip(-2) for t in tensors)
+    turns = int(torch.randint(0, 4, (1,), generator=generator))
+    return tuple(t.rot90(turns, (-2, -1)) for t in tensors)
 
 
 def rgb_to_hed(rgb: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 from leuk.errors import LeukError
 from leuk.training.hybridcn_nas.options import OPTIMIZERS
 
-__all__ = ["class_weights", "flip_rotate", "make_optimizer", "progress_bar"]
+__all__ = ["class_weights", "make_optimizer", "progress_bar"]
 
 
 def progress_bar(iterable, desc: str, enabled: bool, total: Optional[int] = None):
@@ -25,18 +25,6 @@ def class_weights(labels: np.ndarray, n_classes: int):
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
-
-
-def flip_rotate(tensors, generator):
-    """The same random flips and quarter turn for every tensor (N, C, H, W) of a batch."""
-    import torch
-
-    if torch.rand(1, generator=generator).item() < 0.5:
-        tensors = [t.flip(-1) for t in tensors]
-    if torch.rand(1, generator=generator).item() < 0.5:
-        tensors = [t.flip(-2) for t in tensors]
-    turns = int(torch.randint(0, 4, (1,), generator=generator))
-    return [t.rot90(turns, (-2, -1)) for t in tensors]
 
 
 def make_optimizer(name: str, parameters, lr: float, weight_decay: float):

@@ -14,7 +14,7 @@ import numpy as np
 from leuk.errors import LeukError
 from leuk.training.hybridcn_nas.cache import StageCache
 from leuk.training.hybridcn_nas.data import AriaTable, PixelBank, fit_stain_target, read_mask
-from leuk.training.hybridcn_nas.optim import class_weights, flip_rotate, progress_bar
+from leuk.training.hybridcn_nas.optim import class_weights, progress_bar
 from leuk.training.hybridcn_nas.options import PRESETS, HybridTrainOptions
 
 __all__ = ["FeatureStages", "run_feature_stages"]
@@ -127,6 +127,8 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
     import torch.nn.functional as F
     from torch import nn
 
+    from leuk.data.augment import flip_rotate
+
     if cache.has("extractor.pt"):
         model.extractor.load_state_dict(cache.load_state("extractor.pt"))
         model.extractor.eval()
@@ -160,7 +162,7 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
                 rows = order[batch_index * options.batch_size:(batch_index + 1) * options.batch_size]
                 if len(rows) < 2:
                     continue
-                x, m = flip_rotate([pixels[rows], masks[rows]], generator)
+                x, m = flip_rotate(pixels[rows], masks[rows], generator=generator)
                 logits = head(extractor(x.to(device), m.to(device)).fused)
                 loss = F.cross_entropy(logits, torch.from_numpy(labels[rows]).to(device), weight=weights)
                 optimizer.zero_grad(set_to_none=True)

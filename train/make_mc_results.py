@@ -15,7 +15,7 @@ the protocol, not the paper's model.
 - with ``--data`` (a real C-NMC folder, e.g. the 2,161-cell, 17-subject pool: 14 ALL, 3 HEM): ``efficientnet-se``
   against ``efficientnetv2-b3`` (the same backbone without the SE block), ``resnet50`` and ``vgg16`` (the paper's
   baselines) at 128 px (feature extraction of the pool at 128 px takes 0.5-5 minutes per model on one CPU
-  thread; 224 px would take 3x longer), splits with ``val_size=0.2``: the default 0.12 leaves the validation
+  thread; 224 px would take 3x longer), splits with ``val_size=0.2``: 0.12 (the synthetic set's) leaves the validation
   part without a HEM subject, 0.2 gives train, validation and test exactly one of the three HEM subjects each.
 
 Writes ``results.parquet``, ``summary.json``, ``summary.md``, ``run.json``, ``plot_data.json`` and the PNGs (no

@@ -1,6 +1,6 @@
 """Train HybridCN-NAS with the same staged engine as ``leuk train hybridcn-nas``.
 
-    python train/train_hybridcn_nas.py --data data/ALL --out runs/hybridcn-nas --preset paper --pretrained
+    python train/train_hybridcn_nas.py --data data/ALL --out runs/hybridcn-nas --preset hybridcn-nas --pretrained
     python train/train_hybridcn_nas.py --data /tmp/aria --out runs/hybrid-lite          # CPU, minutes
 
 Every option of ``leuk train hybridcn-nas --help`` is accepted. An interrupted run resumes from its last

@@ -38,6 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = {
     "image_size": 128, "epochs": 10.0, "batch_size": 32, "lr": 1e-3, "warmup_ratio": 0.05, "patience": 4,
     "seed": 0, "dtype": "float16", "augment_preset": "strong", "save_total_limit": 1,
+    # validation share of the training subjects' images in each fold: the shipped demo's value (its
+    # training_split.json records it), kept here since the library default became leuk.defaults.VAL_SIZE
+    "fold_val_size": 0.12,
 }
 
 
@@ -86,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{test['specificity']:.3f} ({record['runtime_s'] / 60:.1f} min)", flush=True)
 
     if args.collect:
-        result = collect_cross_subject(options, args.collect, args.work)
+        result = collect_cross_subject(options, args.collect, args.work, val_size=DEFAULTS["fold_val_size"])
     else:
-        result = cross_subject_evaluation(options, args.work, folds=folds, on_fold=report)
+        result = cross_subject_evaluation(options, args.work, val_size=DEFAULTS["fold_val_size"], folds=folds,
+                                          on_fold=report)
     summary = result["summary"]
     for key, spread in summary["over_folds"].items():
         if spread["mean"] is not None:

@@ -28,6 +28,8 @@ def _studies(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from leuk.defaults import SEED
+
     parser.add_argument("--run", required=True, metavar="DIR",
                         help="output folder of `leuk train hybridcn-nas` (with its stages/)")
     parser.add_argument("--out", metavar="DIR", help="results folder (default: RUN/ablation)")
@@ -37,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                             "(default: the first three; preprocessing retrains per variant)")
     parser.add_argument("--iterations", type=int, default=10, metavar="N",
                         help="Monte Carlo iterations per variant (default: 10; use fewer for the lite preset)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of the Monte Carlo draws (default: {SEED})")
     parser.add_argument("--classifier-epochs", type=int, metavar="N", help="override the run's classifier epochs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from leuk.experiments.summary import TEST_SIZE, VAL_SIZE
+    from leuk.defaults import SEED, TEST_SIZE, VAL_SIZE
 
     parser.add_argument("--data", metavar="DIR", help="dataset folder (C-NMC or Aria layout)")
     parser.add_argument("--dataset", choices=("cnmc", "aria"), default="cnmc", help="dataset layout (default: cnmc)")
@@ -21,12 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Monte Carlo iterations (default: 100)")
     parser.add_argument("--protocol", choices=("patient", "image", "both"), default="patient",
                         help="split by patient (honest), by image (leaky) or both, reporting the leakage gap")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the whole run (default: 0)")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of the whole run (default: {SEED})")
     parser.add_argument("--test-size", type=float, default=TEST_SIZE, metavar="F",
                         help=f"test fraction of each class's subjects (default: {TEST_SIZE:g})")
     parser.add_argument("--val-size", type=float, default=VAL_SIZE, metavar="F",
-                        help=f"validation fraction of each class's subjects (default: {VAL_SIZE:g} = 15%% of the "
-                             "rest); "
+                        help=f"validation fraction of each class's subjects (default: {VAL_SIZE:g}); "
                              "raise it until validation holds a subject of the rarest class (real C-NMC pool, "
                              "3 HEM subjects: 0.2)")
     parser.add_argument("--out", metavar="DIR", help="output folder (rerun the same command to resume)")

@@ -1,4 +1,6 @@
-"""``leuk train hybridcn-nas --data DIR --out DIR [--preset lite|paper] ...``: the staged HybridCN-NAS engine.
+"""``leuk train hybridcn-nas --data DIR --out DIR [--preset hybridcn-nas-lite|hybridcn-nas] ...``: the staged
+HybridCN-NAS engine. ``--preset`` takes the model preset names of ``leuk info``; the short names ``lite`` and
+``paper`` of earlier runs are still accepted.
 
 Exposes ``add_arguments(parser)``/``run(args)`` (and the ``add_target_arguments``/``run_target`` names that
 ``leuk train`` looks up). Heavy modules are imported in :func:`run`.
@@ -23,6 +25,16 @@ def _steps(text: str) -> tuple[str, ...]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(_STEPS)}")
     return steps
+
+
+def _preset(text: str) -> str:
+    from leuk.errors import LeukError
+    from leuk.training.hybridcn_nas.options import preset_name
+
+    try:
+        return preset_name(text)
+    except LeukError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--preset ")) from err
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -56,9 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="mark the data as synthetic in the saved model (default: detected)")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", choices=tuple(PRESETS), default=d.preset,
-                       help="training preset: " + ", ".join(f"{short} = model preset {name}" for short, name in PRESETS.items())
-                       + " (`leuk info NAME` shows each)")
+    model.add_argument("--preset", type=_preset, default=d.preset, metavar="{" + ",".join(PRESETS) + "}",
+                       help=f"model preset (default: {d.preset}; `leuk info NAME` shows each)")
     model.add_argument("--set", dest="config_overrides", type=_override, action="append", default=[],
                        metavar="KEY=VALUE", help="override a configuration value (JSON value), repeatable")
     model.add_argument("--num-selected", type=int, help="features kept by mRMR (a multiple of the token size)")

@@ -12,6 +12,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from leuk.defaults import TEST_SIZE, VAL_SIZE
+
 __all__ = [
     "PROTOCOLS",
     "Split",
@@ -99,8 +101,8 @@ def train_val_test_split(
     labels: Sequence,
     groups: Sequence,
     *,
-    test_size: float = 0.2,
-    val_size: float = 0.15,
+    test_size: float = TEST_SIZE,
+    val_size: float = VAL_SIZE,
     seed: int,
     protocol: str = "patient",
 ) -> Split:
@@ -152,7 +154,7 @@ def grouped_kfold(labels: Sequence, groups: Sequence, k: int, seed: int, *, val_
 
 
 def leave_one_rare_subject_out(
-    labels: Sequence, groups: Sequence, *, seed: int, val_size: float = 0.12, rare_label=None
+    labels: Sequence, groups: Sequence, *, seed: int, val_size: float = VAL_SIZE, rare_label=None
 ) -> list[Split]:
     """One fold per subject of the class with the fewest subjects (C-NMC's pool here: its 3 HEM subjects).
 
@@ -216,8 +218,8 @@ def monte_carlo_splits(
     n_iter: int,
     seed: int,
     protocol: str = "patient",
-    test_size: float = 0.2,
-    val_size: float = 0.15,
+    test_size: float = TEST_SIZE,
+    val_size: float = VAL_SIZE,
 ) -> Iterator[tuple[int, int, Split]]:
     """Yield ``(iteration, iteration_seed, Split)`` for ``n_iter`` random patient-grouped splits.
 

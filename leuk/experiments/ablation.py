@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from leuk.defaults import SEED
 from leuk.errors import LeukError
 from leuk.training.hybridcn_nas.cache import StageCache
 from leuk.training.hybridcn_nas.data import load_table
@@ -127,7 +128,7 @@ def run_ablation(
     data_dir: str | Path | None = None,
     studies: Sequence[str] = ("architecture", "features", "optimizer"),
     n_iter: int = 5,
-    seed: int = 0,
+    seed: int = SEED,
     option_overrides: Optional[dict[str, Any]] = None,
     progress: bool = True,
 ):

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from leuk.defaults import VAL_SIZE
 from leuk.errors import LeukError
 
 __all__ = ["CV_RESULTS_FILE", "SUMMARY_METRICS", "collect_cross_subject", "cross_subject_evaluation",
@@ -75,7 +76,7 @@ def cross_subject_evaluation(
     options: Any,
     out: str | Path,
     *,
-    val_size: float = 0.12,
+    val_size: float = VAL_SIZE,
     folds: list[int] | None = None,
     on_fold: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
@@ -198,7 +199,7 @@ def _assemble(records, y_true, probs, label_names, options, data_root: Path, pat
 
 
 def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | Path, *,
-                          val_size: float = 0.12) -> dict[str, Any]:
+                          val_size: float = VAL_SIZE) -> dict[str, Any]:
     """Assemble :data:`CV_RESULTS_FILE` from fold folders trained separately (e.g. one process per fold,
     ``cross_subject_evaluation(..., folds=[i])``): each fold's record comes from its ``eval_results.json``,
     and its test images (``training_split.json``) are predicted again through the saved folder for the

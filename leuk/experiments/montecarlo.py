@@ -1,7 +1,8 @@
 """Monte Carlo validation: N random patient-grouped splits, every model on the same split (paired design).
 
-Each iteration ``i`` draws one stratified, subject-grouped split (by default test 20%, validation 15% of the
-rest; ``test_size``/``val_size`` change it, as fractions of each label's subjects) from
+Each iteration ``i`` draws one stratified, subject-grouped split (by default test 20%, validation 15% of each
+label's subjects, :mod:`leuk.defaults`; ``test_size``/``val_size`` change it, as fractions of each label's
+subjects) from
 :func:`leuk.data.splits.monte_carlo_splits`; every model is trained and tested on that same split, so model
 scores are paired by iteration. With ``protocol="both"`` each iteration also runs the image-level protocol
 on the same seed and the summary reports the leakage gap (image − patient).
@@ -32,9 +33,10 @@ Output folder:
 Split hashes: ``train_hash``/``val_hash``/``test_hash`` are :func:`leuk.data.splits.patient_set_hash` of the
 split's patient ids (patient protocol) or of its image keys ``"<patient_id>/<file name>"`` (image protocol).
 No patient list is stored: the row's ``seed`` regenerates the split with
-``train_val_test_split(labels, groups, test_size=0.2, val_size=0.12, seed=seed, protocol=protocol)`` on the
-same dataset (``val_size`` 0.12 of all patients = 15% of the 80% left after the test part; a run with other
-sizes records them in ``run.json`` under ``split``), and :func:`split_hashes` of it reproduces the three hashes.
+``train_val_test_split(labels, groups, test_size=..., val_size=..., seed=seed, protocol=protocol)`` on the
+same dataset, with the sizes ``run.json`` records under ``split`` (runs older than that record used 0.2 and
+0.12: :data:`leuk.experiments.summary.UNRECORDED_SPLIT`), and :func:`split_hashes` of it reproduces the three
+hashes.
 
 Distributed: under ``torchrun`` (``RANK``/``WORLD_SIZE``) rank ``r`` runs the iterations ``i`` with
 ``i % world_size == r`` and writes its own parts. Rank 0 extracts the features for everyone and merges when
@@ -59,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from leuk.data.splits import PROTOCOLS
+from leuk.defaults import SEED
 from leuk.io import atomic_output
 from leuk.experiments.light_head import HeadConfig, fit_head
 from leuk.experiments.summary import (
@@ -323,7 +326,7 @@ def run_monte_carlo(
     mode: Mode = "features",
     n_iter: int = 100,
     protocol: Protocol = "patient",
-    seed: int = 0,
+    seed: int = SEED,
     test_size: float = TEST_SIZE,
     val_size: float = VAL_SIZE,
     image_size: int | None = None,
@@ -355,7 +358,7 @@ def run_monte_carlo(
     ``test_size``/``val_size`` are fractions of each label's subjects
     (:func:`leuk.data.splits.train_val_test_split`); with few subjects of one class, raise ``val_size`` until
     the validation part holds one of them (C-NMC's real pool, 3 HEM subjects: ``val_size=0.2`` gives one
-    HEM subject each to train, validation and test; the default 0.12 gives validation none).
+    HEM subject each to train, validation and test; 0.12 or the default 0.15 gives validation none).
     See the module docstring for the rest.
     """
     models, reference = _check_models(models, reference)
@@ -422,7 +425,9 @@ def run_monte_carlo(
 
     import torch
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from leuk.devices import choose_device
+
+    device = device or choose_device()
     if world_size > 1 and device == "cuda":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % max(torch.cuda.device_count(), 1)}"
 

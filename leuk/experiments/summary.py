@@ -1,5 +1,5 @@
 """The format of a Monte Carlo run's results and its summary: the results table's identifying columns,
-the default split sizes, :func:`summarize` (per-model descriptions, paired tests with Holm correction,
+the split sizes of runs that do not record them, :func:`summarize` (per-model descriptions, paired tests with Holm correction,
 the leakage gap) and its Markdown rendering. numpy/pandas/scipy only."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from leuk.data.splits import PROTOCOLS
+from leuk.defaults import TEST_SIZE, VAL_SIZE  # re-exported: the defaults of a new run
 from leuk.errors import LeukError
 from leuk.experiments.stats import describe, holm, paired_tests
 
@@ -21,6 +22,7 @@ __all__ = [
     "ID_COLUMNS",
     "SUMMARY_FORMAT",
     "TEST_SIZE",
+    "UNRECORDED_SPLIT",
     "VAL_SIZE",
     "MonteCarloError",
     "describe_run",
@@ -36,10 +38,9 @@ ID_COLUMNS = ["iteration", "seed", "model", "protocol", "train_hash", "val_hash"
 SUMMARY_FORMAT = "leuk-montecarlo-summary/1"
 #: Metrics shown first (and plotted) when present.
 HEADLINE_METRICS = ("f1_weighted", "accuracy", "roc_auc", "mcc", "sensitivity", "specificity")
-#: Split fractions: test 20% of the patients, validation 15% of the rest (12% of all).
-TEST_SIZE = 0.2
-VAL_SHARE_OF_REST = 0.15
-VAL_SIZE = round(VAL_SHARE_OF_REST * (1 - TEST_SIZE), 10)
+#: Split fractions of a run that does not record them (runs before ``run.json`` had ``split``): test 0.2,
+#: validation 0.12 of each label's subjects. New runs take :mod:`leuk.defaults` and record what they used.
+UNRECORDED_SPLIT = {"test_size": 0.2, "val_size": 0.12}
 HOLM_FAMILY = "per protocol, metric and test: all models compared with the reference"
 
 
@@ -94,7 +95,8 @@ def summarize(results: pd.DataFrame, reference: str, *, config: dict[str, Any] |
     protocols = [p for p in PROTOCOLS if p in set(results["protocol"])]
     others = [m for m in models if m != reference]
     split_sizes = (config or {}).get("split") or {}
-    test_size, val_size = split_sizes.get("test_size", TEST_SIZE), split_sizes.get("val_size", VAL_SIZE)
+    test_size = split_sizes.get("test_size", UNRECORDED_SPLIT["test_size"])
+    val_size = split_sizes.get("val_size", UNRECORDED_SPLIT["val_size"])
     summary: dict[str, Any] = {
         "format": SUMMARY_FORMAT,
         "reference": reference,

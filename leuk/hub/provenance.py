@@ -121,7 +121,13 @@ def _title(config: Mapping[str, Any], family: str) -> str:
     title = _DATA_NAMES.get(family, (family or "model",))[0]
     protocol = config.get("training_protocol") if isinstance(config.get("training_protocol"), Mapping) else {}
     preset = protocol.get("preset")
-    return f"{title} {preset}" if isinstance(preset, str) and preset and preset != "paper" else title
+    if not isinstance(preset, str):
+        return title
+    # a preset name is the family's name with an optional variant ("hybridcn-nas-lite"); runs before the preset
+    # names recorded the variant alone ("lite", "paper" for the full model)
+    base = family.replace("_", "-")
+    variant = preset[len(base) + 1:] if preset.startswith(base + "-") else "" if preset in (base, "paper") else preset
+    return f"{title} {variant}" if variant else title
 
 
 def _block_protocol_headline(eval_results: Mapping[str, Any] | None) -> Headline | None:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from leuk.defaults import SEED, TEST_SIZE, VAL_SIZE
 from leuk.errors import LeukError
 from leuk.records import (
     EVAL_RESULTS_FILE,
@@ -84,9 +85,9 @@ class TrainOptions:
     balanced: bool = True
     augment: bool = True
     augment_preset: str = "paper"
-    seed: int = 42
-    test_size: float = 0.2
-    val_size: float = 0.15
+    seed: int = SEED
+    test_size: float = TEST_SIZE
+    val_size: float = VAL_SIZE
     protocol: str = "patient"
     pretrained: bool = False
     dtype: str = "float32"

@@ -36,7 +36,14 @@ from leuk.training.hybridcn_nas.data import AriaTable, PixelBank, fit_stain_targ
 from leuk.training.hybridcn_nas.engine import HybridTrainResult, train_hybridcn_nas
 from leuk.training.hybridcn_nas.head import HeadFit, fit_head
 from leuk.training.hybridcn_nas.optim import make_optimizer
-from leuk.training.hybridcn_nas.options import OPTIMIZERS, PRESET_DEFAULTS, PRESETS, STAGES_DIR, HybridTrainOptions
+from leuk.training.hybridcn_nas.options import (
+    OPTIMIZERS,
+    PRESET_ALIASES,
+    PRESET_DEFAULTS,
+    PRESETS,
+    STAGES_DIR,
+    HybridTrainOptions,
+)
 from leuk.training.hybridcn_nas.stages import FeatureStages, run_feature_stages
 
 #: names of the ablation study, which moved to :mod:`leuk.experiments.ablation` (imported on first use: that
@@ -48,6 +55,7 @@ __all__ = [
     "EVAL_RESULTS_FILE",
     "OPTIMIZERS",
     "PRESETS",
+    "PRESET_ALIASES",
     "PRESET_DEFAULTS",
     "SPLIT_FILE",
     "STAGES_DIR",

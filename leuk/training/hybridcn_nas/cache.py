@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -59,10 +59,16 @@ class StageCache:
 
         return torch.load(self.path(name), map_location="cpu", weights_only=True)
 
-    def check_run(self, record: dict[str, Any]) -> None:
-        """Write ``run.json`` or check that the stored one matches ``record`` (same data and options)."""
+    def check_run(self, record: dict[str, Any], *, upgrade: Callable[[dict], dict] | None = None) -> None:
+        """Write ``run.json`` or check that the stored one matches ``record`` (same data and options).
+        ``upgrade`` maps a stored record of an older format to the current one first (rewritten when it then
+        matches)."""
         if self.has("run.json"):
             stored = self.load_json("run.json")
+            if upgrade is not None and upgrade(stored) != stored:
+                stored = upgrade(stored)
+                if stored == json.loads(json.dumps(record, default=json_default)):
+                    self.save_json("run.json", stored)
             if stored != json.loads(json.dumps(record, default=json_default)):
                 current = json.loads(json.dumps(record, default=json_default))
                 changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))

@@ -15,7 +15,7 @@ from leuk.records import EVAL_RESULTS_FILE, SPLIT_PARTS, training_split_record, 
 from leuk.training.hybridcn_nas.cache import StageCache, json_default
 from leuk.training.hybridcn_nas.data import PixelBank, load_table
 from leuk.training.hybridcn_nas.head import fit_head
-from leuk.training.hybridcn_nas.options import PRESETS, STAGES_DIR, HybridTrainOptions
+from leuk.training.hybridcn_nas.options import STAGES_DIR, HybridTrainOptions
 from leuk.training.hybridcn_nas.stages import run_feature_stages
 
 __all__ = ["HybridTrainResult", "train_hybridcn_nas"]
@@ -135,7 +135,7 @@ def train_hybridcn_nas(
                                          loader="aria", synthetic=synthetic, protocol=split.protocol,
                                          seed=options.seed, test_size=options.test_size, val_size=options.val_size)
     eval_results = {
-        "model": PRESETS[options.preset],
+        "model": options.preset,
         "protocol": config.training_protocol["protocol"],
         "split": "test",
         "synthetic": synthetic,

@@ -5,33 +5,48 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
+from leuk.defaults import SEED, TEST_SIZE, VAL_SIZE
 from leuk.errors import LeukError
 
-__all__ = ["OPTIMIZERS", "PRESETS", "PRESET_DEFAULTS", "STAGES_DIR", "HybridTrainOptions"]
+__all__ = ["OPTIMIZERS", "PRESETS", "PRESET_ALIASES", "PRESET_DEFAULTS", "STAGES_DIR", "HybridTrainOptions",
+           "preset_name"]
 
 STAGES_DIR = "stages"
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adamax")
-#: preset name of ``leuk.models`` per training preset
-PRESETS = {"lite": "hybridcn-nas-lite", "paper": "hybridcn-nas"}
-#: per-preset defaults of the options left as ``None``
+#: per-preset defaults of the options left as ``None``, keyed by the model preset names of ``leuk.models``
+#: (the family's presets: a test checks that the two agree)
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lite": {"segmenter_epochs": 15, "extractor_epochs": 20, "extractor_lr": 2e-3, "classifier_epochs": 150,
-             "classifier_lr": 1e-3},
-    "paper": {"segmenter_epochs": 40, "extractor_epochs": 10, "extractor_lr": 1e-4, "classifier_epochs": 100,
-              "classifier_lr": 1e-4},
+    "hybridcn-nas-lite": {"segmenter_epochs": 15, "extractor_epochs": 20, "extractor_lr": 2e-3,
+                          "classifier_epochs": 150, "classifier_lr": 1e-3},
+    "hybridcn-nas": {"segmenter_epochs": 40, "extractor_epochs": 10, "extractor_lr": 1e-4, "classifier_epochs": 100,
+                     "classifier_lr": 1e-4},
 }
+#: the presets this engine trains, the default first
+PRESETS = tuple(PRESET_DEFAULTS)
+#: the short names of earlier runs (``--preset lite|paper``, their stage caches and saved run records),
+#: still accepted and read as the preset they stood for
+PRESET_ALIASES = {"lite": "hybridcn-nas-lite", "paper": "hybridcn-nas"}
+
+
+def preset_name(name: str) -> str:
+    """The model preset ``name`` stands for (a preset name or a short name of :data:`PRESET_ALIASES`);
+    raises ``LeukError`` for anything else."""
+    name = PRESET_ALIASES.get(name, name)
+    if name not in PRESET_DEFAULTS:
+        raise LeukError(f"--preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    return name
 
 
 @dataclass
 class HybridTrainOptions:
     """Every knob of a HybridCN-NAS training run (``None`` = the preset's default, see PRESET_DEFAULTS)."""
 
-    preset: str = "lite"
+    preset: str = PRESETS[0]
     config_overrides: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
+    seed: int = SEED
     protocol: str = "patient"
-    test_size: float = 0.2
-    val_size: float = 0.15
+    test_size: float = TEST_SIZE
+    val_size: float = VAL_SIZE
     patients_csv: Optional[str] = None
     pretrained: bool = False
     freeze_backbones: bool = False
@@ -56,9 +71,9 @@ class HybridTrainOptions:
     progress: bool = True
 
     def resolved(self) -> "HybridTrainOptions":
-        """A copy with the preset's defaults filled in; raises ``LeukError`` for invalid values."""
-        if self.preset not in PRESETS:
-            raise LeukError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        """A copy with the preset's defaults filled in and a short preset name replaced by the preset it
+        stands for; raises ``LeukError`` for invalid values."""
+        preset = preset_name(self.preset)
         if self.optimizer not in OPTIMIZERS:
             raise LeukError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         from leuk.preprocess import PREPROCESSING_STEPS
@@ -69,8 +84,8 @@ class HybridTrainOptions:
                             f"(steps: {', '.join(PREPROCESSING_STEPS)})")
         if self.save_dtype not in ("float32", "float16", "bfloat16"):
             raise LeukError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
-        filled = {key: value for key, value in PRESET_DEFAULTS[self.preset].items() if getattr(self, key) is None}
-        return replace(self, steps=tuple(s for s in PREPROCESSING_STEPS if s in self.steps), **filled)
+        filled = {key: value for key, value in PRESET_DEFAULTS[preset].items() if getattr(self, key) is None}
+        return replace(self, preset=preset, steps=tuple(s for s in PREPROCESSING_STEPS if s in self.steps), **filled)
 
     def fingerprint(self) -> dict[str, Any]:
         """The options that determine the stage results (not device, progress or output dtype)."""
@@ -79,3 +94,10 @@ class HybridTrainOptions:
             record.pop(key)
         record["steps"] = list(self.steps)
         return record
+
+
+def upgraded_fingerprint(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored fingerprint with a short preset name (runs before the preset names) replaced by the preset it
+    stands for, so that their stage caches stay valid."""
+    preset = record.get("preset")
+    return {**record, "preset": PRESET_ALIASES[preset]} if preset in PRESET_ALIASES else record

@@ -15,7 +15,7 @@ from leuk.errors import LeukError
 from leuk.training.hybridcn_nas.cache import StageCache
 from leuk.training.hybridcn_nas.data import AriaTable, PixelBank, fit_stain_target, read_mask
 from leuk.training.hybridcn_nas.optim import class_weights, progress_bar
-from leuk.training.hybridcn_nas.options import PRESETS, HybridTrainOptions
+from leuk.training.hybridcn_nas.options import HybridTrainOptions, upgraded_fingerprint
 
 __all__ = ["FeatureStages", "run_feature_stages"]
 
@@ -65,7 +65,7 @@ def _build_model(options: HybridTrainOptions, n_labels: int, label_names: Sequen
     overrides["id2label"] = {i: name for i, name in enumerate(label_names)}
     overrides["label2id"] = {name: i for i, name in enumerate(label_names)}
     torch.manual_seed(options.seed)
-    return create_model(PRESETS[options.preset], pretrained=options.pretrained, **overrides)
+    return create_model(options.preset, pretrained=options.pretrained, **overrides)
 
 
 def _segmenter_stage(cache, model, pixels, table, split, options, size) -> dict[str, Any]:
@@ -228,7 +228,8 @@ def run_feature_stages(
 
     options = options.resolved()
     cache = StageCache(work_dir)
-    cache.check_run({"data": table.fingerprint(), "n_images": len(table.paths), "options": options.fingerprint()})
+    cache.check_run({"data": table.fingerprint(), "n_images": len(table.paths), "options": options.fingerprint()},
+                    upgrade=lambda stored: {**stored, "options": upgraded_fingerprint(stored.get("options") or {})})
     reports: dict[str, Any] = {}
     if split is not None and not cache.has("split.json"):
         from leuk.data.splits import patient_set_hash

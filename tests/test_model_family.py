@@ -62,3 +62,11 @@ def test_branch_layers_and_classifier_view():
     with pytest.raises(FamilyError):
         family_of(single).classifier_view(single, torch.rand(1, 3, 64, 64))
     assert family_of(single).finetune_refusal() is None and "stages" in family.finetune_refusal()
+
+
+@pytest.mark.parametrize("preset, size", CASES)
+def test_what_a_family_says_of_its_phases_and_pooled_vector_holds_for_its_model(preset, size):
+    model = create_model(preset)
+    family = family_of(model)
+    assert family.has_phases == callable(getattr(model, "stages", None))
+    assert family.pooled_description

@@ -366,3 +366,31 @@ def test_split_images_reads_both_split_formats(tmp_path, cnmc_root, cnmc_dataset
         split_images(shared, cnmc_root, "train")
     with pytest.raises(OODError, match="has no training_split.json"):
         split_images(tmp_path, cnmc_root, "train")
+
+
+@pytest.mark.parametrize("demo, samples", [("efficientnet-se", "cnmc"), ("hybridcn-nas-lite", "aria")])
+def test_detector_features_are_the_family_pooled_vector_of_the_demo_models(demo, samples):
+    """leuk.ood reads the family's pooled_features; on the bundled demos that is the vector the bundled
+    detectors were fitted on: SE + global average pool of the backbone map (EfficientNet-SE), the fused vector
+    z-scored with the training statistics (HybridCN-NAS), described as the stored detectors say."""
+    import torch
+
+    from leuk.hub import load_model
+    from leuk.ood import feature_space, pooled_features
+
+    loaded = load_model(f"demo:{demo}", device="cpu")
+    model, processor = loaded.model, loaded.processor
+    folder = REPO / "assets" / "samples" / samples
+    images = [path for path in sorted(folder.iterdir()) if path.suffix in (".jpg", ".png")][:2]
+    pixels = processor([Image.open(path).convert("RGB") for path in images], return_tensors="pt")["pixel_values"]
+    pixels = pixels.to(next(model.parameters()).dtype)
+    with torch.no_grad():
+        if demo == "efficientnet-se":
+            expected = model.pool(model.forward_features(pixels))
+        else:
+            expected = (model.extract_features(pixels) - model.feature_mean) / model.feature_scale
+    features = pooled_features(model, pixels)
+    assert features.dtype == torch.float32 and features.shape == (len(images), expected.shape[1])
+    torch.testing.assert_close(features, expected.reshape(len(images), -1).float(), rtol=0, atol=0)
+    record = json.loads((REPO / "assets" / "demo_models" / demo / "ood_detector.json").read_text())
+    assert feature_space(model) == record["feature_space"] and features.shape[1] == record["dimension"]

@@ -64,6 +64,11 @@ class ModelFamily:
     engine: str = ""
     #: ``module:Class`` of the family's image processor (imported when asked for)
     processor_path: str = ""
+    #: what :meth:`pooled_features` returns, in words (an out-of-distribution detector records it)
+    pooled_description: str = ""
+    #: whether the family's models show their phases on one image (``model.stages(image, processor=, top_k=)``:
+    #: preprocessing, segmentation, cells, top features), which the serving layer's pipeline view draws
+    has_phases: bool = False
 
     # ---- presets and processor ------------------------------------------------------------------------
     def __init__(self) -> None:

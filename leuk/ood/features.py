@@ -21,35 +21,30 @@ __all__ = ["MODEL_WEIGHTS", "feature_space", "mahalanobis_scores", "pooled_featu
 MODEL_WEIGHTS = "model.safetensors"
 
 
+def _family(model: Any):
+    from leuk.models import FamilyError, family_of
+
+    try:
+        return family_of(model)
+    except FamilyError as err:
+        raise OODError(f"{type(model).__name__} is not a model of a leuk family ({err}): no feature-space "
+                       "detector can be fitted") from err
+
+
 def feature_space(model: Any) -> str:
-    """What :func:`pooled_features` returns for ``model``, in words (recorded with the detector)."""
-    if hasattr(model, "forward_features") and hasattr(model, "pool"):
-        return "pooled backbone features (SE channel attention + global average pool), the head's input"
-    if hasattr(model, "extract_features") and hasattr(model, "feature_mean"):
-        return "fused feature vector of both branches, z-scored with the training statistics (before mRMR)"
-    if hasattr(model, "timm_model"):
-        return "timm pre-logits features"
-    raise OODError(f"{type(model).__name__} exposes no pooled features (forward_features + pool, "
-                   "extract_features, or a timm model): no feature-space detector can be fitted")
+    """What :func:`pooled_features` returns for ``model``, in words (recorded with the detector): its family's
+    :attr:`~leuk.models.family.ModelFamily.pooled_description`."""
+    return _family(model).pooled_description
 
 
 def pooled_features(model: Any, pixel_values: "torch.Tensor") -> "torch.Tensor":
-    """The ``(N, D)`` float32 feature vectors a detector compares (see :func:`feature_space`)."""
+    """The ``(N, D)`` float32 feature vectors a detector compares: the family's
+    :meth:`~leuk.models.family.ModelFamily.pooled_features` (what the light heads of Monte Carlo read too)."""
     import torch
 
+    family = _family(model)
     with torch.no_grad():
-        if hasattr(model, "forward_features") and hasattr(model, "pool"):
-            features = model.pool(model.forward_features(pixel_values))
-        elif hasattr(model, "extract_features") and hasattr(model, "feature_mean"):
-            pixel_values = pixel_values.to(model.feature_mean.dtype)
-            features = (model.extract_features(pixel_values) - model.feature_mean) / model.feature_scale
-        elif hasattr(model, "timm_model"):
-            timm_model = model.timm_model
-            features = timm_model.forward_head(timm_model.forward_features(pixel_values), pre_logits=True)
-        else:
-            feature_space(model)  # raises the explanation
-            raise AssertionError  # pragma: no cover
-    return features.reshape(len(features), -1).float()
+        return family.pooled_features(model, pixel_values)
 
 
 def mahalanobis_scores(features: Any, class_means: Any, precision: Any) -> np.ndarray:

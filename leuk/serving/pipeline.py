@@ -46,8 +46,10 @@ class PipelineResult:
         return text if self.verdict is None else f"{self.verdict.markdown()}\n\n{text}"
 
 
-def _has_stages(model: Any) -> bool:
-    return callable(getattr(model, "stages", None))
+def _has_stages(loaded: Any) -> bool:
+    """Whether a loaded model's family shows its phases (:attr:`leuk.models.family.ModelFamily.has_phases`)."""
+    family = getattr(loaded, "family", None)
+    return bool(family is not None and family.has_phases)
 
 
 def pipeline_model_names(registry: ModelRegistry | None = None) -> list[str]:
@@ -56,7 +58,7 @@ def pipeline_model_names(registry: ModelRegistry | None = None) -> list[str]:
     names = []
     for name in registry.names:
         try:
-            if _has_stages(registry.get(name).model):
+            if _has_stages(registry.get(name)):
                 names.append(name)
         except LeukError:
             continue
@@ -96,7 +98,7 @@ def pipeline_stages(image: ImageSource, model_name: str | None = None, *,
     registry = registry or get_registry()
     if model_name:
         name = registry.check_name(model_name)
-        if not _has_stages(registry.get(name).model):
+        if not _has_stages(registry.get(name)):
             raise LeukError(f"model {name!r} has no pipeline phases: choose a HybridCN-NAS model")
     else:
         candidates = pipeline_model_names(registry)

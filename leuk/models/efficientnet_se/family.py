@@ -21,6 +21,7 @@ class EfficientNetSEFamily(ModelFamily):
     dataset = "cnmc"
     processor_path = "leuk.models.efficientnet_se.image_processing_efficientnet_se:EfficientNetSEImageProcessor"
     engine = "leuk.training.efficientnet_se"
+    pooled_description = "pooled backbone features (SE channel attention + global average pool), the head's input"
 
     def forward_features(self, model: Any, pixel_values: Any) -> Any:
         """The backbone's final ``(N, C, H, W)`` feature map."""

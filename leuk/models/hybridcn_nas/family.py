@@ -22,6 +22,9 @@ class HybridCNNASFamily(ModelFamily):
     dataset = "aria"
     processor_path = "leuk.models.hybridcn_nas.image_processing_hybridcn_nas:HybridCNNASImageProcessor"
     engine = "leuk.training.hybridcn_nas"
+    pooled_description = ("fused feature vector of both branches, z-scored with the training statistics "
+                          "(before mRMR)")
+    has_phases = True
 
     def forward_features(self, model: Any, pixel_values: Any) -> Any:
         """The raw fused feature vector ``(N, num_features)`` of both branches, on the segmenter's cell mask."""

@@ -59,6 +59,15 @@ class StageCache:
 
         return torch.load(self.path(name), map_location="cpu", weights_only=True)
 
+    def restore_module(self, module: Any, stem: str) -> dict[str, Any] | None:
+        """A finished module stage: ``<stem>.pt`` loaded into ``module`` (left in eval mode) and ``<stem>.json``,
+        its report, returned; ``None`` when the stage has not run yet."""
+        if not self.has(f"{stem}.pt"):
+            return None
+        module.load_state_dict(self.load_state(f"{stem}.pt"))
+        module.eval()
+        return self.load_json(f"{stem}.json")
+
     def check_run(self, record: dict[str, Any], *, upgrade: Callable[[dict], dict] | None = None) -> None:
         """Write ``run.json`` or check that the stored one matches ``record`` (same data and options).
         ``upgrade`` maps a stored record of an older format to the current one first (rewritten when it then

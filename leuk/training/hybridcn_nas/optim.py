@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from leuk.errors import LeukError
-from leuk.training.hybridcn_nas.options import OPTIMIZERS
+from leuk.training.hybridcn_nas.options import OPTIMIZER_CLASSES, OPTIMIZERS
 
 __all__ = ["class_weights", "make_optimizer", "progress_bar"]
 
@@ -28,17 +28,10 @@ def class_weights(labels: np.ndarray, n_classes: int):
 
 
 def make_optimizer(name: str, parameters, lr: float, weight_decay: float):
-    """One of :data:`OPTIMIZERS` (SGD with Nesterov momentum 0.9)."""
+    """One of :data:`OPTIMIZERS`, as :data:`OPTIMIZER_CLASSES` builds it (SGD with Nesterov momentum 0.9)."""
     import torch
 
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "adamax":
-        return torch.optim.Adamax(parameters, lr=lr, weight_decay=weight_decay)
-    raise LeukError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    if name not in OPTIMIZER_CLASSES:
+        raise LeukError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    class_name, arguments = OPTIMIZER_CLASSES[name]
+    return getattr(torch.optim, class_name)(parameters, lr=lr, weight_decay=weight_decay, **arguments)

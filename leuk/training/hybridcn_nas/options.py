@@ -8,11 +8,19 @@ from typing import Any, Optional
 from leuk.defaults import SEED, TEST_SIZE, VAL_SIZE
 from leuk.errors import LeukError
 
-__all__ = ["OPTIMIZERS", "PRESETS", "PRESET_ALIASES", "PRESET_DEFAULTS", "STAGES_DIR", "HybridTrainOptions",
+__all__ = ["OPTIMIZERS", "OPTIMIZER_CLASSES", "PRESETS", "PRESET_ALIASES", "PRESET_DEFAULTS", "STAGES_DIR", "HybridTrainOptions",
            "preset_name"]
 
 STAGES_DIR = "stages"
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adamax")
+#: the classifier's optimisers: name -> (``torch.optim`` class, arguments besides lr and weight decay)
+OPTIMIZER_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
+    "adam": ("Adam", {}),
+    "adamw": ("AdamW", {}),
+    "sgd": ("SGD", {"momentum": 0.9, "nesterov": True}),
+    "rmsprop": ("RMSprop", {}),
+    "adamax": ("Adamax", {}),
+}
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 #: per-preset defaults of the options left as ``None``, keyed by the model preset names of ``leuk.models``
 #: (the family's presets: a test checks that the two agree)
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -75,10 +75,9 @@ def _segmenter_stage(cache, model, pixels, table, split, options, size) -> dict[
     from leuk.segmentation import segmentation_scores, train_segmenter
 
     device = model.feature_mean.device
-    if cache.has("segmenter.pt"):
-        model.segmenter.load_state_dict(cache.load_state("segmenter.pt"))
-        model.segmenter.eval()
-        return cache.load_json("segmenter.json")
+    report = cache.restore_module(model.segmenter, "segmenter")
+    if report is not None:
+        return report
     started = time.perf_counter()
     masks = np.stack([read_mask(table.mask_paths[i], table.paths[i], size)
                       for i in progress_bar(range(len(table.paths)), "masks", options.progress)])
@@ -129,10 +128,9 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
 
     from leuk.data.augment import flip_rotate
 
-    if cache.has("extractor.pt"):
-        model.extractor.load_state_dict(cache.load_state("extractor.pt"))
-        model.extractor.eval()
-        return cache.load_json("extractor.json")
+    report = cache.restore_module(model.extractor, "extractor")
+    if report is not None:
+        return report
     started = time.perf_counter()
     extractor = model.extractor
     device = model.feature_mean.device

@@ -3,7 +3,8 @@
 Run ``python app.py`` (http://127.0.0.1:7860). Models come from ``LEUK_MODELS`` (comma-separated Hub ids with
 ``@revision``, folders, or ``demo:<name>``), else every bundled demo model. Every computation lives in
 :mod:`leuk.serving`; this file only lays out the page and turns user mistakes into one-line messages.
-API endpoints (``gradio_client``): ``/classify``, ``/explain``, ``/pipeline``, ``/montecarlo``, ``/model_info``.
+API endpoints (``gradio_client``): ``/classify``, ``/smear``, ``/explain``, ``/pipeline``, ``/montecarlo``,
+``/model_info``.
 """
 
 from __future__ import annotations
@@ -147,6 +148,51 @@ def classify_sample(model_name: str, sample_paths: list[str], evt: gr.SelectData
     return (gr.update(value=[path]),) + _classify_outputs(serving.classify([path], model_name))
 
 
+#: The Classify tab's two inputs: cells cut out onto black (C-NMC), or smear photos (every white cell found).
+MODES = ("Single cells", "Smear")
+#: How the Smear mode finds white cells: (shown, value of ``leuk.serving.classify_smears(segmenter=...)``).
+SEGMENTER_CHOICES = [("U-Net of the HybridCN-NAS model (colour threshold if it finds none)", "auto"),
+                     ("U-Net only", "unet"), ("colour threshold only", "classical")]
+
+
+def classify_mode(mode: str) -> tuple[Any, ...]:
+    """Show the single-cell or the smear controls and results."""
+    smear = mode == MODES[1]
+    return tuple(gr.update(visible=smear if index % 2 else not smear) for index in range(6))
+
+
+def _cell_model(model_name: str) -> str | None:
+    """The selected model when it classifies single cells, else the first configured one that does."""
+    return model_name if model_name in serving.cell_model_names() else None
+
+
+@user_errors("classify the smear")
+def classify_smear(files: Sequence[str] | None, model_name: str, segmenter: str = "auto") -> tuple[Any, ...]:
+    """Every white cell of the uploaded smears (one patient): boxes coloured by call, cell crops, tables.
+    ``segmenter``: ``auto``, ``unet`` or ``classical`` (:data:`SEGMENTER_CHOICES`)."""
+    paths = _paths(files)
+    if not paths:
+        raise gr.Error("Upload one or more smear images first.", title="Nothing to classify")
+    result = serving.classify_smears_gpu(paths, _cell_model(model_name), segmenter=segmenter or "auto")
+    boxes = [(smear.annotated(), smear.headline) for smear in result.smears if smear.error is None]
+    crops = [cell.crop for smear in result.smears for cell in smear.classified]
+    return (boxes, result.summary_markdown, [(image, caption) for smear in result.smears
+                                             for image, caption in smear.gallery()],
+            result.cell_table(), result.smear_table(), {"model": result.model_name, "crops": crops},
+            None, "_Click a cell to explain its call._" if crops else "")
+
+
+@user_errors("explain the cell")
+def explain_cell(state: dict | None, method: str, evt: gr.SelectData) -> tuple[Any, str]:
+    """The attribution map of the clicked cell crop, by the model that classified it."""
+    crops = (state or {}).get("crops") or []
+    index = evt.index if isinstance(evt.index, int) else evt.index[0]
+    if not 0 <= index < len(crops):
+        raise gr.Error("That cell is not in the gallery any more; classify the smear again.", title="Cannot explain")
+    result = serving.explain_image(crops[index], state["model"], method=method or serving.EXPLAIN_METHODS[0])
+    return result.overlay, f"**Cell {index + 1} of the gallery.** {result.summary_markdown}"
+
+
 @user_errors("explain")
 def explain(file: str | None, model_name: str, method: str, target: str,
             baseline: str = serving.EXPLAIN_BASELINES[0]) -> tuple[Any, str]:
@@ -276,9 +322,16 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Classify", id="classify", elem_id="tab-classify"):
                 with gr.Row():
                     with gr.Column(scale=1):
+                        mode = gr.Radio(list(MODES), value=MODES[0], label="Input", elem_id="classify-mode",
+                                        info="single cells cut out onto black (as C-NMC), or smear photos: every "
+                                             "white cell is found, cut out and classified")
                         files = gr.File(file_count="multiple", file_types=["image"],
                                         label="Images of one patient (PNG, JPG, BMP, TIFF)")
                         classify_button = gr.Button("Classify", variant="primary")
+                        with gr.Column(visible=False) as smear_controls:
+                            segmenter = gr.Dropdown(choices=SEGMENTER_CHOICES, value="auto", label="Cell finder",
+                                                    elem_id="smear-segmenter")
+                            smear_button = gr.Button("Find and classify every white cell", variant="primary")
                         # the gallery's own label floats over its first row: say what the samples are above it
                         gr.Markdown(f"**Samples**: click one to classify it "
                                     f"({serving.samples_description(samples)}).", elem_id="samples-note")
@@ -287,15 +340,38 @@ def build_demo() -> gr.Blocks:
                                              interactive=False, buttons=[], elem_id="sample-gallery")
                         sample_paths = gr.State(gallery_paths)
                     with gr.Column(scale=1):
-                        label = gr.Label(num_top_classes=4, label="Calibrated probabilities", elem_id="class-label")
-                        flag = gr.Markdown(elem_id="uncertain-flag")
-                        aggregate = gr.Dataframe(headers=["patient-level", "value"], label="Patient-level aggregate",
-                                                 interactive=False, wrap=True)
+                        with gr.Column(visible=True) as cell_results:
+                            label = gr.Label(num_top_classes=4, label="Calibrated probabilities",
+                                             elem_id="class-label")
+                            flag = gr.Markdown(elem_id="uncertain-flag")
+                            aggregate = gr.Dataframe(headers=["patient-level", "value"],
+                                                     label="Patient-level aggregate", interactive=False, wrap=True)
+                        with gr.Column(visible=False) as smear_results:
+                            smear_boxes = gr.Gallery(label="White cells found (red: ALL, green: HEM, thin with ?: "
+                                                     "uncertain, grey: skipped)", columns=2, height="auto",
+                                                     object_fit="contain", interactive=False, elem_id="smear-boxes")
+                            smear_summary = gr.Markdown(elem_id="smear-summary")
                         with gr.Accordion("What confident / uncertain and the OOD score mean", open=False):
                             gr.Markdown(serving.UNCERTAINTY_HELP, elem_id="uncertainty-help")
                 table = gr.Dataframe(headers=["image", "label", "top probability"], label="Per image",
                                      interactive=False, wrap=True)
                 classify_outputs = [label, flag, table, aggregate]
+                with gr.Column(visible=False) as smear_cells:
+                    with gr.Row():
+                        cell_gallery = gr.Gallery(label="Cells cut out onto black, as C-NMC cells (click one to "
+                                                  "explain its call)", columns=6, height="auto", object_fit="contain",
+                                                  allow_preview=False, interactive=False, elem_id="cell-gallery",
+                                                  scale=2)
+                        with gr.Column(scale=1):
+                            cell_overlay = gr.Image(label="Why this call", type="pil", interactive=False,
+                                                    format="png", elem_id="cell-overlay")
+                            cell_explanation = gr.Markdown(elem_id="cell-explanation")
+                    cell_table = gr.Dataframe(label="Per cell (box in the smear's pixels)", interactive=False,
+                                              wrap=True)
+                    smear_table = gr.Dataframe(label="Per smear and patient", interactive=False, wrap=True)
+                smear_state = gr.State({})
+                smear_outputs = [smear_boxes, smear_summary, cell_gallery, cell_table, smear_table, smear_state,
+                                 cell_overlay, cell_explanation]
 
             with gr.Tab("Explain", id="explain", elem_id="tab-explain"):
                 with gr.Row():
@@ -375,6 +451,11 @@ def build_demo() -> gr.Blocks:
                               **heavy)
         gallery.select(titled_toasts(classify_sample), [model, sample_paths], [files] + classify_outputs,
                        api_visibility="private", **heavy)
+        mode.change(classify_mode, [mode], [classify_button, smear_controls, cell_results, smear_results, table,
+                                            smear_cells], api_visibility="private", **light)
+        smear_button.click(titled_toasts(classify_smear), [files, model, segmenter], smear_outputs, api_name="smear", **heavy)
+        cell_gallery.select(titled_toasts(explain_cell), [smear_state, method], [cell_overlay, cell_explanation],
+                            api_visibility="private", **heavy)
         explain_button.click(titled_toasts(explain), [explain_file, model, method, target, baseline],
                              [overlay, faithfulness], api_name="explain", **heavy)
         method.change(baseline_choice, [method], [baseline], api_visibility="private", **light)

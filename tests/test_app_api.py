@@ -472,3 +472,43 @@ def test_a_smear_is_uncertain_on_every_tab(served, tiny_models, cnmc_dataset):
     assert text.startswith("⚠ **Uncertain**: out of distribution") and "Grad-CAM" in text
     _, summary, _ = client.predict(handle_file(str(CNMC_SAMPLES[0])), tiny_models["aria"], api_name="/pipeline")
     assert summary.startswith("⚠ **Uncertain**: out of distribution") and "found" in summary
+
+
+def test_smear_mode_boxes_every_white_cell_and_explains_one(served, tiny_models, tmp_path):
+    """The Classify tab's Smear mode (``/smear``): a drawn smear with one violet white cell among pale red cells."""
+    from gradio_client import handle_file
+
+    from test_smear_cells import smear  # (pytest puts tests/ on sys.path)
+
+    path = tmp_path / "smear.png"
+    Image.fromarray(smear([(100, 120, 30)])).save(path)
+    _, client = served
+    boxes, summary, crops, cells, smears, overlay, note = client.predict(
+        [handle_file(str(path))], tiny_models["cnmc"], "classical", api_name="/smear")
+    assert len(boxes) == 1 and "smear.png" in boxes[0]["caption"]
+    per_cell = pd.DataFrame(cells["data"], columns=cells["headers"])
+    per_smear = pd.DataFrame(smears["data"], columns=smears["headers"])
+    assert {"x0", "y0", "x1", "y1", "status", "label", "verdict"} <= set(per_cell.columns)
+    assert list(per_smear["row"]) == ["smear"] and per_smear["cells_found"].iloc[0] == len(per_cell)
+    assert "smear.png" in summary and "white cell" in summary
+    assert len(crops) == int((per_cell["status"] == "classified").sum())
+    assert len(per_cell) == len(crops) == 1 and per_cell["label"].iloc[0] in ("hem", "all")
+    assert abs(per_cell["x0"].iloc[0] - 70) <= 2 and abs(per_cell["y1"].iloc[0] - 151) <= 2
+    assert overlay is None and "Click a cell" in note
+    with pytest.raises(Exception, match="Upload one or more smear images"):
+        client.predict([], tiny_models["cnmc"], "auto", api_name="/smear")
+    # the U-Net of the (untrained) HybridCN-NAS model: whatever it finds is listed with the segmenter's name
+    _, summary, _, cells, _, _, _ = client.predict([handle_file(str(path))], tiny_models["aria"], "auto",
+                                                   api_name="/smear")
+    assert "smear.png" in summary and ("U-Net of" in summary or "colour threshold" in summary)
+
+    # a click on a cell crop explains it (the gallery's select event, as the page sends it)
+    import gradio as gr
+
+    import app
+
+    outputs = app.classify_smear([str(path)], tiny_models["cnmc"], "classical")
+    state = outputs[5]
+    assert state["model"] == tiny_models["cnmc"] and len(state["crops"]) == 1
+    picture, text = app.explain_cell(state, "", gr.SelectData(None, {"index": 0, "value": None, "selected": True}))
+    assert picture is not None and text.startswith("**Cell 1")

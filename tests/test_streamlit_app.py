@@ -548,3 +548,32 @@ def test_a_smear_is_uncertain_on_every_page(app_env, batch_images):
     at.button(key="pipeline_run").click().run()
     assert_clean(at)
     assert any(m.value.startswith("⚠ **Uncertain**: out of distribution") for m in at.markdown)
+
+
+def test_predict_smear_mode_boxes_cells_and_explains_one(app_env, tmp_path):
+    """Predict's Smear mode: a drawn smear with one white cell, found by the colour threshold, cut out, classified,
+    boxed on the smear and explained on request; the CSV has the cell row (with its box) and the smear row."""
+    from PIL import Image
+
+    from test_smear_cells import smear  # (pytest puts tests/ on sys.path)
+
+    buffer = io.BytesIO()
+    Image.fromarray(smear([(100, 120, 30)])).save(buffer, format="PNG")
+    at = new_app().run()
+    at.radio(key="predict_mode").set_value("Smear").run()
+    assert_clean(at)
+    at.file_uploader(key="smear_files").set_value([("smear.png", buffer.getvalue(), "image/png")])
+    at.selectbox(key="smear_segmenter").set_value("classical")
+    at.button(key="smear_run").click().run()
+    assert_clean(at)
+    result = at.session_state["smear_result"]
+    (found,) = result.smears
+    assert found.name == "smear.png" and len(found.classified) == 1
+    assert at.download_button(key="smear_csv").label.startswith("Download CSV")
+    table = pd.read_csv(io.BytesIO(result.table().to_csv(index=False).encode()))
+    assert list(table["row"]) == ["cell", "smear"] and abs(table["x0"].iloc[0] - 70) <= 2
+    assert len(at.image) >= 2  # the boxed smear and the crop
+    assert len(at.dataframe) == 2
+    at.button(key="smear_explain").click().run()
+    assert_clean(at)
+    assert len(at.image) >= 3 and any("Faithfulness" in m.value for m in at.markdown)

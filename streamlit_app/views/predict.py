@@ -1,4 +1,5 @@
-"""Predict: classify one image, many images or a zip archive; per-image and patient-level tables, CSV download."""
+"""Predict: classify one image, many images or a zip archive; per-image and patient-level tables, CSV download.
+Smear mode (:mod:`streamlit_app.smear`): smear photos in, every white cell found, cut out and classified."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import streamlit as st
 
 from leuk import serving
 from leuk.serving import batch as batching
-from streamlit_app import charts, ui
+from streamlit_app import charts, smear, ui
 
 #: Session-state key of the last batch result (kept across reruns, e.g. the download click).
 RESULT_KEY = "predict_result"
@@ -107,9 +108,18 @@ def show(batch: batching.BatchResult) -> None:
 
 
 st.title("Predict")
+model_name = ui.require_model()
+MODES = ("Single cells", "Smear")
+if st.radio("Input", MODES, horizontal=True, key="predict_mode",
+            help="single cells cut out onto black (as C-NMC), or smear photos: every white cell is found, cut "
+                 "out onto black and classified") == MODES[1]:
+    st.markdown("Upload smear photos of one patient: every white cell is found (the HybridCN-NAS model's U-Net, "
+                "or a colour threshold), cut out onto black at the C-NMC cell scale and classified by the "
+                "single-cell model, with a row per cell and a summary per smear and patient.")
+    smear.page(model_name)
+    st.stop()
 st.markdown("Upload one image, the images of one or several patients, or a zip archive. Patient ids come from "
             "C-NMC file names (`UID_<subject>_…`) or from the folder holding each image inside the zip.")
-model_name = ui.require_model()
 
 files_column, zip_column = st.columns(2)
 files_column.file_uploader("Images (PNG, JPG, BMP, TIFF)", type=ui.UPLOAD_TYPES, accept_multiple_files=True,

@@ -1,11 +1,14 @@
-"""Regenerate the bundled HybridCN-NAS demo weights (seeded, one command, CPU, a few minutes).
+"""Train the synthetic HybridCN-NAS lite model (seeded, one command, CPU, a few minutes).
 
-    python train/make_hybrid_demo.py            # -> assets/demo_models/hybridcn-nas-lite/
+    python train/make_hybrid_demo.py            # -> runs/synthetic-hybridcn-nas-lite/ (not committed)
 
-Renders a synthetic Aria set (``leuk.data.synthetic.write_aria``: 40 patients x 6 smears, 128 px), trains the
-``lite`` preset with the staged engine (patient-wise split, every fitted statistic on training patients only),
-saves float16 weights, the image processor, the remote code, ``eval_results.json`` (test metrics, the
-segmenter's held-out Dice/IoU) and the model card ``README.md``. Fails when the segmenter's test Dice is below 0.85 or the folder exceeds 30 MB.
+The bundled ``demo:hybridcn-nas-lite`` is trained on real Aria smears (``train/train_real_hybridcn_nas.py``);
+this synthetic twin is the baseline its recipe compares the real U-Net against on the reviewed reference
+smears, and a model for controlled experiments. Renders a synthetic Aria set
+(``leuk.data.synthetic.write_aria``: 40 patients x 6 smears, 128 px), trains the ``lite`` preset with the
+staged engine (patient-wise split, every fitted statistic on training patients only), saves float16 weights,
+the image processor, the remote code, ``eval_results.json`` (test metrics, the segmenter's held-out Dice/IoU)
+and the model card ``README.md``. Fails when the segmenter's test Dice is below 0.85 or the folder exceeds 30 MB.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "assets" / "demo_models" / "hybridcn-nas-lite"
+DEFAULT_OUT = REPO / "runs" / "synthetic-hybridcn-nas-lite"
 MIN_DICE = 0.85
 MAX_BYTES = 30 * 2**20
 

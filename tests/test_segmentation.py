@@ -105,3 +105,35 @@ def test_attention_unet_learns_discs_and_watershed_splits_its_mask() -> None:
     assert segmentation_scores(predicted[None], mask[None])["dice"] > 0.9
     _, cells = split_cells(predicted, image, min_area=20)
     assert len(cells) == 2
+
+
+def discs_in_a_row(count: int, radius: float = 30.0, gap: float = 0.92) -> np.ndarray:
+    """``count`` equal discs whose centres lie on a slanted line, each touching the next (centres
+    ``2 * gap * radius`` apart), on a canvas with room around them so that the background is wide."""
+    step = 2 * gap * radius
+    side = int(2 * radius + step * (count - 1) + 40)
+    rows, cols = np.mgrid[:side, :side]
+    mask = np.zeros((side, side), bool)
+    for i in range(count):
+        cx, cy = 20 + radius + i * step * 0.9, side / 2 + (i - (count - 1) / 2) * step * 0.44
+        mask |= (rows - cy) ** 2 + (cols - cx) ** 2 < radius**2
+    return mask
+
+
+@pytest.mark.parametrize("with_image", [False, True], ids=["distance", "image"])
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_watershed_splits_equal_touching_discs_into_equal_regions(count: int, with_image: bool) -> None:
+    """The flood stays inside the mask: equal touching discs give equal regions (within 5%), whatever the
+    background round them, and a lone disc stays one region."""
+    mask = discs_in_a_row(count)
+    image = None
+    if with_image:
+        rng = np.random.default_rng(count)
+        noisy = np.where(mask[..., None], [110.0, 60.0, 160.0], [228.0, 215.0, 222.0])
+        image = np.clip(noisy + rng.normal(0, 8, mask.shape + (3,)), 0, 255).astype(np.uint8)
+    labels, cells = split_cells(mask, image)
+    assert len(cells) == count and labels.max() == count
+    assert not labels[~mask].any()
+    areas = [c["area"] for c in cells]
+    assert max(areas) <= 1.05 * min(areas), areas
+    assert sum(areas) >= 0.98 * mask.sum()

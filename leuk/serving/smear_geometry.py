@@ -4,13 +4,11 @@ be classified, and the cut-out of a cell onto black at the C-NMC cell scale (:mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
 from leuk.serving.classify import ImageResult
 
-__all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "SmearCell", "cut_out", "find_cells", "split_touching"]
+__all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "SmearCell", "cut_out", "find_cells"]
 
 #: Side of a C-NMC image: one cell centred on black.
 CNMC_CANVAS = 450
@@ -77,53 +75,6 @@ def _shape(region: np.ndarray) -> tuple[float, float]:
     return (float(region.sum()) / hull if hull > 0 else 1.0), float(cv2.arcLength(contour, True))
 
 
-def split_touching(mask: np.ndarray, *, peak_ratio: float = 0.7) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """One integer label per cell of a binary ``mask`` (0 = background), touching cells split by a watershed.
-
-    The seeds are those of :func:`leuk.segmentation.split_cells` (pixels whose distance to the background exceeds
-    ``peak_ratio`` of their component's largest); the flood runs over the distance map inside the mask only, level
-    by level (a watershed by immersion), so no flood runs round through the background into a neighbouring cell,
-    and two touching discs are split on the line through their saddle. (OpenCV's watershed orders its flood by
-    neighbour differences, which on a distance map are all alike, and splits such discs unevenly.) Returns the label map and, per cell, ``label``, ``box``
-    (x0, y0, x1, y1; exclusive), ``area`` and ``centroid`` (x, y).
-    """
-    import cv2
-    from scipy import ndimage
-
-    binary = np.asarray(mask, dtype=bool)
-    if not binary.any():
-        return np.zeros(binary.shape, np.int32), []
-    distance = cv2.distanceTransform(binary.astype(np.uint8), cv2.DIST_L2, 5)
-    components, count = ndimage.label(binary)
-    peaks = np.asarray(ndimage.maximum(distance, components, index=np.arange(1, count + 1)))
-    seeds = binary & (distance > peak_ratio * np.concatenate([[np.inf], peaks])[components])
-    labels, _ = ndimage.label(seeds)
-    labels = labels.astype(np.int32)
-    cross = ndimage.generate_binary_structure(2, 1)
-    # flood level by level, from the cell centres (largest distance) outwards: at each level the cells grow into
-    # the mask pixels at least that far from the background, one neighbour ring at a time, so two fronts meet
-    # where the distance map has its saddle
-    for level in np.arange(np.floor(float(distance.max())), -1.0, -1.0):
-        free = binary & (distance >= level) & (labels == 0)
-        while free.any():
-            grown = ndimage.grey_dilation(labels, footprint=cross)
-            new = free & (grown > 0)
-            if not new.any():
-                break
-            labels[new] = grown[new]
-            free &= ~new
-    cells = []
-    for index, found in enumerate(ndimage.find_objects(labels), start=1):
-        if found is None:
-            continue
-        region = labels[found] == index
-        rows, cols = np.nonzero(region)
-        cells.append({"label": index, "area": int(region.sum()),
-                      "box": (found[1].start, found[0].start, found[1].stop, found[0].stop),
-                      "centroid": (float(cols.mean() + found[1].start), float(rows.mean() + found[0].start))})
-    return labels, cells
-
-
 def _contacts(labels: np.ndarray) -> dict[tuple[int, int], float]:
     """Length (px) of the edge each pair of touching cells shares: the root of the squared counts of horizontal
     and vertical neighbour pairs across it (exact for a straight edge at any angle)."""
@@ -136,13 +87,15 @@ def _contacts(labels: np.ndarray) -> dict[tuple[int, int], float]:
 
 
 def find_cells(rgb: np.ndarray, mask: np.ndarray, *, peak_ratio: float = 0.7) -> list[SmearCell]:
-    """The white cells of a binary ``mask`` of smear ``rgb``: one per watershed region, numbered in reading
-    order, with the reason when a cell must not be classified (too small, cut by the border, overlapping)."""
+    """The white cells of a binary ``mask`` of smear ``rgb``: one per region of the watershed
+    :func:`leuk.segmentation.split_cells` (touching cells split on the saddle of the distance map), numbered
+    in reading order, with the reason when a cell must not be classified (too small, cut by the border,
+    overlapping: judged from the contacts between regions and their shapes)."""
+    from leuk.segmentation import split_cells
+
     mask = _fill_holes(np.asarray(mask, dtype=bool))
     height, width = mask.shape
-    # flooded over the distance to the background, not the colours: a nucleus edge is a stronger ridge than
-    # the line between two touching cells, and would steer a colour flood
-    labels, regions = split_touching(mask, peak_ratio=peak_ratio)
+    labels, regions = split_cells(mask, peak_ratio=peak_ratio)
     contacts = _contacts(labels)
     diameters = {r["label"]: float(np.sqrt(4 * r["area"] / np.pi)) for r in regions}
     largest = max(diameters.values(), default=0.0)

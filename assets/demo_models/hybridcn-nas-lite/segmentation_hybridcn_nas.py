@@ -1,5 +1,5 @@
 """Phase 2 of HybridCN-NAS: an Attention U-Net (Oktay et al., 2018) for white-cell masks, and a marker-based
-watershed that splits the mask into one region per cell.
+watershed, confined to the mask, that splits it into one region per cell.
 
 Part of the standalone Hub model: the network needs only torch; the watershed imports OpenCV on first use.
 """
@@ -98,56 +98,52 @@ def split_cells(
     peak_ratio: float = 0.7,
     min_area: int = 1,
 ) -> tuple[np.ndarray, list[dict]]:
-    """Split a binary cell mask into one integer label per cell with a marker-based watershed.
+    """Split a binary cell mask into one integer label per cell with a seeded watershed confined to the mask.
 
     Seeds are the pixels whose distance to the background exceeds ``peak_ratio`` times the largest distance
     of their connected component, so two touching round cells (one distance peak each) get two seeds. The
-    watershed (OpenCV) floods ``image`` (H x W x 3 uint8 RGB; without one, the inverted distance map) from
-    the seeds, one connected component at a time; pixels outside the mask, and the one-pixel watershed lines
-    between touching cells, stay 0. Regions under ``min_area`` pixels are dropped.
+    seeds flood the distance map by immersion, inside the mask only: from the largest distance down, at each
+    level every cell grows one neighbour ring at a time into the mask pixels at least that far from the
+    background, so two fronts meet on the saddle between two touching cells and no flood runs round through
+    the background into a neighbouring cell (two equal touching discs get equal halves). Every mask pixel
+    goes to a cell; pixels outside the mask stay 0. Regions under ``min_area`` pixels are dropped.
+
+    ``image`` (H x W x 3 RGB, the picture the mask was found on) is only checked against the mask's size:
+    the flood follows the distance map, not the colours, because a nucleus edge is a stronger colour ridge
+    than the line between two touching cells and would steer a colour flood.
 
     Returns ``(labels, cells)``: an int32 label map (0 = background, cells 1..n) and, per cell, a dict with
     ``label``, ``box`` (x0, y0, x1, y1; x1/y1 exclusive), ``area`` and ``centroid`` (x, y).
     """
     import cv2
 
-    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    binary = np.asarray(mask) > 0
     if binary.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {binary.shape}")
+    if image is not None and np.asarray(image).shape[:2] != binary.shape:
+        raise ValueError(f"image {np.asarray(image).shape[:2]} and mask {binary.shape} differ in size")
     labels = np.zeros(binary.shape, dtype=np.int32)
     if not binary.any():
         return labels, []
-    distance = cv2.distanceTransform(binary, cv2.DIST_L2, 5)
-    if image is None:
-        relief = 255 - cv2.normalize(distance, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-        landscape = cv2.merge([relief, relief, relief])
-    else:
-        landscape = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR)
-        if landscape.shape[:2] != binary.shape:
-            raise ValueError(f"image {landscape.shape[:2]} and mask {binary.shape} differ in size")
-
-    # One watershed per connected component (cropped to its box), so that a flood can never cross the
-    # background into a neighbouring component.
-    flooded = np.zeros(binary.shape, dtype=np.int32)
-    n_components, components, boxes, _ = cv2.connectedComponentsWithStats(binary)
-    next_label = 1
-    for component in range(1, n_components):
-        x, y, width, height = (int(v) for v in boxes[component, :4])
-        window = (slice(max(y - 1, 0), y + height + 1), slice(max(x - 1, 0), x + width + 1))
-        inside = components[window] == component
-        local_distance = np.where(inside, distance[window], 0.0)
-        seeds = inside & (local_distance > peak_ratio * local_distance.max())
-        n_seeds, markers = cv2.connectedComponents(seeds.astype(np.uint8))
-        if n_seeds > 2:
-            markers = cv2.watershed(np.ascontiguousarray(landscape[window]), markers.astype(np.int32))
-        else:
-            markers = inside.astype(np.int32)
-        keep = inside & (markers > 0)
-        flooded[window][keep] = markers[keep] + next_label - 1
-        next_label += max(n_seeds - 1, 1)
+    distance = cv2.distanceTransform(binary.astype(np.uint8), cv2.DIST_L2, 5)
+    count, components = cv2.connectedComponents(binary.astype(np.uint8), connectivity=4)
+    peaks = np.zeros(count, dtype=np.float32)
+    np.maximum.at(peaks, components.ravel(), distance.ravel())
+    seeds = binary & (distance > peak_ratio * peaks[components])
+    _, flooded = cv2.connectedComponents(seeds.astype(np.uint8), connectivity=4)
+    flooded = flooded.astype(np.int32)
+    for level in np.arange(np.floor(float(distance.max())), -1.0, -1.0):
+        free = binary & (distance >= level) & (flooded == 0)
+        while free.any():
+            grown = _grow(flooded)
+            new = free & (grown > 0)
+            if not new.any():
+                break
+            flooded[new] = grown[new]
+            free &= ~new
 
     cells = []
-    for seed_label in range(1, next_label):
+    for seed_label in range(1, int(flooded.max()) + 1):
         region = flooded == seed_label
         area = int(region.sum())
         if area < min_area:
@@ -164,6 +160,16 @@ def split_cells(
             }
         )
     return labels, cells
+
+
+def _grow(labels: np.ndarray) -> np.ndarray:
+    """Each pixel's largest label among itself and its four neighbours (a dilation by a cross)."""
+    grown = labels.copy()
+    np.maximum(grown[1:], labels[:-1], out=grown[1:])
+    np.maximum(grown[:-1], labels[1:], out=grown[:-1])
+    np.maximum(grown[:, 1:], labels[:, :-1], out=grown[:, 1:])
+    np.maximum(grown[:, :-1], labels[:, 1:], out=grown[:, :-1])
+    return grown
 
 
 __all__ = ["AttentionGate", "AttentionUNet", "ConvBlock", "split_cells"]

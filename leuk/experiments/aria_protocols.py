@@ -18,7 +18,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -195,9 +195,10 @@ class PlainCNN:
 
 def train_plain_cnn(images: np.ndarray, labels: np.ndarray, fold: ProtocolFold, n_labels: int, *,
                     image_size: int = 64, epochs: int = 12, batch_size: int = 32, lr: float = 3e-3,
-                    seed: int = 0) -> np.ndarray:
-    """Train :class:`PlainCNN` from scratch on ``fold.train`` (flips and quarter turns, class weights,
-    one-cycle AdamW), keep the epoch with the lowest validation loss and return the test rows' softmax."""
+                    seed: int = 0, model: Any = None) -> np.ndarray:
+    """Train :class:`PlainCNN` (or ``model``, any module from images to ``n_labels`` logits) from scratch on
+    ``fold.train`` (flips and quarter turns, class weights, one-cycle AdamW), keep the epoch with the lowest
+    validation loss and return the test rows' softmax."""
     import copy
 
     import torch
@@ -213,7 +214,7 @@ def train_plain_cnn(images: np.ndarray, labels: np.ndarray, fold: ProtocolFold, 
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     counts = torch.bincount(targets[fold.train], minlength=n_labels).float()
     weights = counts.sum() / counts.clamp(min=1) / n_labels
-    model = PlainCNN(n_labels)
+    model = PlainCNN(n_labels) if model is None else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     steps = max(len(fold.train) // batch_size, 1)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.2)

@@ -26,7 +26,6 @@ import numpy as np
 from leuk.errors import ImageReadError, LeukError
 from leuk.io import ImageSource, read_image
 from leuk.serving.classify import MAX_APP_PIXELS, MAX_IMAGES, PatientAggregate, aggregate, classify_images
-from leuk.serving.pipeline import pipeline_model_names
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
 from leuk.serving.smear_geometry import (
@@ -109,12 +108,9 @@ def segment(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | 
 
 
 def _segmenter_name(registry: ModelRegistry, *, required: bool) -> str | None:
-    for name in pipeline_model_names(registry):
-        try:
-            if _has_segmenter(registry.get(name)):
-                return name
-        except LeukError:
-            continue
+    names = registry.names_where(_has_segmenter)
+    if names:
+        return names[0]
     if required:
         raise LeukError("no HybridCN-NAS model with a segmenter is configured: use segmenter 'classical'")
     return None
@@ -124,18 +120,15 @@ def _all_label(labels: Sequence[str]) -> str | None:
     return next((label for label in labels if label.lower() == "all"), None)
 
 
+def _is_cell_model(loaded: Any) -> bool:
+    """A single-cell ALL/HEM model: an ``all`` class and no smear phases."""
+    family = getattr(loaded, "family", None)
+    return _all_label(loaded.labels) is not None and not (family is not None and family.has_phases)
+
+
 def cell_model_names(registry: ModelRegistry | None = None) -> list[str]:
     """Configured single-cell models (an ``all`` class, no smear phases) that can classify cut-out cells."""
-    registry = registry or get_registry()
-    names = []
-    for name in registry.names:
-        try:
-            loaded = registry.get(name)
-        except LeukError:
-            continue
-        if _all_label(loaded.labels) is not None and not callable(getattr(loaded.model, "stages", None)):
-            names.append(name)
-    return names
+    return (registry or get_registry()).names_where(_is_cell_model)
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -413,15 +406,10 @@ def classify_smears(
         raise ImageReadError("no smear given: upload at least one smear image")
     if max_smears is not None and len(smears) > max_smears:
         raise ImageReadError(f"{len(smears)} smears in one request; the limit is {max_smears}")
-    if cell_model:
-        name = registry.check_name(cell_model)
-        if _all_label(registry.get(name).labels) is None or callable(getattr(registry.get(name).model, "stages", None)):
-            raise LeukError(f"model {name!r} is not a single-cell ALL/HEM model: choose one such as EfficientNet-SE")
-    else:
-        candidates = cell_model_names(registry)
-        if not candidates:
-            raise LeukError("no single-cell model (with an 'all' class) is configured to classify the cells")
-        name = candidates[0]
+    name = registry.choose(cell_model, _is_cell_model,
+                           wrong_kind="is not a single-cell ALL/HEM model: choose one such as EfficientNet-SE",
+                           none_configured="no single-cell model (with an 'all' class) is configured to classify "
+                                           "the cells")
     labels = registry.get(name).labels
     names = list(names) if names is not None else _names(smears)
     results = []

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from leuk.errors import LeukError
 from leuk.io import ImageSource, read_image
 from leuk.serving.classify import MAX_APP_PIXELS, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
@@ -54,15 +53,7 @@ def _has_stages(loaded: Any) -> bool:
 
 def pipeline_model_names(registry: ModelRegistry | None = None) -> list[str]:
     """Configured models that expose the HybridCN-NAS phases (loads them)."""
-    registry = registry or get_registry()
-    names = []
-    for name in registry.names:
-        try:
-            if _has_stages(registry.get(name)):
-                names.append(name)
-        except LeukError:
-            continue
-    return names
+    return (registry or get_registry()).names_where(_has_stages)
 
 
 def _label_map_to_rgb(labels: np.ndarray) -> np.ndarray:
@@ -96,15 +87,9 @@ def pipeline_stages(image: ImageSource, model_name: str | None = None, *,
                     registry: ModelRegistry | None = None) -> PipelineResult:
     """Run the HybridCN-NAS phases on one smear with ``model_name`` (default: the first model that has them)."""
     registry = registry or get_registry()
-    if model_name:
-        name = registry.check_name(model_name)
-        if not _has_stages(registry.get(name)):
-            raise LeukError(f"model {name!r} has no pipeline phases: choose a HybridCN-NAS model")
-    else:
-        candidates = pipeline_model_names(registry)
-        if not candidates:
-            raise LeukError("no HybridCN-NAS model is configured, so there is no pipeline to show")
-        name = candidates[0]
+    name = registry.choose(model_name, _has_stages,
+                           wrong_kind="has no pipeline phases: choose a HybridCN-NAS model",
+                           none_configured="no HybridCN-NAS model is configured, so there is no pipeline to show")
     picture = read_image(image, max_pixels=MAX_APP_PIXELS)
     loaded = registry.get(name)
     stages = loaded.model.stages(picture, processor=loaded.processor, top_k=TOP_FEATURES)

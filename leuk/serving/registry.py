@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from leuk.errors import LeukError, ModelNotFoundError
 from leuk.hub import resolve_models_from_env
@@ -73,6 +73,33 @@ class ModelRegistry:
                 raise
             self._errors.pop(chosen, None)
             return loaded
+
+    def names_where(self, accepts: "Callable[[LoadedModel], bool]") -> list[str]:
+        """Configured models whose loaded form ``accepts`` (loads them; models that fail to load are left out)."""
+        names = []
+        for name in self.names:
+            try:
+                if accepts(self.get(name)):
+                    names.append(name)
+            except LeukError:
+                continue
+        return names
+
+    def choose(self, name: str | None, accepts: "Callable[[LoadedModel], bool]", *, wrong_kind: str,
+               none_configured: str) -> str:
+        """``name`` when it is configured and ``accepts`` it, else the first configured model that it accepts.
+
+        ``wrong_kind`` ends the error for a named model it refuses (``model 'x' <wrong_kind>``);
+        ``none_configured`` is the error when no configured model is accepted."""
+        if name:
+            chosen = self.check_name(name)
+            if not accepts(self.get(chosen)):
+                raise LeukError(f"model {chosen!r} {wrong_kind}")
+            return chosen
+        candidates = self.names_where(accepts)
+        if not candidates:
+            raise LeukError(none_configured)
+        return candidates[0]
 
     def warm_up(self) -> dict[str, str]:
         """Load every configured model; returns ``{name: error}`` for the ones that failed (logged, not raised)."""

@@ -217,6 +217,8 @@ def test_pipeline_tab_keeps_the_aspect_ratio(page, shots, wide_images):
     first = page.locator("#stages img").first
     first.wait_for()
     page.locator("#pipeline-summary").get_by_text("found").wait_for()
+    page.wait_for_function("() => { const img = document.querySelector('#stages img');"
+                           " return img !== null && img.complete && img.naturalHeight > 0; }")
     natural = first.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
     assert natural[0] / natural[1] == pytest.approx(2.0, rel=0.02)
     page.screenshot(path=shots / "pipeline.png", full_page=True)

@@ -65,15 +65,15 @@ def test_evaluate_all_and_foreign_data(run_dir, cnmc_root, cnmc_dataset, tmp_pat
 
 
 def test_split_records_of_both_formats_read_alike():
-    """The bundled HybridCN-NAS demo holds the older ``<part>_patients`` format; the reader gives the same parts."""
-    from leuk.records import parse_training_split, read_training_split
+    """Older HybridCN-NAS folders hold the ``<part>_patients`` format; the reader gives the same parts."""
+    from leuk.data.splits import patient_set_hash
+    from leuk.records import parse_training_split
 
-    demo = Path(__file__).resolve().parents[1] / "assets" / "demo_models" / "hybridcn-nas-lite"
-    old = read_training_split(demo)
-    recorded = json.loads((demo / "eval_results.json").read_text())
+    old = parse_training_split({"protocol": "patient", "sizes": {"train": {"n_images": 150}},
+                                "train_patients": ["p1", "p2"], "val_patients": ["p3"], "test_patients": ["p5", "p4"]})
     assert old.protocol == "patient" and old.part("test").patients and old.part("test").images is None
-    assert old.test_patients_hash == recorded["test_patients_hash"]
-    assert old.part("train").n_images == recorded["split_sizes"]["train"]["n_images"]
+    assert set(old.part("test").patients) == {"p4", "p5"} and set(old.part("train").patients) == {"p1", "p2"}
+    assert old.test_patients_hash == patient_set_hash(["p4", "p5"])
     shared = parse_training_split({"protocol": "patient", "test": {"patients": ["b", "a"], "n_images": 2,
                                                                    "images": ["x.png", "y.png"]}})
     assert shared.part("test").patients == ("b", "a") and shared.part("test").images == ("x.png", "y.png")
@@ -82,9 +82,14 @@ def test_split_records_of_both_formats_read_alike():
 
 @pytest.mark.slow
 def test_evaluate_runs_on_the_bundled_hybridcn_nas_demo(aria_root, tmp_path, capsys):
+    """The bundled demo is trained on real Aria smears: a synthetic Aria set holds none of its recorded test
+    images, so the default (its test split) refuses in one line, and ``--split all`` scores every image."""
     out = tmp_path / "hybrid"
-    assert main(["evaluate", "--model", "demo:hybridcn-nas-lite", "--data", str(aria_root), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    command = ["evaluate", "--model", "demo:hybridcn-nas-lite", "--data", str(aria_root), "--out", str(out),
+               "--device", "cpu"]
+    assert main(command) == 1
+    assert "none of the model's 609 recorded test images is in" in capsys.readouterr().err
+    assert main(command + ["--split", "all"]) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert report["split"] == "test" and report["dataset"] == "aria" and report["metrics"]["n"] > 0
-    assert "recorded test patients" in report["selection"]
+    assert report["split"] == "all" and report["dataset"] == "aria" and report["metrics"]["n"] > 0
+    assert report["selection"] == "every image"

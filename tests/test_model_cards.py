@@ -205,7 +205,8 @@ def test_every_demo_folder_has_a_card_that_names_its_training_data():
             assert "synthetic" in training.lower() and "These weights were trained on SYNTHETIC images" in text
         else:
             dataset = "C-NMC 2019" if "efficientnet" in name else "Aria"
-            assert dataset in training and "synthetic" not in training.lower()
+            assert dataset in training and "synthetic images" not in training.lower()
+            assert "look-alike" not in training.lower() and "SYNTHETIC" not in text
             assert "Not for clinical use" in text and "no external validation" in text.lower()
             if summary.headline is not None:  # the card was rendered from the cross-subject record it ships
                 assert "mean ± sd over folds" in text and f"{summary.headline.mean:.4f}" in text

@@ -348,6 +348,8 @@ def load_model(
     parsed = parse_model_spec(spec, revision)
     device_name = resolve_device(device)
     target = str(Path(parsed.target).resolve()) if parsed.kind == "folder" else parsed.target
+    if parsed.kind == "demo":  # the folder it names depends on $LEUK_DEMO_MODELS_DIR: two folders, two entries
+        target = str((demo_models_dir() / parsed.target).resolve())
     key = (parsed.kind, target, parsed.revision, device_name, str(cache_dir) if cache_dir else None, local_files_only)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)

@@ -17,7 +17,7 @@ What it does, in order (every step resumes from its files under ``--work``):
    and ``block`` (contiguous file-number blocks kept together, a stricter proxy for patients). Every fold
    trains the whole lite pipeline (U-Net on the training rows' pseudo-masks, extractor, z-score + mRMR,
    classifier, temperature; validation rows from the training groups) and a plain CNN from scratch.
-4. The shipped model is block fold 0 (fixed before any result was seen): the engine resumes that fold's
+4. The shipped model is block fold 0 (fixed before any other fold had run): the engine resumes that fold's
    stages (``--patients-csv blocks.csv``), saves the model, reloads it and scores the fold's test blocks
    once; its OOD detector is fitted on its training images. ``eval_results.json`` gets the cross-validation block, the reference-set
    Dice of the synthetic-trained and the shipped U-Net, and the paper's figure for comparison.
@@ -130,7 +130,7 @@ def cross_validate(args: argparse.Namespace, workspace: Path, stain_target: dict
 
 
 def train_shipped(args: argparse.Namespace, workspace: Path, stain_target: dict) -> Path:
-    """Block fold 0 (fixed as the shipped fold before any result was seen) saved as a model: the engine
+    """Block fold 0 (fixed as the shipped fold before any other fold had run) saved as a model: the engine
     resumes the fold's stages (its split, U-Net, extractor, features), refits the same seeded head, saves,
     reloads and scores the fold's test blocks once, and fits the OOD detector on its training images."""
     from leuk.experiments.aria_protocols import BLOCKS_FILE

@@ -31,6 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 REFERENCE = REPO / "assets" / "aria_reference"
+from leuk.experiments.aria_protocols import reference_mask_path  # noqa: E402
 CLASSES = ("Benign", "Early", "Pre", "Pro")
 IOU_FOUND = 0.5
 
@@ -44,7 +45,7 @@ def reference_smears(data: Path) -> list[tuple[str, Path, np.ndarray]]:
     out = []
     for row in rows:
         label, name = row["image"].split("/")
-        mask = np.asarray(Image.open(REFERENCE / "masks" / label / f"{Path(name).stem}.png").convert("L")) > 127
+        mask = np.asarray(Image.open(reference_mask_path(REFERENCE, f"{label}/{name}")).convert("L")) > 127
         out.append((row["image"], data / "Original" / row["image"], mask))
     return out
 

@@ -17,6 +17,7 @@ from leuk.experiments.aria_protocols import (
     file_number_blocks,
     prepare_aria_workspace,
     protocol_folds,
+    reference_mask_path,
     summarise_folds,
     train_plain_cnn,
 )
@@ -87,12 +88,12 @@ def test_reviewed_reference_masks_are_masks_only_and_cover_every_class():
     assert {row["label"] for row in accepted} == {"Benign", "Early", "Pre", "Pro"}
     assert all(row["note"] for row in rows if row["source"] == "reject")  # every rejection says why
     for row in accepted:
-        label, name = row["image"].split("/")
-        mask = np.asarray(Image.open(REFERENCE / "masks" / label / f"{Path(name).stem}.png").convert("L"))
+        mask = np.asarray(Image.open(reference_mask_path(REFERENCE, row["image"])).convert("L"))
         assert mask.shape == (224, 224) and set(np.unique(mask)) <= {0, 255} and mask.any()
     files = [p for p in REFERENCE.rglob("*") if p.is_file()]
     assert {p.suffix for p in files} <= {".png", ".csv"}  # never an Aria picture (those are JPEG)
     assert len([p for p in files if p.suffix == ".png"]) == len(accepted)
+    assert not [p for p in files if "WBC-" in p.name]  # no tracked name looks like an Aria image
 
 
 def test_workspace_has_copies_pseudo_masks_and_a_block_map(tmp_path):

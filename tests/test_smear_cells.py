@@ -25,6 +25,7 @@ from leuk.serving.cells import (
 REPO = Path(__file__).resolve().parents[1]
 ARIA = REPO.parent / "shared" / "datasets" / "aria-real" / "Original"
 REFERENCE = REPO / "assets" / "aria_reference"
+from leuk.experiments.aria_protocols import reference_mask_path  # noqa: E402
 
 BACKGROUND = (238, 234, 240)
 RED_CELL = (204, 198, 216)  # pale grey-violet, as red cells of a May-Gruenwald-Giemsa smear
@@ -191,7 +192,7 @@ def _reference_single_cell() -> tuple[np.ndarray, tuple[int, int, int, int], np.
         rows = [row for row in csv.DictReader(handle) if row["source"] == "classical"]
     for row in rows:
         label, name = row["image"].split("/")
-        mask = np.asarray(Image.open(REFERENCE / "masks" / label / f"{Path(name).stem}.png").convert("L")) > 127
+        mask = np.asarray(Image.open(reference_mask_path(REFERENCE, f"{label}/{name}")).convert("L")) > 127
         rgb = np.asarray(Image.open(ARIA / row["image"]).convert("RGB"))
         count, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
         for k in range(1, count):

@@ -112,8 +112,9 @@ def read_verdicts(path: Path = REFERENCE / "reviewed.csv") -> list[dict[str, str
 
 
 def mask_path(image: str) -> Path:
-    label, name = image.split("/")
-    return REFERENCE / "masks" / label / f"{Path(name).stem}.png"
+    from leuk.experiments.aria_protocols import reference_mask_path
+
+    return reference_mask_path(REFERENCE, image)
 
 
 def write(args: argparse.Namespace) -> int:

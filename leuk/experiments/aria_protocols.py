@@ -32,6 +32,7 @@ __all__ = [
     "file_number_blocks",
     "prepare_aria_workspace",
     "protocol_folds",
+    "reference_mask_path",
 ]
 
 #: file numbers per block: about 10 blocks for the smallest class (Benign) of the release
@@ -57,6 +58,14 @@ def file_number_blocks(paths: Sequence[str], labels: Sequence[str] | np.ndarray,
     """Group ids ``<class>:<first number of the block>``: the same class and the same block of file numbers."""
     return np.asarray([f"{label}:{file_number(path) // block_size * block_size:04d}"
                        for path, label in zip(paths, labels)])
+
+
+def reference_mask_path(root: str | Path, image: str) -> Path:
+    """Where the reviewed mask of ``image`` (``<class>/<file>`` of an Aria folder) lies under ``root``
+    (``assets/aria_reference``): ``masks/<class>/mask-<file number>.png``. The name carries no Aria file
+    name, so no tracked file looks like an Aria image."""
+    label, name = image.split("/")
+    return Path(root) / "masks" / label / f"mask-{file_number(name):03d}.png"
 
 
 @dataclass(frozen=True)

@@ -277,8 +277,10 @@ def cross_validate_hybrid(table, options, folds: Sequence[ProtocolFold], protoco
     """
     import os
     import time
+    from dataclasses import replace
 
     from leuk.data.splits import Split
+    from leuk.metrics import softmax
     from leuk.training.hybridcn_nas import StageCache, fit_head, run_feature_stages
 
     work_dir = Path(work_dir)
@@ -294,21 +296,14 @@ def cross_validate_hybrid(table, options, folds: Sequence[ProtocolFold], protoco
                 if first.has(name) and not cache.has(name):
                     os.link(first.path(name), cache.path(name))
         split = Split(fold.train, fold.val, fold.test, protocol=protocol)
-        stages = run_feature_stages(table, replace_progress(options, progress), cache.folder, split=split)
+        stages = run_feature_stages(table, replace(options, progress=progress), cache.folder, split=split)
         first = first or cache
         head = fit_head(stages.features, table.labels, stages.split, stages.model.config, options)
         logits = head.logits(stages.features[fold.test])
-        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        probabilities = softmax(logits)
         segmenter = stages.reports.get("segmenter", {})
         records.append(fold_record("HybridCN-NAS lite", protocol, fold, table.labels, probabilities,
                                    table.label_names, time.perf_counter() - started,
                                    segmenter_test_dice=(segmenter.get("test") or {}).get("dice"),
                                    selected_features=int(len(head.selection.indices))))
     return records
-
-
-def replace_progress(options, progress: bool):
-    from dataclasses import replace
-
-    return replace(options, progress=progress)

@@ -87,3 +87,16 @@ def test_a_stage_cache_recorded_with_a_short_preset_name_stays_valid(tmp_path):
     other = {**record, "options": {**record["options"], "seed": SEED + 1}}
     with pytest.raises(LeukError, match="seed"):
         cache.check_run(other, upgrade=upgrade)
+
+
+def test_a_stage_cache_recorded_before_branch_loss_weight_stays_valid(tmp_path):
+    from leuk.training.hybridcn_nas import HybridTrainOptions, StageCache
+    from leuk.training.hybridcn_nas.options import upgraded_fingerprint
+
+    record = {"data": "abc", "n_images": 3, "options": HybridTrainOptions().resolved().fingerprint()}
+    older = json.loads(json.dumps(record))
+    del older["options"]["branch_loss_weight"]
+    cache = StageCache(tmp_path)
+    cache.save_json("run.json", older)
+    cache.check_run(record, upgrade=lambda stored: {**stored, "options": upgraded_fingerprint(stored["options"])})
+    assert cache.load_json("run.json")["options"]["branch_loss_weight"] == 0.0

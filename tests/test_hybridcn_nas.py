@@ -190,6 +190,38 @@ def test_training_resumes_from_finished_stages(trained_run: Path, aria_root: Pat
     assert error.startswith("error: ") and "classifier_epochs" in error and len(error.strip().splitlines()) == 1
 
 
+def test_branch_loss_weight_supervises_each_branch(trained_run: Path, aria_root: Path, tmp_path: Path) -> None:
+    """``--branch-loss-weight`` adds each branch's own classification loss: resuming the tiny run's stages
+    with only the extractor redone, the weight is recorded and the extractor trains to other weights."""
+    import shutil
+
+    from leuk.cli import build_parser
+    from leuk.cli.train_hybrid import options_from_args
+    from leuk.training.hybridcn_nas import StageCache, load_table, run_feature_stages
+
+    stages = tmp_path / "stages"
+    shutil.copytree(trained_run / "stages", stages)
+    for name in ("extractor.pt", "extractor.json", "features.npy"):
+        (stages / name).unlink()
+    args = build_parser().parse_args(["train", "hybridcn-nas", "--data", str(aria_root), "--out", "unused",
+                                      *TINY_TRAINING, "--branch-loss-weight", "0.5"])
+    options = options_from_args(args)
+    run_record = json.loads((stages / "run.json").read_text())
+    assert run_record["options"]["branch_loss_weight"] == 0.0
+    run_record["options"]["branch_loss_weight"] = 0.5
+    (stages / "run.json").write_text(json.dumps(run_record))
+    table = load_table(aria_root, options.patients_csv)
+    result = run_feature_stages(table, options, stages)
+    assert result.reports["extractor"]["branch_loss_weight"] == 0.5
+    assert np.isfinite(result.features).all()
+    plain = StageCache(trained_run / "stages").load_state("extractor.pt")
+    supervised = StageCache(stages).load_state("extractor.pt")
+    assert plain.keys() == supervised.keys()
+    changed = [name for name in plain if not torch.equal(plain[name], supervised[name])]
+    assert any(name.startswith("branch_a.") for name in changed)
+    assert any(name.startswith("branch_b.") for name in changed)
+
+
 @pytest.mark.slow
 def test_stages_for_the_pipeline_tab(trained_run: Path, aria_root: Path) -> None:
     from PIL import Image

@@ -90,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--segmenter-lr", type=float, default=d.segmenter_lr, help="U-Net peak learning rate")
     optim.add_argument("--extractor-epochs", type=int, help="branch training epochs (default: preset's)")
     optim.add_argument("--extractor-lr", type=float, help="branch training peak learning rate")
+    optim.add_argument("--branch-loss-weight", type=float, default=d.branch_loss_weight,
+                       help="weight of each branch's own classification loss while the extractor trains "
+                            "(deep supervision; 0 trains through the fused features only)")
     optim.add_argument("--classifier-epochs", type=int, help="maximum classifier epochs (default: preset's)")
     optim.add_argument("--classifier-lr", type=float, help="classifier learning rate")
     optim.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
@@ -116,7 +119,7 @@ def options_from_args(args: argparse.Namespace):
         stain_template=args.stain_template,
         batch_size=args.batch_size, segmenter_epochs=args.segmenter_epochs, segmenter_lr=args.segmenter_lr,
         extractor_epochs=args.extractor_epochs, extractor_lr=args.extractor_lr,
-        classifier_epochs=args.classifier_epochs, classifier_lr=args.classifier_lr, optimizer=args.optimizer,
+        branch_loss_weight=args.branch_loss_weight, classifier_epochs=args.classifier_epochs, classifier_lr=args.classifier_lr, optimizer=args.optimizer,
         patience=args.patience, num_selected=args.num_selected, save_dtype=args.save_dtype, synthetic=args.synthetic,
         device=args.device,
         progress=args.progress,

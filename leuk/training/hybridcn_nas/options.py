@@ -66,6 +66,9 @@ class HybridTrainOptions:
     segmenter_lr: float = 3e-3
     extractor_epochs: Optional[int] = None
     extractor_lr: Optional[float] = None
+    #: weight of each branch's own classification loss (a linear head on its pooled attention map) beside the
+    #: fused features' loss while the extractor trains; 0 trains through the fused features only
+    branch_loss_weight: float = 0.0
     classifier_epochs: Optional[int] = None
     classifier_lr: Optional[float] = None
     classifier_batch_size: int = 64
@@ -104,8 +107,14 @@ class HybridTrainOptions:
         return record
 
 
+#: options added after runs were cached, with the value that reproduces those runs
+FINGERPRINT_ADDITIONS: dict[str, Any] = {"branch_loss_weight": 0.0}
+
+
 def upgraded_fingerprint(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored fingerprint with a short preset name (runs before the preset names) replaced by the preset it
-    stands for, so that their stage caches stay valid."""
+    """A stored fingerprint brought to the current format, so that older stage caches stay valid: a short
+    preset name (runs before the preset names) becomes the preset it stands for, and options added since
+    (:data:`FINGERPRINT_ADDITIONS`) get the value those runs used."""
     preset = record.get("preset")
-    return {**record, "preset": PRESET_ALIASES[preset]} if preset in PRESET_ALIASES else record
+    record = {**record, "preset": PRESET_ALIASES[preset]} if preset in PRESET_ALIASES else record
+    return {**FINGERPRINT_ADDITIONS, **record} if record else record

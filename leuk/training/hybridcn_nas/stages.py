@@ -137,13 +137,19 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
     n_labels = model.config.num_labels
     torch.manual_seed(options.seed + 1)
     head = nn.Sequential(nn.Dropout(0.2), nn.Linear(model.config.factorized_dims[-1], n_labels)).to(device)
+    # deep supervision: each branch also learns to classify from its own pooled map, so that the gradient
+    # reaching a backbone does not pass through the projection and fusion stack only
+    branch_heads = nn.ModuleList(
+        nn.Linear(width, n_labels) for width in (model.config.branch_a_channels, model.config.branch_b_channels)
+    ).to(device) if options.branch_loss_weight > 0 else nn.ModuleList()
     frozen = [extractor.branch_a, extractor.branch_b] if options.freeze_backbones else []
     generator = torch.Generator().manual_seed(options.seed + 1)
     weights = class_weights(labels[split.train], n_labels).to(device)
     train_rows = split.train
     best_state, best_loss, best_epoch, history = None, float("inf"), -1, []
     with _frozen(frozen):
-        parameters = [p for p in list(extractor.parameters()) + list(head.parameters()) if p.requires_grad]
+        parameters = [p for p in [*extractor.parameters(), *head.parameters(), *branch_heads.parameters()]
+                      if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=options.extractor_lr, weight_decay=options.weight_decay)
         batches_per_epoch = max(len(train_rows) // options.batch_size, 1)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -152,6 +158,7 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
         for epoch in progress_bar(range(options.extractor_epochs), "extractor", options.progress):
             extractor.train()
             head.train()
+            branch_heads.train()
             for module in frozen:
                 module.eval()
             order = train_rows[torch.randperm(len(train_rows), generator=generator).numpy()]
@@ -161,8 +168,12 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
                 if len(rows) < 2:
                     continue
                 x, m = flip_rotate(pixels[rows], masks[rows], generator=generator)
-                logits = head(extractor(x.to(device), m.to(device)).fused)
-                loss = F.cross_entropy(logits, torch.from_numpy(labels[rows]).to(device), weight=weights)
+                features = extractor(x.to(device), m.to(device))
+                targets = torch.from_numpy(labels[rows]).to(device)
+                loss = F.cross_entropy(head(features.fused), targets, weight=weights)
+                for branch_head, pooled in zip(branch_heads, (features.pooled_a, features.pooled_b)):
+                    loss = loss + options.branch_loss_weight * F.cross_entropy(branch_head(pooled), targets,
+                                                                               weight=weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(parameters, 5.0)
@@ -191,6 +202,7 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
         best_epoch = options.extractor_epochs - 1
     extractor.eval()
     report = {"best_epoch": best_epoch, "best_val_loss": best_loss if best_state is not None else None,
+              "branch_loss_weight": options.branch_loss_weight,
               "history": history, "frozen_backbones": options.freeze_backbones,
               "seconds": round(time.perf_counter() - started, 1)}
     cache.save_state("extractor.pt", extractor.state_dict())

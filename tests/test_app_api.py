@@ -302,6 +302,7 @@ def test_pipeline(served, tiny_models):
     captions = [item["caption"] for item in gallery]
     assert any("stain-normalised" in c for c in captions) and any("CLAHE" in c for c in captions)
     assert any("mask" in c for c in captions) and any("cells found" in c for c in captions)
+    assert captions[-1].startswith("8. what the CNN branches see")
     assert "cell" in summary and tiny_models["aria"] in summary
     assert len(features["data"]) == 10
     with pytest.raises(Exception, match="no pipeline phases"):

@@ -76,6 +76,35 @@ def test_forward_follows_the_transformers_contract() -> None:
             model(pixel_values=pixels, lables=labels)  # a misspelt keyword is an error, not a silent no-loss
 
 
+def test_mask_dilation_grows_the_branch_mask_like_opencv() -> None:
+    """``mask_dilation`` grows the segmenter's mask by a square of that radius (OpenCV's dilation as the
+    oracle) before it gates the branches; a mask the segmenter left (almost) empty still lets all through."""
+    import cv2
+
+    torch.manual_seed(0)
+    plain = create_model("hybridcn-nas-lite").eval()
+    grown = create_model("hybridcn-nas-lite", mask_dilation=3).eval()
+    grown.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        pixels = torch.rand(2, 3, 128, 128)
+        probabilities = plain.cell_probabilities(pixels)
+        # a threshold that marks a few scattered pixels as cell, so that dilation has room to grow them
+        threshold = float(torch.quantile(probabilities.flatten(), 0.99))
+        plain.config.mask_threshold = grown.config.mask_threshold = threshold
+        before, after = plain.cell_mask(pixels), grown.cell_mask(pixels)
+        grown.config.mask_threshold = 1.0
+        nothing_found = grown.cell_mask(pixels)
+    kernel = np.ones((7, 7), np.uint8)
+    for index in range(2):
+        segmented = (probabilities[index, 0] > threshold).numpy().astype(np.float32)
+        np.testing.assert_array_equal(before[index, 0].numpy(), segmented)
+        np.testing.assert_array_equal(after[index, 0].numpy(), cv2.dilate(segmented, kernel))
+    assert 0 < before.mean() < after.mean() < 1
+    assert bool((nothing_found == 1).all())
+    with pytest.raises(ModelConfigError, match="mask_dilation"):
+        create_model("hybridcn-nas-lite", mask_dilation=-2)
+
+
 def test_invalid_presets_raise_one_clear_error() -> None:
     with pytest.raises(ModelConfigError, match="multiple of token_size"):
         create_model("hybridcn-nas-lite", num_selected=100)
@@ -203,7 +232,7 @@ def test_branch_loss_weight_supervises_each_branch(trained_run: Path, aria_root:
     shutil.copytree(trained_run / "stages", stages)
     for name in ("extractor.pt", "extractor.json", "features.npy"):
         (stages / name).unlink()
-    args = build_parser().parse_args(["train", "hybridcn-nas", "--data", str(aria_root), "--out", "unused",
+    args = build_parser("train").parse_args(["train", "hybridcn-nas", "--data", str(aria_root), "--out", "unused",
                                       *TINY_TRAINING, "--branch-loss-weight", "0.5"])
     options = options_from_args(args)
     run_record = json.loads((stages / "run.json").read_text())
@@ -232,6 +261,12 @@ def test_stages_for_the_pipeline_tab(trained_run: Path, aria_root: Path) -> None
         assert stages[key].shape == (128, 128, 3) and stages[key].dtype == np.uint8
     assert stages["mask"].shape == (128, 128) and stages["mask"].dtype == bool
     assert stages["cell_labels"].max() == len(stages["cells"])
+    # the branches' view: the preprocessed pixels inside the (grown) mask, branch A's mean colour outside
+    gate = model.cell_mask(torch.from_numpy(stages["preprocessed"].transpose(2, 0, 1).copy()).float()[None] / 255)
+    inside = gate[0, 0].bool().numpy()
+    np.testing.assert_array_equal(stages["branch_view"][inside], stages["preprocessed"][inside])
+    fill = np.round(np.asarray(model.config.branch_a_mean) * 255).astype(np.uint8)
+    assert (stages["branch_view"][~inside] == fill).all()
     for cell in stages["cells"]:
         x0, y0, x1, y1 = cell["box"]
         assert cell["crop"].shape == (y1 - y0, x1 - x0, 3)

@@ -397,6 +397,7 @@ def build_model_card(
         example_image=example,
         family_title=title,
         architecture=architecture,
+        mask_dilation=int(config.get("mask_dilation") or 0),
         model_type=family,
         synthetic=synthetic,
         dataset_name=dataset_name,

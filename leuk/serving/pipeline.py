@@ -162,6 +162,10 @@ def result_from_stages(name: str, stages: dict[str, Any], *, size: tuple[int, in
     if "cell_labels" in stages and "preprocessed" in stages:
         pictures.append((_cells_picture(stages["preprocessed"], stages["cell_labels"], cells, size),
                          f"7. {len(cells)} cells found (watershed)"))
+    if "branch_view" in stages:
+        grown = int(stages.get("mask_dilation") or 0)
+        pictures.append((shown(as_picture(stages["branch_view"])),
+                         "8. what the CNN branches see" + (f" (mask grown by {grown} px)" if grown else "")))
     features = pd.DataFrame(
         [{"rank": rank, "feature": f["name"], "mRMR rank": f.get("mrmr_rank"), "z-score": round(float(f["z"]), 3)}
          for rank, f in enumerate(stages.get("top_features") or [], start=1)],

@@ -28,6 +28,9 @@ class HybridCNNASConfig(PreTrainedConfig):
         mask_threshold: probability above which a pixel is cell.
         min_mask_fraction: a mask covering less of the image than this is ignored (the whole image is
             classified), so a segmentation failure never blanks the input.
+        mask_dilation: pixels (at the input resolution) by which the cell mask grows, as a square, before
+            it gates the branches, so that they see each white cell's rim and its neighbourhood; 0 keeps the
+            segmenter's mask as it is.
         watershed_peak_ratio: watershed seeds are the pixels whose distance to the background exceeds this
             fraction of their connected component's largest distance.
         min_cell_area: smallest cell kept by the watershed, as a fraction of the image area.
@@ -64,6 +67,7 @@ class HybridCNNASConfig(PreTrainedConfig):
     segmenter_image_size: int = 256
     mask_threshold: float = 0.5
     min_mask_fraction: float = 0.002
+    mask_dilation: int = 0
     watershed_peak_ratio: float = 0.7
     min_cell_area: float = 0.001
     branch_a: str = "convnext_large"
@@ -143,6 +147,8 @@ class HybridCNNASConfig(PreTrainedConfig):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not 0 < self.mask_threshold < 1:
             raise ValueError(f"mask_threshold must be in (0, 1), got {self.mask_threshold}")
+        if not (isinstance(self.mask_dilation, int) and self.mask_dilation >= 0):
+            raise ValueError(f"mask_dilation must be a whole number of pixels >= 0, got {self.mask_dilation!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if not (self.num_labels or 0) >= 2:

@@ -4,9 +4,10 @@ fusion and factorised projection -> standardise + mRMR-selected features -> toke
 Pipeline of ``forward(pixel_values)`` (pixel_values from ``HybridCNNASImageProcessor``: preprocessed RGB
 in [0, 1]):
 
-1. the Attention U-Net predicts a cell mask; pixels outside it are set to each branch's mean colour (0 after
-   normalisation), so the branches see the white cells of the WHOLE smear and not the background (a mask
-   covering less than ``min_mask_fraction`` of the image is ignored). One deterministic pass per image,
+1. the Attention U-Net predicts a cell mask, grown by ``mask_dilation`` pixels; pixels outside it are set to
+   each branch's mean colour (0 after normalisation), so the branches see the white cells of the WHOLE smear
+   and their surroundings, not the rest of the background (a mask covering less than ``min_mask_fraction``
+   of the image is ignored). One deterministic pass per image,
    batched; the watershed split into single cells is shown by :meth:`stages` and not needed for the call;
 2. each branch (timm, e.g. ConvNeXt-Large at 224 px and NASNet-Large at 331 px) gives its final feature
    map, refined by a SAGAN self-attention block and average-pooled;
@@ -325,12 +326,16 @@ class HybridCNNASForImageClassification(HybridCNNASPreTrainedModel):
         return probabilities
 
     def cell_mask(self, pixel_values: torch.Tensor) -> Optional[torch.Tensor]:
-        """Binary cell mask (N, 1, H, W), all ones where the segmenter found (almost) nothing; ``None``
+        """Binary mask (N, 1, H, W) that gates the branches: the segmenter's cells grown by
+        ``config.mask_dilation`` pixels, all ones where the segmenter found (almost) nothing; ``None``
         without a segmenter."""
         if self.segmenter is None:
             return None
         mask = (self.cell_probabilities(pixel_values) > self.config.mask_threshold).to(pixel_values.dtype)
         too_small = mask.mean(dim=(1, 2, 3)) < self.config.min_mask_fraction
+        radius = self.config.mask_dilation
+        if radius:
+            mask = F.max_pool2d(mask, kernel_size=2 * radius + 1, stride=1, padding=radius)
         return torch.where(too_small.view(-1, 1, 1, 1), torch.ones_like(mask), mask)
 
     def extract_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -410,7 +415,9 @@ class HybridCNNASForImageClassification(HybridCNNASPreTrainedModel):
         dict with uint8 RGB arrays ``"input"`` (resized), ``"stain_normalized"``, ``"multiscale"``,
         ``"edge_enhanced"``, ``"clahe"``, ``"denoised"`` (a disabled step repeats the previous image) and
         ``"preprocessed"`` (what the model sees); ``"mask_probability"`` (float32 H x W), ``"mask"`` (bool),
-        ``"cell_labels"`` (int32 watershed labels) and ``"cells"`` (per cell ``label``, ``box``
+        ``"branch_view"`` (uint8 RGB: the preprocessed image as the CNN branches see it, outside the grown
+        mask set to branch A's mean colour), ``"mask_dilation"`` (the growth, pixels), ``"cell_labels"``
+        (int32 watershed labels) and ``"cells"`` (per cell ``label``, ``box``
         (x0, y0, x1, y1), ``area``, ``centroid``, ``crop``); ``"probabilities"`` ({label: p}), ``"label"``;
         ``"top_features"`` (the ``top_k`` selected features furthest from the training mean: ``name``,
         ``index``, ``mrmr_rank``, ``z``) and ``"token_attention"`` (attention each token receives, averaged
@@ -435,6 +442,10 @@ class HybridCNNASForImageClassification(HybridCNNASPreTrainedModel):
         else:
             probability = np.ones(previous.shape[:2], dtype=np.float32)
         mask = probability > self.config.mask_threshold
+        gate = self.cell_mask(pixel_values)
+        gate = np.ones(previous.shape[:2], dtype=bool) if gate is None else gate[0, 0].bool().cpu().numpy()
+        fill = np.asarray(self.config.branch_a_mean, dtype=np.float32) * 255
+        branch_view = np.where(gate[..., None], previous, fill.round().astype(np.uint8)).astype(np.uint8)
         min_area = max(1, int(self.config.min_cell_area * mask.size))
         cell_labels, cells = split_cells(mask, previous, peak_ratio=self.config.watershed_peak_ratio, min_area=min_area)
         for cell in cells:
@@ -465,6 +476,8 @@ class HybridCNNASForImageClassification(HybridCNNASPreTrainedModel):
             **images,
             "mask_probability": probability,
             "mask": mask,
+            "branch_view": branch_view,
+            "mask_dilation": int(self.config.mask_dilation),
             "cell_labels": cell_labels,
             "cells": cells,
             "probabilities": scores,

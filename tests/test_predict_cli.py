@@ -79,6 +79,19 @@ def test_all_bad_files_exit_non_zero(model_dir, files, capsys):
     assert f"{files['text'].with_name('missing.png')}: no such file" in captured.err  # the path as typed
 
 
+def test_an_output_flag_before_the_images_overwrites_none_of_them(model_dir, files, tmp_path, capsys):
+    """``--json`` (or ``--csv``) typed before the images takes the first image as its file: refused in one
+    line, before any model is loaded, and the image is left as it was."""
+    image = tmp_path / "smear.jpg"
+    image.write_bytes(files["jpg"].read_bytes())
+    before = image.read_bytes()
+    for flag in ("--json", "--csv"):
+        code = main(["predict", "--model", str(model_dir), flag, str(image), str(files["bmp"])])
+        error = capsys.readouterr().err.strip()
+        assert code == 1 and error.startswith(f"error: {flag} {image} names an image") and "\n" not in error
+        assert image.read_bytes() == before
+
+
 def test_unknown_model_is_one_line_error(files, tmp_path, capsys):
     code = main(["predict", "--model", str(tmp_path / "nowhere"), str(files["bmp"])])
     assert code == 1

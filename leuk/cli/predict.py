@@ -63,6 +63,22 @@ def expand_inputs(items: list[str]) -> list[str]:
     return files
 
 
+def check_outputs(args: argparse.Namespace, files: list[str]) -> None:
+    """Refuse an output file (``--json``, ``--csv``) that is an image or one of the inputs: ``--json`` put
+    before the images would otherwise take the first image as its file and overwrite it."""
+    from leuk.errors import LeukError
+    from leuk.io import IMAGE_SUFFIXES
+
+    inputs = {Path(f).resolve() for f in files}
+    for flag in ("json", "csv"):
+        target = getattr(args, flag, None)
+        if target is None:
+            continue
+        if target.suffix.lower() in IMAGE_SUFFIXES or target.resolve() in inputs:
+            raise LeukError(f"--{flag} {target} names an image; it takes the file to write the predictions to "
+                            f"(e.g. --{flag} predictions.{flag}), so nothing was overwritten")
+
+
 HEADER = ("file", "label", "probability", "ood_score", "verdict")
 
 
@@ -86,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.images)
     if not files:
         raise LeukError("no image files given (the folders hold no images)")
+    check_outputs(args, files)
     if args.cells:
         return run_cells(args, files)
     loaded = load_model(args.model, device=args.device)

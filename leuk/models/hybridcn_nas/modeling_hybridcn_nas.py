@@ -331,7 +331,11 @@ class HybridCNNASForImageClassification(HybridCNNASPreTrainedModel):
         without a segmenter."""
         if self.segmenter is None:
             return None
-        mask = (self.cell_probabilities(pixel_values) > self.config.mask_threshold).to(pixel_values.dtype)
+        return self.gate_from_probabilities(self.cell_probabilities(pixel_values))
+
+    def gate_from_probabilities(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """:meth:`cell_mask` from the segmenter's cell probabilities (N, 1, H, W) already computed."""
+        mask = (probabilities > self.config.mask_threshold).to(probabilities.dtype)
         too_small = mask.mean(dim=(1, 2, 3)) < self.config.min_mask_fraction
         radius = self.config.mask_dilation
         if radius:
@@ -438,12 +442,14 @@ class HybridCNNASForImageClassification(HybridCNNASPreTrainedModel):
         pixel_values = torch.from_numpy(np.ascontiguousarray(previous.transpose(2, 0, 1))).to(device, dtype)
         pixel_values = pixel_values.unsqueeze(0) / 255.0
         if self.segmenter is not None:
-            probability = self.cell_probabilities(pixel_values)[0, 0].float().cpu().numpy()
+            probabilities = self.cell_probabilities(pixel_values)
+            probability = probabilities[0, 0].float().cpu().numpy()
+            gate_tensor = self.gate_from_probabilities(probabilities)
+            gate = gate_tensor[0, 0].bool().cpu().numpy()
         else:
             probability = np.ones(previous.shape[:2], dtype=np.float32)
+            gate_tensor, gate = None, np.ones(previous.shape[:2], dtype=bool)
         mask = probability > self.config.mask_threshold
-        gate = self.cell_mask(pixel_values)
-        gate = np.ones(previous.shape[:2], dtype=bool) if gate is None else gate[0, 0].bool().cpu().numpy()
         fill = np.asarray(self.config.branch_a_mean, dtype=np.float32) * 255
         branch_view = np.where(gate[..., None], previous, fill.round().astype(np.uint8)).astype(np.uint8)
         min_area = max(1, int(self.config.min_cell_area * mask.size))
@@ -452,7 +458,7 @@ class HybridCNNASForImageClassification(HybridCNNASPreTrainedModel):
             x0, y0, x1, y1 = cell["box"]
             cell["crop"] = previous[y0:y1, x0:x1].copy()
 
-        features = self.extract_features(pixel_values)
+        features = self.extractor(pixel_values, gate_tensor).vector  # extract_features, segmenter run once
         selected = self.select_features(features)
         logits, attentions = self.classifier(selected, output_attentions=True)
         probabilities = torch.softmax(logits / self.config.temperature, dim=-1)[0].float().cpu().numpy()

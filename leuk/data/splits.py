@@ -17,6 +17,7 @@ from leuk.defaults import TEST_SIZE, VAL_SIZE
 __all__ = [
     "PROTOCOLS",
     "Split",
+    "all_subjects_split",
     "grouped_kfold",
     "leave_one_rare_subject_out",
     "monte_carlo_splits",
@@ -195,14 +196,31 @@ def leave_one_rare_subject_out(
     for fold in range(k):
         test = np.flatnonzero(fold_of_group[row_group] == fold)
         rest = np.flatnonzero(fold_of_group[row_group] != fold)
-        val_mask = np.zeros(len(rest), dtype=bool)
-        if val_size > 0:
-            for stratum in np.unique(row_group[rest]):
-                members = np.flatnonzero(row_group[rest] == stratum)
-                n_val = int(round(val_size * len(members)))
-                val_mask[rng.permutation(members)[:n_val]] = True
-        splits.append(Split(rest[~val_mask], rest[val_mask], test, protocol="patient"))
+        train, val = _validation_images(rest, row_group, val_size, rng)
+        splits.append(Split(train, val, test, protocol="patient"))
     return splits
+
+
+def _validation_images(rows: np.ndarray, row_group: np.ndarray, val_size: float,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` parted into (train, val): ``val_size`` of each subject's images, drawn from ``rng``."""
+    val_mask = np.zeros(len(rows), dtype=bool)
+    if val_size > 0:
+        for stratum in np.unique(row_group[rows]):
+            members = np.flatnonzero(row_group[rows] == stratum)
+            n_val = int(round(val_size * len(members)))
+            val_mask[rng.permutation(members)[:n_val]] = True
+    return rows[~val_mask], rows[val_mask]
+
+
+def all_subjects_split(labels: Sequence, groups: Sequence, *, seed: int, val_size: float = VAL_SIZE) -> Split:
+    """Every subject in training, no test part: the split of a model shipped after cross-validation (its
+    estimate is the cross-validation's). The validation part is ``val_size`` of each subject's images, for
+    early stopping and checkpoint selection only (seen subjects: not an estimate of anything)."""
+    labels, groups = _as_arrays(labels, groups)
+    _, _, row_group = _group_table(labels, groups)
+    train, val = _validation_images(np.arange(len(labels)), row_group, val_size, np.random.default_rng(seed))
+    return Split(train, val, np.zeros(0, dtype=np.int64), protocol="patient")
 
 
 def iteration_seeds(seed: int, n_iter: int) -> list[int]:

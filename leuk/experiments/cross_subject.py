@@ -25,7 +25,7 @@ from leuk.defaults import VAL_SIZE
 from leuk.errors import LeukError
 
 __all__ = ["CV_RESULTS_FILE", "SUMMARY_METRICS", "collect_cross_subject", "cross_subject_evaluation",
-           "summarise_folds"]
+           "out_of_fold_rows", "summarise_folds", "train_all_subjects"]
 
 CV_RESULTS_FILE = "cross_subject.json"
 #: Figures summarised over folds.
@@ -61,6 +61,28 @@ def per_subject_accuracy(y_true: np.ndarray, probs: np.ndarray, subjects: np.nda
             "mean_probability": {name: float(probs[rows, i].mean()) for i, name in enumerate(label_names)},
         }
     return table
+
+
+def out_of_fold_rows(fold: int, rows: np.ndarray, probs: np.ndarray, temperature: float, paths: list[str],
+                     labels: np.ndarray, groups: np.ndarray, label_names: list[str], data_root: Path,
+                     train_subjects: list[str]) -> list[dict[str, Any]]:
+    """One record per held-out image of a fold: the image (relative to the data folder), its subject and
+    label, the fold whose model scored it, and that model's ``logits`` up to a per-row constant (``T * log p``,
+    so ``softmax(logits / T')`` is the probability at any other temperature ``T'``). Refuses a row whose
+    subject the fold trained on: these rows are what a shipped model's calibration may be fitted on."""
+    seen = set(map(str, train_subjects))
+    out = []
+    for row, p in zip(rows.tolist(), probs):
+        subject = str(groups[row])
+        if subject in seen:
+            raise LeukError(f"fold {fold}: image {paths[row]} is of training subject {subject}, not out of fold")
+        log_p = np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-300, None))
+        out.append({
+            "image": Path(paths[row]).resolve().relative_to(data_root).as_posix(), "subject": subject,
+            "label": label_names[int(labels[row])], "fold": int(fold),
+            "logits": [float(v) for v in temperature * log_p],
+        })
+    return out
 
 
 def summarise_folds(folds: list[dict[str, Any]], pooled: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +132,7 @@ def cross_subject_evaluation(
     synthetic = looks_synthetic(data_root) if options.synthetic is None else options.synthetic
     chosen = list(range(len(splits))) if folds is None else list(folds)
     records: list[dict[str, Any]] = []
-    all_true, all_probs, all_subjects = [], [], []
+    all_true, all_probs, all_subjects, oof = [], [], [], []
     for index in chosen:
         if not 0 <= index < len(splits):
             raise LeukError(f"fold {index} does not exist: there are {len(splits)} folds")
@@ -171,17 +193,81 @@ def cross_subject_evaluation(
         all_true.append(y_true)
         all_probs.append(probs)
         all_subjects.append(subjects)
+        oof += out_of_fold_rows(index, split.test, probs, fit.temperature, paths, labels, groups, label_names,
+                                data_root, record["train_subjects"])
         if on_fold is not None:
             on_fold(index, record)
     result = _assemble(records, np.concatenate(all_true), np.concatenate(all_probs), label_names, options,
-                       data_root, paths, groups, synthetic, val_size)
+                       data_root, paths, groups, synthetic, val_size, oof)
     out.mkdir(parents=True, exist_ok=True)
     (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
 
+def train_all_subjects(options: Any, out: str | Path, *, val_size: float = VAL_SIZE) -> dict[str, Any]:
+    """Train the recipe ``options`` on every subject of the dataset folder (the model shipped after the
+    cross-validation, whose figures are its estimate) and save it to ``out`` with ``training_split.json``
+    (no test part) and an out-of-distribution detector fitted on all its training images.
+
+    ``val_size`` of each subject's images are held back for early stopping and checkpoint selection only.
+    The temperature the fit sets is that of those seen-subject images; the recipe replaces it with one
+    fitted on the cross-validation's out-of-fold predictions. Returns the training record.
+    """
+    from leuk.data.splits import all_subjects_split
+    from leuk.records import training_split_record, write_training_split
+    from leuk.training.efficientnet_se import _load_table, _save_model, fit_split, looks_synthetic
+
+    options.validate()
+    out = Path(out)
+    data_root = Path(options.data).resolve()
+    if not data_root.is_dir():
+        raise LeukError(f"data folder {options.data} does not exist")
+    paths, labels, groups, label_names = _load_table(options)
+    split = all_subjects_split(labels, groups, seed=options.seed, val_size=val_size)
+    started = time.perf_counter()
+    fit = fit_split(dataclasses.replace(options, out=str(out)), split, paths, labels, label_names, out)
+    synthetic = looks_synthetic(data_root) if options.synthetic is None else options.synthetic
+    split_info = training_split_record(
+        split, paths, labels, groups, label_names, data_root, loader=options.dataset, synthetic=synthetic,
+        protocol="all-subjects", seed=options.seed, val_size=val_size,
+        validation="images of the training subjects, for early stopping and checkpoint selection only")
+    state = fit.trainer.state
+    fit.model.config.training_protocol = {
+        "split": "all-subjects", "train_patients": split_info["train"]["patients"], "test_patients": [],
+        "model_selection": "best checkpoint by weighted F1 on validation images of the training subjects",
+        "epochs_trained": round(float(state.epoch or 0.0), 3), "global_step": int(state.global_step),
+        "augmentation": repr(fit.augment) if fit.augment is not None else "none",
+        "balanced_sampling": "minority oversampling (training set only)" if options.balanced else "none",
+        "pretrained_backbone": options.pretrained, "backbone_lr_scale": options.backbone_lr_scale,
+        "data": "synthetic (leuk synth)" if synthetic else "real",
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _save_model(fit.model, fit.processor, out, options.dtype)
+    write_training_split(out, split_info)
+    if getattr(options, "fit_ood", True):
+        from leuk.ood import fit_after_training  # every training image; threshold from the held-back images
+
+        fit_after_training(out, data_root, batch_size=options.eval_batch_size or options.batch_size)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    record = {
+        "model": options.model, "protocol": "all-subjects", "split": "none (every subject trained on)",
+        "synthetic": synthetic, "train_subjects": split_info["train"]["patients"],
+        "split_sizes": {name: {k: split_info[name][k] for k in ("n_patients", "n_images", "per_class")}
+                        for name in ("train", "val")},
+        "validation_temperature": fit.temperature,
+        "best_checkpoint": {"validation_f1_weighted": state.best_metric, "global_step": state.best_global_step},
+        "epochs_trained": round(float(state.epoch or 0.0), 3),
+        "runtime_s": round(time.perf_counter() - started, 1),
+        "validation": fit.validation_metrics,
+    }
+    from leuk.training.efficientnet_se import EVAL_RESULTS_FILE
+
+    (out / EVAL_RESULTS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record
+
+
 def _assemble(records, y_true, probs, label_names, options, data_root: Path, paths, groups, synthetic: bool,
-              val_size: float) -> dict[str, Any]:
+              val_size: float, oof: list[dict[str, Any]]) -> dict[str, Any]:
     from leuk.metrics import classification_metrics
 
     pooled = classification_metrics(y_true, probs, label_names)
@@ -195,6 +281,8 @@ def _assemble(records, y_true, probs, label_names, options, data_root: Path, pat
         "pooled_test": pooled,
         "per_subject": {s: v for record in records for s, v in record["per_subject"].items()},
         "summary": summarise_folds(records, pooled),
+        #: every pool image once, scored by the fold model that never saw its subject
+        "out_of_fold": oof,
     }
 
 
@@ -210,7 +298,7 @@ def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | 
     data_root = Path(options.data).resolve()
     paths, labels, groups, label_names = _load_table(options)
     row_of = {Path(path).resolve().relative_to(data_root).as_posix(): i for i, path in enumerate(paths)}
-    records, all_true, all_probs = [], [], []
+    records, all_true, all_probs, oof = [], [], [], []
     for fold_dir in sorted((Path(d) for d in fold_dirs), key=lambda d: d.name):
         record = json.loads((fold_dir / EVAL_RESULTS_FILE).read_text(encoding="utf-8"))
         split = json.loads((fold_dir / SPLIT_FILE).read_text(encoding="utf-8"))
@@ -228,9 +316,12 @@ def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | 
             "epochs_trained", "runtime_s", "validation", "test", "per_subject") if key in record})
         all_true.append(labels[rows])
         all_probs.append(probs)
+        oof += out_of_fold_rows(record["fold"], rows, probs, record["temperature"], paths, labels, groups,
+                                label_names, data_root, record["train_subjects"])
     records.sort(key=lambda r: r["fold"])
+    oof.sort(key=lambda r: r["fold"])
     result = _assemble(records, np.concatenate(all_true), np.concatenate(all_probs), label_names, options,
-                       data_root, paths, groups, bool(options.synthetic), val_size)
+                       data_root, paths, groups, bool(options.synthetic), val_size, oof)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

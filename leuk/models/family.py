@@ -114,6 +114,12 @@ class ModelFamily:
         """The classifier and its input for a feature-selecting family; others raise :class:`FamilyError`."""
         raise FamilyError(f"{self.title} has no separate feature-selecting classifier")
 
+    def load_pretrained(self, model: Any, source: str = "auto") -> str:
+        """Fill the model's backbone(s) with ImageNet weights through :mod:`leuk.models.pretrained`
+        (``source``: ``auto``, ``hub``, ``package`` or a file); returns where they came from and records it
+        in ``config.pretrained_backbone_source``."""
+        raise FamilyError(f"{self.title} cannot load ImageNet weights through leuk")
+
     # ---- the training engine ----------------------------------------------------------------------------
     def engine_module(self) -> ModuleType:
         """The training engine's module (imported now)."""

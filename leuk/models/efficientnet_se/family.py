@@ -31,3 +31,14 @@ class EfficientNetSEFamily(ModelFamily):
         """SE + global average pool (``pre_logits``), then the head's raw logits."""
         pooled = model.pool(features)
         return pooled if pre_logits else model.forward_head(pooled)
+
+    def load_pretrained(self, model: Any, source: str = "auto") -> str:
+        """ImageNet weights for the backbone (an installed weights package, a file or timm's Hub weights)."""
+        from leuk.models.efficientnet_se.modeling_efficientnet_se import _create_backbone
+        from leuk.models.pretrained import load_backbone_weights
+
+        config = model.config
+        origin = load_backbone_weights(model.backbone, config.backbone, source=source,
+                                       create_backbone=lambda pretrained: _create_backbone(config, pretrained=pretrained))
+        config.pretrained_backbone_source = origin
+        return origin

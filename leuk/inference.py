@@ -155,6 +155,14 @@ class Predictor:
         self.uncertain_below = UNCERTAIN_BELOW if uncertain_below is None else float(uncertain_below)
         self.ood_note = ood_note
 
+    @classmethod
+    def from_loaded(cls, loaded: Any, **options: Any) -> "Predictor":
+        """The predictor of a :class:`leuk.hub.LoadedModel`: its stored out-of-distribution detector and its
+        own verdict threshold (``calibration.json``), so every surface decides the verdict alike.
+        ``options``: ``device``, ``batch_size``, ``runtime``... as for the constructor."""
+        return cls(loaded.model, loaded.processor, detector=loaded.ood_detector, ood_note=loaded.ood_note,
+                   uncertain_below=loaded.uncertain_below, **options)
+
     def _build_forward(self, runtime: str) -> Callable[[torch.Tensor], torch.Tensor]:
         """The runtime's forward: a CPU NCHW batch in, float32 CPU logits out."""
         if runtime == "onnx":

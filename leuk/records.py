@@ -18,8 +18,11 @@ from leuk.errors import LeukError
 
 __all__ = [
     "CARD_FILE",
+    "CALIBRATION_FILE",
     "EVAL_RESULTS_FILE",
+    "OUT_OF_FOLD_FILE",
     "SPLIT_FILE",
+    "read_calibration",
     "SPLIT_PARTS",
     "SplitPart",
     "TrainingSplit",
@@ -37,6 +40,22 @@ EVAL_RESULTS_FILE = "eval_results.json"
 SPLIT_FILE = "training_split.json"
 #: the model card of a model folder or Hub repo
 CARD_FILE = "README.md"
+#: a model's temperature and verdict threshold, and what they were fitted on (:func:`read_calibration`)
+CALIBRATION_FILE = "calibration.json"
+#: the out-of-fold predictions a shipped model's calibration was fitted on (one row per image)
+OUT_OF_FOLD_FILE = "out_of_fold.csv"
+
+
+def read_calibration(folder: str | Path) -> dict[str, Any]:
+    """The ``calibration.json`` of a model folder (``{}`` when it has none):
+    ``{"temperature", "uncertain_below", "target_accuracy", "fitted_on", ...}``."""
+    path = Path(folder) / CALIBRATION_FILE
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} holds no JSON object")
+    return record
 
 
 # ---- training_split.json: one schema for every model family ----------------------------------------

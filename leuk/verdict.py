@@ -20,18 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["HELP_MARKDOWN", "UNCERTAIN_BELOW", "Verdict", "image_verdict", "patient_verdict"]
+__all__ = ["HELP_MARKDOWN", "UNCERTAIN_BELOW", "Verdict", "image_verdict", "patient_verdict", "selective_threshold",
+           "selective_summary"]
 
-#: An image (or a patient mean) whose calibrated top probability is below this is "uncertain".
+#: An image (or a patient mean) whose calibrated top probability is below this is "uncertain", unless the model
+#: folder's ``calibration.json`` sets its own threshold (:func:`selective_threshold`, fitted on predictions
+#: for subjects its training never saw); :attr:`leuk.hub.LoadedModel.uncertain_below` is the one in force.
 UNCERTAIN_BELOW = 0.7
 
 #: What the verdict and its out-of-distribution score mean, for the apps' help and About pages.
 HELP_MARKDOWN = f"""
 **Confident or uncertain.** Every image (and every patient) gets one verdict. It is **uncertain** when the image
 could not be read, when it is **out of distribution** (unlike the images the model was trained on), or when the
-calibrated top probability is below {UNCERTAIN_BELOW:.2f}; a patient is uncertain as soon as one of its images is out of
-distribution or unreadable, when the mean probability is below {UNCERTAIN_BELOW:.2f}, or when the majority vote
-disagrees with the mean. An out-of-distribution image is never called confident, however high its probability.
+calibrated top probability is below the model's threshold ({UNCERTAIN_BELOW:.2f} unless the model sets its own: a model
+with a `calibration.json` uses the lowest threshold at which at least 95% of its out-of-fold calls, each made by a
+model that never saw that subject, were right; its card gives the figure); a patient is uncertain as soon as one of
+its images is out of distribution or unreadable, when the mean probability is below the threshold, or when the
+majority vote disagrees with the mean. An out-of-distribution image is never called confident, however high its probability.
 
 **The out-of-distribution score** is the Mahalanobis distance of the image's pooled network features to the nearest
 class mean of the model's **training images** (one covariance shared by the classes, Ledoit-Wolf shrinkage), plus a
@@ -163,3 +168,42 @@ def patient_verdict(
         reasons.append(f"{counts.low} of {readable} images with {LOW_PROBABILITY_PREFIX}")
     return Verdict(bool(reasons), tuple(reasons), note="; ".join(counts.notes) or None,
                    out_of_distribution=bool(counts.ood), unreadable=bool(counts.unreadable))
+
+
+def selective_threshold(top_probability: Sequence[float], correct: Sequence[bool], *,
+                        target: float = 0.95, floor: float = 0.5) -> float | None:
+    """The lowest threshold ``t >= floor`` such that the calls with top probability ``>= t`` are right at least
+    ``target`` of the time (the most calls kept confident at that accuracy); ``None`` when no threshold
+    reaches it. Candidates are the observed top probabilities. Fit it on predictions for subjects the model
+    did not train on (out-of-fold), never on its training subjects' own predictions."""
+    import numpy as np
+
+    p = np.asarray(top_probability, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    if p.shape != ok.shape or p.ndim != 1:
+        raise ValueError("top_probability and correct must be 1-D and of one length")
+    order = np.argsort(-p, kind="stable")
+    p, ok = p[order], ok[order]
+    kept_right = np.cumsum(ok)
+    # a threshold equal to p[i] keeps every call with p >= p[i]: the last index of each run of ties
+    last_of_value = np.r_[p[1:] != p[:-1], True]
+    kept = np.arange(1, len(p) + 1)
+    accuracy = kept_right / kept
+    admissible = last_of_value & (accuracy >= target) & (p >= floor)
+    if not admissible.any():
+        return None
+    return float(p[np.flatnonzero(admissible)[-1]])
+
+
+def selective_summary(top_probability: Sequence[float], correct: Sequence[bool], threshold: float | None) -> dict:
+    """Share of calls confident at ``threshold`` (top probability ``>= threshold``) and their accuracy."""
+    import numpy as np
+
+    p = np.asarray(top_probability, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    confident = p >= threshold if threshold is not None else np.zeros(len(p), dtype=bool)
+    n_confident = int(confident.sum())
+    return {"n": int(len(p)), "n_confident": n_confident,
+            "confident_share": float(n_confident / len(p)) if len(p) else None,
+            "confident_accuracy": float(ok[confident].mean()) if n_confident else None,
+            "uncertain_accuracy": float(ok[~confident].mean()) if n_confident < len(p) else None}

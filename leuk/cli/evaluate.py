@@ -37,6 +37,33 @@ def _recorded_split(loaded: Any) -> tuple[dict, Any]:
     return dict(protocol), read_training_split(loaded.path)
 
 
+def _trained_on_every_subject(protocol: dict, split_info: Any) -> bool:
+    """Whether the model was trained on every subject of its dataset (no test part: a model shipped after a
+    cross-validation, which is its estimate)."""
+    test = split_info.part("test") if split_info is not None else None
+    return split_info is not None and not (test and (test.patients or test.images)) and not protocol.get(
+        "test_patients")
+
+
+def _all_training_images_text(model: str, data: str, n_images: int, trained: set, eval_results: Any) -> str:
+    """What ``leuk evaluate`` says instead of a training-set score."""
+    lines = [f"{model}: every one of the {n_images} images in {data} is of a subject this model was trained on "
+             f"({len(trained)} subjects); a score on them would be a training-set score, so none is printed "
+             "(--split all computes it anyway)."]
+    cross = (eval_results or {}).get("cross_subject") if isinstance(eval_results, dict) else None
+    pooled = ((cross or {}).get("summary") or {}).get("pooled") or {}
+    if pooled:
+        folds = ((cross or {}).get("summary") or {}).get("over_folds", {}).get("f1_weighted", {}).get("n_folds")
+        figures = ", ".join(f"{name} {pooled[key]:.3f}" for key, name in (
+            ("f1_weighted", "weighted F1"), ("roc_auc", "AUC"), ("sensitivity", "sensitivity"),
+            ("specificity", "specificity")) if pooled.get(key) is not None)
+        lines.append(f"Its estimate is the cross-subject validation ({folds} folds, each subject scored by a model "
+                     f"that never saw it), pooled: {figures}. The model card and eval_results.json "
+                     "(cross_subject) give every fold and subject.")
+    lines.append("Score it on subjects it never saw: give a folder of other subjects' images.")
+    return "\n".join(lines)
+
+
 def _test_rows(protocol: dict, split_info: Any, paths: list[str], groups: np.ndarray, root: Path,
                data: str) -> tuple[np.ndarray, str]:
     """Row indices of the recorded test split in this dataset, and a note on how they were matched.
@@ -107,7 +134,15 @@ def run(args: argparse.Namespace) -> int:
 
     protocol, split_info = _recorded_split(loaded)
     split = args.split or ("test" if protocol.get("test_patients") or split_info is not None else "all")
-    if split == "test":
+    if split == "test" and _trained_on_every_subject(protocol, split_info):
+        trained = set(split_info.part("train").patients) | set(split_info.part("val").patients)
+        rows = np.flatnonzero(~np.isin(groups, sorted(trained)))
+        if len(rows) == 0:
+            print(_all_training_images_text(args.model, args.data, len(paths), trained, loaded.eval_results))
+            return 0
+        split = "unseen subjects"
+        note = f"the {len(set(groups[rows].tolist()))} subjects of the data this model never trained on"
+    elif split == "test":
         rows, note = _test_rows(protocol, split_info, paths, groups, root, args.data)
     else:
         rows, note = np.arange(len(paths)), "every image"

@@ -108,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(args.image)  # a bad file fails here with one line, before the model loads
     loaded = load_model(args.model, device=args.device)
     pixel_values = loaded.processor(images=image, return_tensors="pt")["pixel_values"]
-    checked = Predictor(loaded.model, loaded.processor, device=args.device, batch_size=1,
-                        detector=loaded.ood_detector, ood_note=loaded.ood_note).predict_images([image])[0]
+    checked = Predictor.from_loaded(loaded, device=args.device, batch_size=1).predict_images([image])[0]
     verdict = Verdict.from_reasons(checked.reasons, note=loaded.ood_note)
     print(f"verdict: {verdict.text}", file=sys.stderr)
 

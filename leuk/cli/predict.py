@@ -106,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cells:
         return run_cells(args, files)
     loaded = load_model(args.model, device=args.device)
-    predictor = Predictor(loaded.model, loaded.processor, device=args.device, batch_size=args.batch_size,
-                          runtime=args.runtime, detector=loaded.ood_detector, ood_note=loaded.ood_note)
+    predictor = Predictor.from_loaded(loaded, device=args.device, batch_size=args.batch_size, runtime=args.runtime)
     if loaded.ood_note:
         print(f"note: {loaded.ood_note}", file=sys.stderr)
     predictions = predictor.predict_images(files, progress=len(files) > 4 * args.batch_size)

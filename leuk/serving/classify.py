@@ -178,8 +178,7 @@ def _predictor(registry: ModelRegistry, name: str) -> Any:
     key = (id(loaded.model), registry.device)
     with _CACHE_LOCK:
         if key not in _PREDICTORS:
-            _PREDICTORS[key] = Predictor(loaded.model, loaded.processor, device=registry.device, batch_size=16,
-                                         detector=loaded.ood_detector, ood_note=loaded.ood_note)
+            _PREDICTORS[key] = Predictor.from_loaded(loaded, device=registry.device, batch_size=16)
         return _PREDICTORS[key]
 
 
@@ -217,14 +216,14 @@ def classify_images(
     model_name: str | None = None,
     *,
     names: Sequence[str] | None = None,
-    threshold: float = UNCERTAIN_BELOW,
+    threshold: float | None = None,
     registry: ModelRegistry | None = None,
 ) -> ClassifyResult:
     """Classify the images of one patient with the configured model ``model_name`` (default: the first).
 
     Unreadable inputs get an ``error`` row and never stop the others. Each image gets the verdict of
     :func:`leuk.verdict.image_verdict`: "uncertain" when it is out of distribution (the model's stored detector),
-    or when its top probability is below ``threshold``.
+    or when its top probability is below ``threshold`` (``None``: the model's own, :attr:`LoadedModel.uncertain_below`).
     Raises :class:`ImageReadError` when no input is given, more than :data:`MAX_IMAGES` are, or none is readable.
     """
     registry = registry or get_registry()
@@ -238,6 +237,7 @@ def classify_images(
     loaded = registry.get(name)
     labels = loaded.labels
     detector = loaded.ood_detector
+    threshold = loaded.uncertain_below if threshold is None else float(threshold)
 
     results: list[ImageResult] = []
     decoded = []

@@ -95,7 +95,7 @@ def test_an_output_flag_before_the_images_overwrites_none_of_them(model_dir, fil
 def test_unknown_model_is_one_line_error(files, tmp_path, capsys):
     code = main(["predict", "--model", str(tmp_path / "nowhere"), str(files["bmp"])])
     assert code == 1
-    assert capsys.readouterr().err.strip().startswith("error: model folder")
+    assert capsys.readouterr().err.strip().startswith(f"error: no model folder at {tmp_path / 'nowhere'}")
 
 
 def test_predictor_matches_model_forward_and_accepts_arrays(model_dir, files):

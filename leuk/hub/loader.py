@@ -97,8 +97,9 @@ def list_demo_models() -> list[str]:
 def parse_model_spec(spec: str, revision: str | None = None) -> ModelSpec:
     """Parse ``org/name[@revision]``, a local folder or ``demo:<name>``.
 
-    An existing local path wins over a Hub id of the same spelling. ``revision`` (if given) must agree with a
-    revision written in the spec.
+    An existing local path wins over a Hub id of the same spelling, and so does a path inside an existing local
+    folder (``runs/effse`` where ``runs/`` exists: a missing model folder, never a Hub repo). ``revision`` (if
+    given) must agree with a revision written in the spec.
     """
     text = str(spec).strip()
     if not text:
@@ -109,7 +110,7 @@ def parse_model_spec(spec: str, revision: str | None = None) -> ModelSpec:
             raise ModelNotFoundError(f"empty demo name in {spec!r}; available demos: {_demo_names_text()}")
         return ModelSpec("demo", name, revision)
     path = Path(text).expanduser()
-    if path.exists() or text.startswith((".", "/", "~")) or "\\" in text:
+    if path.exists() or text.startswith((".", "/", "~")) or "\\" in text or _inside_local_folder(path):
         return ModelSpec("folder", str(path), revision)
     repo_id, separator, spec_revision = text.partition("@")
     if not HUB_ID_PATTERN.match(repo_id) or (separator and not spec_revision):
@@ -121,6 +122,12 @@ def parse_model_spec(spec: str, revision: str | None = None) -> ModelSpec:
     if spec_revision and revision and spec_revision != revision:
         raise ModelNotFoundError(f"model spec {spec!r} pins revision {spec_revision!r} but revision={revision!r}")
     return ModelSpec("hub", repo_id, spec_revision or revision)
+
+
+def _inside_local_folder(path: Path) -> bool:
+    """Whether ``path`` (``a/b``) lies in a folder that exists here (``a/``): then it names a folder, not a Hub
+    repo ``a/b``."""
+    return path.parent != Path(".") and path.parent.is_dir()
 
 
 def resolve_models_from_env(var: str = DEFAULT_MODELS_ENV) -> list[str]:
@@ -215,14 +222,18 @@ def _resolve(spec: ModelSpec, cache_dir: str | Path | None, local_files_only: bo
         path = Path(spec.target)
         if not path.is_dir():
             raise ModelNotFoundError(
-                f"model folder {str(path)!r} does not exist (give a save_pretrained folder, org/name or demo:<name>)"
+                f"no model folder at {path}: it does not exist (give a save_pretrained folder, a Hub id org/name "
+                "or demo:<name>)"
             )
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
                 f"folder {str(path)!r} has no config.json: it is not a save_pretrained model folder"
             )
         return path, None
-    path = _download_snapshot(spec.target, spec.revision, cache_dir, local_files_only)
+    try:
+        path = _download_snapshot(spec.target, spec.revision, cache_dir, local_files_only)
+    except ModelNotFoundError as err:  # org/name could also have meant a folder: say there is none here
+        raise ModelNotFoundError(f"{err} (and there is no model folder at {spec.target} here)") from err.__cause__
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(f"Hub repo {spec.target!r} has no config.json: it is not a transformers model repo")
     commit = path.name if _COMMIT_HASH.match(path.name) else spec.revision

@@ -21,7 +21,9 @@ __all__ = [
     "CALIBRATION_FILE",
     "EVAL_RESULTS_FILE",
     "OUT_OF_FOLD_FILE",
+    "PSEUDO_PATIENT_PREFIX",
     "SPLIT_FILE",
+    "has_patient_ids",
     "read_calibration",
     "SPLIT_PARTS",
     "SplitPart",
@@ -33,6 +35,18 @@ __all__ = [
     "training_split_record",
     "write_training_split",
 ]
+
+#: How a loader spells the group of an image whose patient is unknown (the Aria set without a patient map): every
+#: image is its own pseudo-patient ``image:<file name>``. Such groups are images, never subjects or patients.
+PSEUDO_PATIENT_PREFIX = "image:"
+
+
+def has_patient_ids(groups: Sequence[Any]) -> bool:
+    """Whether ``groups`` (one per image) name patients: not empty and not all pseudo-patients
+    (:data:`PSEUDO_PATIENT_PREFIX`)."""
+    groups = [str(g) for g in groups]
+    return bool(groups) and not all(g.startswith(PSEUDO_PATIENT_PREFIX) for g in groups)
+
 
 #: the held-out test evaluation written once after training
 EVAL_RESULTS_FILE = "eval_results.json"

@@ -93,3 +93,48 @@ def test_evaluate_runs_on_the_bundled_hybridcn_nas_demo(aria_root, tmp_path, cap
     report = json.loads((out / "metrics.json").read_text())
     assert report["split"] == "all" and report["dataset"] == "aria" and report["metrics"]["n"] > 0
     assert report["selection"] == "every image"
+    n = report["metrics"]["n"]
+    assert f"patients, {n} images)" in capsys.readouterr().out and report["patient_ids"] is True
+
+
+@pytest.mark.slow
+def test_evaluate_on_aria_without_patient_ids_counts_images_not_patients(aria_root, tmp_path, capsys):
+    """Without a patient map every Aria image is its own pseudo-patient: ``leuk evaluate`` says "N images (no
+    patient ids; blocks of file numbers)" (the demo's split protocol), never "N patients", and metrics.json has
+    no patient count."""
+    import shutil
+
+    data = tmp_path / "aria"
+    shutil.copytree(aria_root, data)
+    (data / "patients.csv").unlink()
+    out = tmp_path / "hybrid"
+    with pytest.warns(UserWarning, match="IMAGE-LEVEL"):
+        assert main(["evaluate", "--model", "demo:hybridcn-nas-lite", "--data", str(data), "--out", str(out),
+                     "--device", "cpu", "--split", "all"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    n = report["metrics"]["n"]
+    printed = capsys.readouterr().out
+    assert f"every image; {n} images (no patient ids; blocks of file numbers))" in printed
+    assert "patients" not in printed.splitlines()[0]
+    assert report["patient_ids"] is False and report["n_patients"] is None
+
+
+def test_evaluate_a_missing_model_folder_is_not_a_hub_error(tmp_path, monkeypatch, capsys):
+    """``--model runs/effse`` where ``runs/`` exists but ``runs/effse`` does not: one line saying there is no such
+    folder, never "could not reach the Hub"; an org/name whose org is no local folder still goes to the Hub."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "runs").mkdir()
+    command = ["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert main([*command, "--model", "runs/effse"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: no model folder at runs/effse") and "\n" not in error
+    assert "could not reach the Hub" not in error and "network" not in error
+
+    from leuk.hub.loader import parse_model_spec
+
+    assert parse_model_spec("runs/effse").kind == "folder"
+    assert parse_model_spec("leuk-test/not-cached").kind == "hub"
+    assert main([*command, "--model", "leuk-test/not-cached"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "Hub" in error and "no model folder at leuk-test/not-cached" in error

@@ -230,11 +230,17 @@ def test_predict_calls_a_smear_uncertain_in_table_csv_and_json(trained, tmp_path
     assert out[0].split() == ["file", "label", "probability", "ood_score", "verdict"]
     smear_line, blank_line = out[2], out[3]
     assert "uncertain: out of distribution" in smear_line and "uncertain: out of distribution" in blank_line
+    # a rejected image shows no class and no probability in the table: "not assessed", "-"
+    for line, path in ((smear_line, SMEARS[0]), (blank_line, blank)):
+        assert line.split()[:4] == [str(path), "not", "assessed", "-"], line
     rows = list(csv.DictReader(csv_out.open()))
-    assert {"ood_score", "uncertain", "reasons"} <= set(rows[0])
+    assert {"ood_score", "assessed", "uncertain", "reasons"} <= set(rows[0])
     assert [row["uncertain"] for row in rows[1:]] == ["True", "True"]
+    assert [row["assessed"] for row in rows[1:]] == ["False", "False"]
+    assert rows[1]["label"] and float(rows[1]["probability"]) > 0  # the CSV keeps the numbers with the verdict
     assert rows[1]["reasons"].startswith("out of distribution") and float(rows[1]["ood_score"]) > 0
     records = json.loads(json_out.read_text())
+    assert records[1]["assessed"] is False and records[1]["label"] and records[1]["top_probability"] > 0
     assert records[1]["uncertain"] is True and records[1]["reasons"][0].startswith("out of distribution")
     assert records[1]["ood_score"] > records[1]["ood_threshold"] or (
         records[1]["ood_stats_score"] > records[1]["ood_stats_threshold"])
@@ -394,3 +400,21 @@ def test_detector_features_are_the_family_pooled_vector_of_the_demo_models(demo,
     torch.testing.assert_close(features, expected.reshape(len(images), -1).float(), rtol=0, atol=0)
     record = json.loads((REPO / "assets" / "demo_models" / demo / "ood_detector.json").read_text())
     assert feature_space(model) == record["feature_space"] and features.shape[1] == record["dimension"]
+
+
+def test_a_threshold_rule_never_calls_images_without_patient_ids_subjects():
+    """Aria without a patient map: every image is its own pseudo-patient, so the stored rule of the bundled
+    HybridCN-NAS detector (fitted when it still said "2069 training images of 2069 subjects") is read as images
+    each left out alone; C-NMC subjects stay subjects. New fits write the right words themselves."""
+    from leuk.hub.provenance import ood_threshold_rule
+    from leuk.ood.detector import leave_one_out_source
+
+    demos = Path(__file__).resolve().parents[1] / "assets" / "demo_models"
+    aria = json.loads((demos / "hybridcn-nas-lite" / "ood_detector.json").read_text())
+    rule = ood_threshold_rule(aria)
+    assert "subject" not in rule and "each scored with itself left out of the fit" in rule
+    assert "no patient ids" in rule and f"the {aria['fit']['n_train_images']} training images" in rule
+    cnmc = json.loads((demos / "efficientnet-se" / "ood_detector.json").read_text())
+    assert ood_threshold_rule(cnmc) == cnmc["threshold_rule"] and "subjects" in cnmc["threshold_rule"]
+    assert "subject" not in leave_one_out_source(3, ["image:a.jpg", "image:b.jpg", "image:c.jpg"])
+    assert leave_one_out_source(3, ["p1", "p2"]).startswith("the 3 training images of 2 subjects")

@@ -98,6 +98,15 @@ def _test_rows(protocol: dict, split_info: Any, paths: list[str], groups: np.nda
                     "use --split all")
 
 
+def _groups_text(patient_ids: bool, n_patients: int, n_images: int, protocol: str | None) -> str:
+    """``12 patients, 340 images``, or for images without patient ids (Aria without a patient map, each image its
+    own pseudo-patient) ``609 images (no patient ids; blocks of file numbers)``: never a patient count."""
+    if patient_ids:
+        return f"{n_patients} patients, {n_images} images"
+    grouping = "blocks of file numbers" if protocol == "block" else "each image on its own"
+    return f"{n_images} images (no patient ids; {grouping})"
+
+
 def _label_mapping(data_names: list[str], model_names: list[str]) -> np.ndarray:
     from leuk.errors import LeukError
 
@@ -115,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from leuk.hub import load_model
     from leuk.inference import Predictor
     from leuk.metrics import classification_metrics, format_metrics, plot_confusion_matrix, plot_roc, reliability_diagram
+    from leuk.records import has_patient_ids
 
     if args.batch_size < 1:
         raise LeukError("--batch-size must be at least 1")
@@ -158,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = classification_metrics(labels[rows[good]], probabilities, model_names)
 
     patients = sorted(set(groups[rows].tolist()))
+    patient_ids = has_patient_ids(groups[rows].tolist())
     report = {
         "model": args.model,
         "data": str(root),
@@ -165,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         "split": split,
         "selection": note,
         "protocol": protocol.get("split") or (split_info.protocol if split_info is not None else None),
-        "n_patients": len(patients),
+        "n_patients": len(patients) if patient_ids else None,
+        "patient_ids": patient_ids,
         "patients_hash": patient_set_hash(patients),
         "recorded_test_patients_hash": protocol.get("test_patients_hash")
         or (split_info.test_patients_hash if split_info is not None else None),
@@ -193,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
     for name, figure in figures.items():
         figure.savefig(out / name, dpi=120)
 
-    print(f"{args.model} on {args.data} ({split}: {note}; {len(patients)} patients, {metrics['n']} images)")
+    print(f"{args.model} on {args.data} ({split}: {note}; "
+          f"{_groups_text(patient_ids, len(patients), metrics['n'], report['protocol'])})")
     print(format_metrics(metrics))
     print(f"written to {out}")
     return 0

@@ -16,6 +16,7 @@ import datasets
 
 from leuk.errors import DatasetLayoutError
 from leuk.io import IMAGE_SUFFIXES
+from leuk.records import PSEUDO_PATIENT_PREFIX
 
 __all__ = ["ARIA_LABELS", "CNMC_LABELS", "dataset_summary", "load_aria", "load_cnmc"]
 
@@ -263,7 +264,7 @@ def load_aria(root: str | Path, patients_csv: str | Path | None = None) -> datas
                         f"{patients_csv.name} labels {relative} as {csv_label} but it lies in the {label} folder"
                     )
             else:
-                patient_id = f"image:{path.name}"
+                patient_id = f"{PSEUDO_PATIENT_PREFIX}{path.name}"
             rows.append(
                 {
                     "image": str(path),

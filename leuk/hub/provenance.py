@@ -184,6 +184,15 @@ def training_images(eval_results: Mapping[str, Any]) -> int | None:
     return int(sum(counts)) if counts and all(isinstance(c, int) for c in counts) else None
 
 
+def ood_threshold_rule(record: Mapping[str, Any]) -> str:
+    """The threshold rule of a stored ``ood_detector.json`` record, as a card or an app should print it: images
+    without patient ids (Aria without a patient map: each image its own pseudo-patient) never become
+    "subjects" (:func:`leuk.ood.detector.threshold_rule_text`)."""
+    from leuk.ood.detector import threshold_rule_text
+
+    return threshold_rule_text(dict(record))
+
+
 def training_summary(config: Mapping[str, Any], eval_results: Mapping[str, Any] | None = None) -> TrainingSummary:
     """What the model of ``config`` / ``eval_results`` (a folder's two JSON files) was trained on."""
     family = str(config.get("model_type", ""))

@@ -4,6 +4,7 @@ weights and :func:`load_detector`, which never raises. Fitting lives in :mod:`le
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from leuk.errors import OODError
+from leuk.records import has_patient_ids
 from leuk.ood.features import _precision_of, mahalanobis_scores, weights_sha256, whitening_of
 from leuk.ood.statistics import STD_FLOOR, ReferenceStatistics
 
@@ -20,6 +22,29 @@ __all__ = ["DETECTOR_CONFIG", "DETECTOR_WEIGHTS", "FORMAT_VERSION", "OODDetector
 DETECTOR_WEIGHTS = "ood_detector.safetensors"
 DETECTOR_CONFIG = "ood_detector.json"
 FORMAT_VERSION = 1
+
+
+def leave_one_out_source(n_images: int, groups: Sequence[str]) -> str:
+    """How the threshold rule names the left-out scores: of subjects, or, when the groups are pseudo-patients
+    (images without patient ids, :func:`leuk.records.has_patient_ids`), of images each left out alone."""
+    if not has_patient_ids(groups):
+        return (f"the {n_images} training images, each scored with itself left out of the fit (the images carry "
+                "no patient ids)")
+    return f"the {n_images} training images of {len(groups)} subjects, each scored with its subject left out of the fit"
+
+
+_SUBJECT_RULE = re.compile(r"the (\d+) training images of \d+ subjects, each scored with its subject left out of the fit")
+
+
+def threshold_rule_text(info: dict[str, Any]) -> str:
+    """A stored detector's threshold rule (``info["threshold_rule"]``), in words that fit its groups: a record
+    fitted before :func:`leave_one_out_source` existed spoke of "subjects" for images without patient ids (each
+    image its own pseudo-patient); such a rule is reworded from the record's own list of left-out groups."""
+    rule = str(info.get("threshold_rule") or "")
+    groups = (info.get("fit") or {}).get("leave_one_subject_out_subjects") or []
+    if groups and not has_patient_ids(groups):
+        rule = _SUBJECT_RULE.sub(lambda match: leave_one_out_source(int(match.group(1)), groups), rule)
+    return rule
 
 
 @dataclass
@@ -104,7 +129,7 @@ class OODDetector:
     def description(self) -> str:
         """One line: method, what it was fitted on, the threshold rule."""
         fit = self.info.get("fit", {})
-        rule = self.info.get("threshold_rule", "")
+        rule = threshold_rule_text(self.info)
         return (f"Mahalanobis distance on pooled features, fitted on {fit.get('n_train_images', '?')} training "
                 f"images; threshold {self.threshold:.1f} ({rule})")
 

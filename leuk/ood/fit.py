@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from leuk.errors import LeukError, OODError
-from leuk.ood.detector import OODDetector
+from leuk.ood.detector import OODDetector, leave_one_out_source
 from leuk.ood.features import feature_space, mahalanobis_scores, weights_sha256
 from leuk.ood.statistics import reference_from_statistics
 from leuk.records import SPLIT_FILE, read_training_split
@@ -138,8 +138,7 @@ def fit_detector(
             train_features, train_stats, labels, np.asarray([str(g) for g in train_groups]))
         if subjects:
             calibrations["leave_one_subject_out"] = (loso_features, loso_stats)
-            sources.append(f"the {len(loso_features)} training images of {len(subjects)} subjects, each scored "
-                           "with its subject left out of the fit")
+            sources.append(leave_one_out_source(len(loso_features), subjects))
     if val_images:
         val_features, val_stats = reader.read(val_images, progress=progress, what="validation images")
         calibrations["validation"] = (detector.feature_scores(val_features), detector.stats_scores(val_stats))

@@ -73,7 +73,9 @@ def efficientnet_se_architecture(config: Mapping[str, Any], backbones: list[str]
     else:
         parts.append(f"linear classifier ({num_labels} classes)")
     plain = not config.get("use_se", True) and not config.get("use_head", True)
-    return (f"{backbone} baseline" if plain else "EfficientNet-SE"), " → ".join(parts)
+    # the paper's backbone is the family's name alone; another backbone is named in the title
+    title = "EfficientNet-SE" if backbone in ("EfficientNetV2", "tf_efficientnetv2_b3") else f"EfficientNet-SE ({backbone})"
+    return (f"{backbone} baseline" if plain else title), " → ".join(parts)
 
 
 def folder_image_size(model_dir: Path, config: Mapping[str, Any]) -> str | None:

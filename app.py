@@ -124,12 +124,15 @@ def _paths(files: Any) -> list[str]:
     return [str(getattr(item, "path", item)) for item in files]
 
 
-def _classify_outputs(result: serving.ClassifyResult) -> tuple[dict, str, Any, Any]:
-    return result.label_output(), result.flag_markdown, result.table(), result.aggregate_table()
+def _classify_outputs(result: serving.ClassifyResult) -> tuple[dict | str, str, Any, Any]:
+    """Label widget ("not assessed" when the headline is no answer), verdict with the probabilities of the images
+    not assessed in a collapsed detail, per-image and patient tables."""
+    flag = "\n\n".join(part for part in (result.flag_markdown, result.probability_details()) if part)
+    return result.label_output(), flag, result.table(), result.aggregate_table()
 
 
 @user_errors("classify")
-def classify(files: Sequence[str] | None, model_name: str) -> tuple[dict, str, Any, Any]:
+def classify(files: Sequence[str] | None, model_name: str) -> tuple[dict | str, str, Any, Any]:
     """Classify the uploaded images of one patient: probabilities, uncertainty, per-image and patient tables."""
     paths = _paths(files)
     if not paths:
@@ -138,7 +141,7 @@ def classify(files: Sequence[str] | None, model_name: str) -> tuple[dict, str, A
 
 
 @user_errors("classify")
-def classify_sample(model_name: str, sample_paths: list[str], evt: gr.SelectData) -> tuple[Any, dict, str, Any, Any]:
+def classify_sample(model_name: str, sample_paths: list[str], evt: gr.SelectData) -> tuple[Any, ...]:
     """Classify the sample image clicked in the gallery (``sample_paths``: the gallery's files, in order); the
     sample replaces whatever was uploaded, so the upload box shows what the results are about."""
     index = evt.index if isinstance(evt.index, int) else evt.index[0]

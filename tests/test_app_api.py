@@ -206,21 +206,23 @@ def test_named_endpoints(served):
     assert {"/classify", "/explain", "/pipeline", "/montecarlo", "/model_info"} <= set(endpoints)
 
 
-def test_classify_one_patient(served, tiny_models):
+def test_classify_one_patient(served, tiny_models, cnmc_dataset):
     from gradio_client import handle_file
 
     _, client = served
+    # images like the tiny model's training images (its detector's): the real samples are out of distribution
+    paths = [Path(p) for p in list(cnmc_dataset["path"])[:6:2]]
     label, flag, table, aggregate = client.predict(
-        [handle_file(str(p)) for p in CNMC_SAMPLES[:3]], tiny_models["cnmc"], api_name="/classify")
+        [handle_file(str(p)) for p in paths], tiny_models["cnmc"], api_name="/classify")
     confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert set(confidences) == {"hem", "all"} and sum(confidences.values()) == pytest.approx(1.0, abs=1e-6)
     per_image = pd.DataFrame(table["data"], columns=table["headers"])
-    assert list(per_image["image"]) == [p.name for p in CNMC_SAMPLES[:3]]
+    assert list(per_image["image"]) == [p.name for p in paths]
     # the label widget shows the patient-level mean of the per-image probabilities
     assert confidences["all"] == pytest.approx(per_image["p(all)"].mean(), abs=1e-3)
     assert per_image["OOD score"].notna().all() and set(per_image["verdict"]) <= {"confident", "uncertain"}
     rows = dict(aggregate["data"])
-    assert rows["images classified"] == "3"
+    assert rows["images assessed"] == "3"
     assert "ncertain" in flag or "onfident" in flag
 
 
@@ -271,7 +273,7 @@ def test_a_bad_montecarlo_source_is_one_message_and_the_explain_baseline_is_a_ch
     assert "baseline" not in text.split("\n\n")[1]  # Grad-CAM starts from no baseline
 
 
-def test_upload_size_limit(served, tiny_models, tmp_path):
+def test_upload_size_limit(served, tiny_models, tmp_path, cnmc_dataset):
     from gradio_client import handle_file
 
     _, client = served
@@ -279,7 +281,7 @@ def test_upload_size_limit(served, tiny_models, tmp_path):
     big.write_bytes(os.urandom(21 * 1024 * 1024))
     with pytest.raises(Exception, match="(?i)size|large|413"):
         client.predict([handle_file(str(big))], tiny_models["cnmc"], api_name="/classify")
-    label, *_ = client.predict([handle_file(str(CNMC_SAMPLES[0]))], tiny_models["cnmc"], api_name="/classify")
+    label, *_ = client.predict([handle_file(cnmc_dataset["path"][0])], tiny_models["cnmc"], api_name="/classify")
     assert label["label"] in {"hem", "all"}
 
 
@@ -450,24 +452,46 @@ def test_bundled_real_montecarlo_through_the_http_api_matches_scipy(served):
 
 def test_a_smear_is_uncertain_on_every_tab(served, tiny_models, cnmc_dataset):
     """A smear shown to the cell model (and a single cell shown to the smear model) is out of distribution: the
-    Classify, Explain and Pipeline tabs say "uncertain" with that reason, alone and inside a batch."""
+    Classify, Explain and Pipeline tabs say so with that reason, alone and inside a batch. On Classify it is *not
+    assessed*: no class and no percentage as the headline (label widget, verdict, per-image row), its
+    probabilities only in a collapsed detail, and the patient label counts only the assessed images."""
+    import re
+
     from gradio_client import handle_file
 
     _, client = served
     smear = handle_file(str(ARIA_SAMPLES[0]))
-    _, flag, table, aggregate = client.predict([smear], tiny_models["cnmc"], api_name="/classify")
-    assert flag.startswith("⚠ **Uncertain**: out of distribution: unlike the training images")
+    label, flag, table, aggregate = client.predict([smear], tiny_models["cnmc"], api_name="/classify")
+    assert label["label"] == "not assessed" and not label.get("confidences")
+    assert flag.startswith("⚠ **Not assessed**: unlike the images this model was trained on (out of distribution: "
+                           "unlike the training images")
+    headline, details = flag.split("\n\n")[0], flag.split("<details>")[1]
+    assert "%" not in headline and not re.search(r"\b(hem|all)\b", headline)
+    assert re.search(r"hem 0?\.\d{4}, all 0?\.\d{4}|hem 1\.0000, all 0\.0000", details)  # collapsed, numbers kept
     rows = pd.DataFrame(table["data"], columns=table["headers"])
+    assert list(rows["label"]) == ["not assessed"] and rows[["top probability", "p(hem)", "p(all)"]].isna().all(None)
     assert list(rows["verdict"]) == ["uncertain"] and rows["reasons"][0].startswith("out of distribution")
-    assert dict(aggregate["data"])["uncertain"].startswith("out of distribution: 1 of 1 image")
+    patient = dict(aggregate["data"])
+    assert patient["uncertain"].startswith("out of distribution: 1 of 1 image")
+    assert patient["label (mean probabilities)"] == "not assessed" and patient["images assessed"] == "0"
+    assert patient["images left out (not assessed)"] == "1" and "mean p(hem)" not in patient
 
     cells = [handle_file(p) for p in list(cnmc_dataset["path"])[:6:2]]  # training images of the detector
-    _, flag, table, aggregate = client.predict([*cells, smear], tiny_models["cnmc"], api_name="/classify")
+    label, flag, table, aggregate = client.predict([*cells, smear], tiny_models["cnmc"], api_name="/classify")
     assert flag.startswith("⚠ **Uncertain**: out of distribution: 1 of 4 images unlike the training images")
+    assert "Label from 3 assessed images; 1 left out (not assessed: unlike the images this model was trained on)" \
+        in flag and "<details>" in flag
     rows = pd.DataFrame(table["data"], columns=table["headers"])
     assert rows["reasons"].iloc[-1].startswith("out of distribution")
     assert not any(r.startswith("out of distribution") for r in rows["reasons"].iloc[:-1])
-    assert dict(aggregate["data"])["uncertain"].startswith("out of distribution: 1 of 4 images")
+    assert list(rows["label"])[-1] == "not assessed" and "not assessed" not in list(rows["label"])[:-1]
+    # the patient label is the mean of the three assessed cells only
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert confidences["all"] == pytest.approx(rows["p(all)"].iloc[:3].mean(), abs=1e-3)
+    patient = dict(aggregate["data"])
+    assert patient["uncertain"].startswith("out of distribution: 1 of 4 images")
+    assert patient["images assessed"] == "3" and patient["images left out (not assessed)"] == "1"
+    assert patient["label (mean probabilities)"] == label["label"]
 
     _, text = client.predict(smear, tiny_models["cnmc"], "gradcam", "predicted", api_name="/explain")
     assert text.startswith("⚠ **Uncertain**: out of distribution") and "Grad-CAM" in text

@@ -164,7 +164,7 @@ def test_classify_tab_samples_upload_and_tables(page, shots):
     label = page.locator("#class-label")
     label.get_by_text("%").first.wait_for()  # a class with its probability
     assert any(name in label.inner_text() for name in ("hem", "all"))
-    page.get_by_text("images classified").wait_for()
+    page.get_by_text("images assessed").wait_for()
     page.wait_for_function("() => !document.querySelector('#tab-classify').innerText.includes(%r)" % uploaded.name)
     assert "all_1.png" in page.locator("#tab-classify").inner_text()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from leuk.serving import ModelRegistry
@@ -90,8 +91,13 @@ def test_one_white_cell_is_found_cut_out_onto_black_at_the_cnmc_scale(registry):
     assert list(table["row"]) == ["cell", "smear"]
     smear_row = table[table["row"] == "smear"].iloc[0]
     assert smear_row["cells_found"] == 1 and smear_row["classified"] == 1
-    assert smear_row["label"] == cell.result.label
-    assert smear_row["share_all"] == (1.0 if cell.result.label == "all" else 0.0)
+    if cell.result.assessed:
+        assert smear_row["label"] == cell.result.label
+        assert smear_row["share_all"] == (1.0 if cell.result.label == "all" else 0.0)
+    else:  # a drawn cell unlike the real C-NMC cells: no call, and the smear reading says so
+        assert smear_row["label"] == "not assessed" and smear_row["not_assessed_cells"] == 1
+        assert pd.isna(smear_row["share_all"]) and "1 not assessed" in only.headline
+        assert only.gallery()[0][1].startswith("one.png cell 1: not assessed")
     assert "1 white cell found" in only.headline and "colour threshold" in only.segmenter
     assert only.annotated().size[0] >= 448 and len(only.gallery()) == 1
 

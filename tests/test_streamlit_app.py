@@ -227,7 +227,7 @@ def test_predict_batch_of_files_gives_csv(app_env, batch_images):
     table = pd.read_csv(io.BytesIO(batch.csv_bytes()), keep_default_na=False)
     labels = batch.labels
     assert list(table.columns) == ["file", "patient_id", "label", *(f"p_{n}" for n in labels), "top_probability",
-                                   "uncertain", "uncertain_reasons", "ood_score", "error"]
+                                   "assessed", "uncertain", "uncertain_reasons", "ood_score", "error"]
     assert len(table) == N_BATCH
     assert sorted(table["file"]) == sorted(p.name for p in batch_images)
     assert list(table["patient_id"].astype(str)) == [cnmc_subject(name) for name in table["file"]]
@@ -236,12 +236,18 @@ def test_predict_batch_of_files_gives_csv(app_env, batch_images):
     np.testing.assert_allclose(table["top_probability"], probabilities.max(axis=1))
     assert list(table["label"]) == [labels[i] for i in probabilities.argmax(axis=1)]
     assert (table["error"] == "").all()
-    # the patient-level rows are the means of the per-image probabilities
+    # the patient-level rows are the means of the per-image probabilities of the assessed images (synthetic cells
+    # are out of distribution for a model trained on real ones: such a patient has no label and no mean)
     patients = batch.patient_table().set_index("patient_id")
-    expected = table.groupby(table["patient_id"].astype(str))[[f"p_{n}" for n in labels]].mean()
-    assert sorted(patients.index) == sorted(expected.index)
+    patient_of = table["patient_id"].astype(str)
+    expected = table[table["assessed"]].groupby(patient_of)[[f"p_{n}" for n in labels]].mean()
+    expected = expected.reindex(sorted(set(patient_of)))
+    assert sorted(patients.index) == list(expected.index)
     np.testing.assert_allclose(patients.loc[expected.index, [f"mean_p_{n}" for n in labels]].to_numpy(float),
                                expected.to_numpy(float), atol=1e-9)
+    left_out = (~table["assessed"]).groupby(patient_of).sum()
+    assert (patients["left_out"] == left_out.reindex(patients.index)).all()
+    assert (patients["label"] == "not assessed").tolist() == (patients["images"] == 0).tolist()
     assert at.download_button(key="predict_csv").label.startswith("Download CSV")
     assert len(at.dataframe) == 2
 
@@ -521,10 +527,22 @@ def test_a_smear_is_uncertain_on_every_page(app_env, batch_images):
     assert_clean(at)
     (row,) = at.session_state["predict_result"].result.images
     assert row.uncertain and row.reasons[0].startswith("out of distribution")
-    assert any(m.value.startswith("⚠ **Uncertain**: out of distribution") for m in at.markdown)
+    # not assessed: no class and no percentage as the headline, no probability chart; the numbers only in a
+    # collapsed expander, and the per-image table shows "not assessed" without them (the CSV keeps them)
+    assert any(m.value.startswith("⚠ **Not assessed**: unlike the images this model was trained on (out of "
+                                  "distribution") for m in at.markdown)
+    assert not at.get("vega_lite_chart")
+    (expander,) = [e for e in at.expander if e.label.startswith("Probabilities of the images not assessed")]
+    assert any(f"`{smear.name}`: " in m.value and f"{row.label} {row.probabilities[row.label]:.4f}" in m.value
+               for m in expander.markdown)
+    shown = at.dataframe[0].value
+    assert list(shown["label"]) == ["not assessed"] and shown["top_probability"].isna().all()
+    csv_row = pd.read_csv(io.BytesIO(at.session_state["predict_result"].csv_bytes())).iloc[0]
+    assert csv_row["label"] == row.label and not csv_row["assessed"] and csv_row["top_probability"] > 0
 
-    files = [(p.name, p.read_bytes(), "image/bmp") for p in batch_images[:3]] + [(smear.name, smear.read_bytes(),
-                                                                                   "image/jpeg")]
+    # real C-NMC cells (the bundled samples: like the real model's training images; the synthetic cells are not)
+    cells = sorted((REPO / "assets" / "samples" / "cnmc").glob("*.png"))[:6:2]
+    files = [(p.name, p.read_bytes(), "image/png") for p in cells] + [(smear.name, smear.read_bytes(), "image/jpeg")]
     at.file_uploader(key="predict_files").set_value(files)
     at.button(key="predict_run").click().run()
     assert_clean(at)
@@ -534,6 +552,15 @@ def test_a_smear_is_uncertain_on_every_page(app_env, batch_images):
         "out of distribution")
     assert batch.result.aggregate.uncertain
     assert batch.result.aggregate.reasons[0].startswith("out of distribution")
+    # the patient label counts only the assessed images, and says how many it left out
+    assessed = table[table["assessed"]]
+    (patient,) = [row for _, row in batch.patient_table().iterrows()]
+    assert list(assessed.index) == [p.name for p in cells] and patient["left_out"] == 1
+    assert patient["images"] == 3 and patient["label"] == batch.result.aggregate.label
+    for name in batch.labels:
+        assert patient[f"mean_p_{name}"] == pytest.approx(assessed[f"p_{name}"].mean())
+    page_text = " ".join(m.value for m in at.markdown)
+    assert f"Label from {len(assessed)} assessed images; 1 left out (not assessed" in page_text
 
     at.switch_page("views/explain.py").run()
     at.file_uploader(key="explain_file").set_value((smear.name, smear.read_bytes(), "image/jpeg"))
@@ -548,6 +575,27 @@ def test_a_smear_is_uncertain_on_every_page(app_env, batch_images):
     at.button(key="pipeline_run").click().run()
     assert_clean(at)
     assert any(m.value.startswith("⚠ **Uncertain**: out of distribution") for m in at.markdown)
+
+
+def test_about_describes_the_bundled_models_from_their_records(app_env):
+    """The About page says what each bundled model was trained on from its own records, and speaks of synthetic
+    look-alikes only when a bundled model's records say it was trained on them."""
+    from leuk.hub import list_demo_models
+    from leuk.hub.loader import demo_models_dir
+    from leuk.hub.provenance import folder_training_summary
+
+    at = new_app().run()
+    at.switch_page("views/about.py").run()
+    assert_clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    summaries = {name: folder_training_summary(demo_models_dir() / name) for name in list_demo_models()}
+    for name, summary in summaries.items():
+        assert f"`demo:{name}`: {summary.text}" in text
+    synthetic = [name for name, summary in summaries.items() if summary.synthetic]
+    assert ("trained on synthetic look-alikes" in text) == bool(synthetic)
+    assert "predictions on real images mean nothing" not in text or synthetic
+    if summaries and all(summary.real for summary in summaries.values()):
+        assert "trained on real images" in text
 
 
 def test_predict_smear_mode_boxes_cells_and_explains_one(app_env, tmp_path):

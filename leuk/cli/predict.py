@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from leuk.errors import LeukError
     from leuk.hub import load_model
     from leuk.inference import Predictor
+    from leuk.serving.assessment import NOT_ASSESSED, NOT_ASSESSED_OOD, is_assessed
+    from leuk.verdict import Verdict
 
     if args.batch_size < 1:
         raise LeukError("--batch-size must be at least 1")
@@ -111,29 +113,36 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {loaded.ood_note}", file=sys.stderr)
     predictions = predictor.predict_images(files, progress=len(files) > 4 * args.batch_size)
 
+    assessed = [is_assessed(Verdict.from_reasons(p.reasons)) and p.ok for p in predictions]
     rows = []
-    for prediction in predictions:
+    for prediction, answer in zip(predictions, assessed):
         if prediction.ok:
             verdict = f"uncertain: {'; '.join(prediction.reasons)}" if prediction.uncertain else "confident"
             score = "" if prediction.ood_score is None else f"{prediction.ood_score:.2f}"
-            rows.append((prediction.source, prediction.label or "", f"{prediction.top_probability:.4f}", score,
-                         verdict))
+            # an image that is not assessed gets no class and no probability (CSV and JSON keep them)
+            rows.append((prediction.source, (prediction.label or "") if answer else NOT_ASSESSED,
+                         f"{prediction.top_probability:.4f}" if answer else "-", score, verdict))
         else:
             print(f"error: {prediction.error}", file=sys.stderr)
     if rows:
         print(_table(rows))
     if args.json:
-        args.json.write_text(json.dumps([p.to_dict() for p in predictions], indent=2) + "\n", encoding="utf-8")
+        records = [{**p.to_dict(), "assessed": answer} for p, answer in zip(predictions, assessed)]
+        args.json.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     if args.csv:
         with args.csv.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["file", "label", "probability", *(f"p_{n}" for n in predictor.label_names),
-                             "ood_score", "uncertain", "reasons", "error"])
-            for p in predictions:
+                             "ood_score", "assessed", "uncertain", "reasons", "error"])
+            for p, answer in zip(predictions, assessed):
                 writer.writerow([p.source, p.label or "", "" if p.top_probability is None else p.top_probability,
                                  *(p.probabilities.get(n, "") for n in predictor.label_names),
-                                 "" if p.ood_score is None else p.ood_score, p.uncertain, "; ".join(p.reasons),
+                                 "" if p.ood_score is None else p.ood_score, answer, p.uncertain, "; ".join(p.reasons),
                                  p.error or ""])
+    left_out = sum(p.ok and not answer for p, answer in zip(predictions, assessed))
+    if left_out:
+        print(f"{left_out} of {len(predictions)} file(s) {NOT_ASSESSED_OOD}: no class given (CSV/JSON keep the "
+              "probabilities)", file=sys.stderr)
     flagged = sum(p.uncertain and p.ok for p in predictions)
     if flagged:
         print(f"{flagged} of {len(predictions)} file(s) uncertain (see the verdict column)", file=sys.stderr)
@@ -149,6 +158,7 @@ CELL_HEADER = ("smear", "cell", "box", "status", "label", "probability", "verdic
 def run_cells(args: argparse.Namespace, files: list[str]) -> int:
     """``--cells``: every white cell of every smear (one patient), a row per cell, per smear and the patient."""
     from leuk.hub import resolve_models_from_env
+    from leuk.serving.assessment import NOT_ASSESSED
     from leuk.serving.cells import classify_smears
     from leuk.serving.registry import MODELS_ENV, ModelRegistry
 
@@ -171,8 +181,9 @@ def run_cells(args: argparse.Namespace, files: list[str]) -> int:
             if item is None:
                 rows.append((smear.name, str(cell.number), box, f"skipped: {cell.skipped}", "", "", ""))
             else:
-                rows.append((smear.name, str(cell.number), box, "classified", item.label or "",
-                             f"{item.top_probability:.4f}", item.verdict.text))
+                rows.append((smear.name, str(cell.number), box, "classified",
+                             (item.label or "") if item.assessed else NOT_ASSESSED,
+                             f"{item.top_probability:.4f}" if item.assessed else "-", item.verdict.text))
     if rows:
         widths = [max(len(row[i]) for row in [CELL_HEADER, *rows]) for i in range(len(CELL_HEADER))]
         for row in [CELL_HEADER, *rows]:

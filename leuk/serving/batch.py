@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from leuk.errors import ImageReadError, LeukError
 from leuk.io import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageSource
+from leuk.serving.assessment import NOT_ASSESSED
 from leuk.serving.classify import ClassifyResult, ImageResult, aggregate, classify
 from leuk.serving.registry import ModelRegistry, get_registry
 
@@ -122,8 +123,9 @@ class BatchResult:
 
     def table(self) -> "pd.DataFrame":
         """One row per image, for CSV export: ``file``, ``patient_id`` (only when some patient is known),
-        ``label``, ``p_<class>`` for each class, ``top_probability``, ``uncertain`` (bool),
-        ``uncertain_reasons``, ``ood_score`` and ``error``."""
+        ``label``, ``p_<class>`` for each class, ``top_probability``, ``assessed`` (bool: read and not out of
+        distribution, :mod:`leuk.serving.assessment`), ``uncertain`` (bool), ``uncertain_reasons``, ``ood_score``
+        and ``error``. The numbers are kept for images that are not assessed; :meth:`display_table` hides them."""
         import pandas as pd
 
         known = any(pid is not None for pid in self.patient_ids)
@@ -135,19 +137,31 @@ class BatchResult:
             row["label"] = item.label or ""
             row.update({f"p_{name}": item.probabilities.get(name) for name in self.labels})
             row["top_probability"] = item.top_probability
+            row["assessed"] = item.assessed
             row["uncertain"] = bool(item.uncertain)
             row["uncertain_reasons"] = "; ".join(item.reasons)
             row["ood_score"] = item.ood_score
             row["error"] = item.error or ""
             rows.append(row)
         columns = ["file", *(["patient_id"] if known else []), "label", *(f"p_{n}" for n in self.labels),
-                   "top_probability", "uncertain", "uncertain_reasons", "ood_score", "error"]
+                   "top_probability", "assessed", "uncertain", "uncertain_reasons", "ood_score", "error"]
         return pd.DataFrame(rows, columns=columns)
 
+    def display_table(self) -> "pd.DataFrame":
+        """:meth:`table` as an app shows it: an image that is not assessed has :data:`NOT_ASSESSED` as its label
+        and no probabilities (:meth:`ClassifyResult.not_assessed_lines` has them, for a collapsed detail)."""
+        table = self.table()
+        hidden = ~table["assessed"] & (table["error"] == "")
+        table.loc[hidden, "label"] = NOT_ASSESSED
+        table.loc[hidden, [*(f"p_{n}" for n in self.labels), "top_probability"]] = None
+        return table.drop(columns=["assessed"])
+
     def patient_table(self) -> "pd.DataFrame":
-        """One row per patient (or one for all images when no patient is known): images classified, label from
-        the mean probabilities, majority vote, mean ``p_<class>``, and the uncertainty flag with its reasons
-        (see :func:`leuk.serving.aggregate`). Patients none of whose images could be read are left out."""
+        """One row per patient (or one for all images when no patient is known): images assessed (``images``),
+        images left out as not assessed (``left_out``), label from the mean probabilities of the assessed images
+        (:data:`NOT_ASSESSED` when there is none), majority vote, mean ``p_<class>``, and the uncertainty flag
+        with its reasons (see :func:`leuk.serving.aggregate`). Patients none of whose images could be read are
+        left out."""
         import pandas as pd
 
         known = any(pid is not None for pid in self.patient_ids)
@@ -157,15 +171,15 @@ class BatchResult:
             groups.setdefault(key, []).append(item)
         rows = []
         for patient, items in groups.items():
-            agg = aggregate(items, self.labels)
+            agg = aggregate(items, self.labels, self.result.threshold)
             if agg is None:
                 continue
-            rows.append({"patient_id": patient, "images": agg.n_images, "label": agg.label,
-                         "majority_label": agg.majority_label,
+            rows.append({"patient_id": patient, "images": agg.n_images, "left_out": agg.n_left_out,
+                         "label": agg.label or NOT_ASSESSED, "majority_label": agg.majority_label or "",
                          "votes": ", ".join(f"{name} {agg.votes[name]}" for name in self.labels),
-                         **{f"mean_p_{name}": agg.mean_probabilities[name] for name in self.labels},
+                         **{f"mean_p_{name}": agg.mean_probabilities.get(name) for name in self.labels},
                          "uncertain": agg.uncertain, "uncertain_reasons": "; ".join(agg.reasons)})
-        columns = ["patient_id", "images", "label", "majority_label", "votes",
+        columns = ["patient_id", "images", "left_out", "label", "majority_label", "votes",
                    *(f"mean_p_{name}" for name in self.labels), "uncertain", "uncertain_reasons"]
         return pd.DataFrame(rows, columns=columns)
 
@@ -198,6 +212,7 @@ def classify_batch(
     if chunk_size < 1:
         raise LeukError("chunk_size must be at least 1")
     labels = list(registry.get(name).labels)
+    threshold = registry.get(name).uncertain_below
 
     outcomes: list[ImageResult] = []
     ood_reference: str | None = None
@@ -227,7 +242,7 @@ def classify_batch(
             progress(min(start + chunk_size, len(images)), len(images))
 
     combined = ClassifyResult(model_name=name, labels=labels, images=outcomes,
-                              aggregate=aggregate(outcomes, labels), is_demo=registry.is_demo(name),
-                              ood_reference=ood_reference, ood_note=ood_note)
+                              aggregate=aggregate(outcomes, labels, threshold), is_demo=registry.is_demo(name),
+                              ood_reference=ood_reference, ood_note=ood_note, threshold=threshold)
     patients = [patient_id_for(item.name, item.folder, labels) for item in images]
     return BatchResult(result=combined, patient_ids=patients)

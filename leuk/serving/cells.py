@@ -25,6 +25,7 @@ import numpy as np
 
 from leuk.errors import ImageReadError, LeukError
 from leuk.io import ImageSource, read_image
+from leuk.serving.assessment import NOT_ASSESSED, UNLIKE_TRAINING, left_out_text
 from leuk.serving.classify import MAX_APP_PIXELS, MAX_IMAGES, PatientAggregate, aggregate, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
@@ -38,7 +39,7 @@ from leuk.serving.smear_geometry import (
     cut_out,
     find_cells,
 )
-from leuk.verdict import Verdict
+from leuk.verdict import UNCERTAIN_BELOW, Verdict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -159,15 +160,21 @@ class SmearResult:
     def all_label(self) -> str | None:
         return _all_label(self.labels)
 
+    @property
+    def assessed(self) -> list[SmearCell]:
+        """The classified cells whose call is an answer (not out of distribution)."""
+        return [c for c in self.classified if c.result.assessed]
+
     def counts(self) -> dict[str, int]:
-        return {label: sum(c.result.label == label for c in self.classified) for label in self.labels}
+        """Assessed cells per class (cells that are not assessed are called nothing)."""
+        return {label: sum(c.result.label == label for c in self.assessed) for label in self.labels}
 
     @property
     def share_all(self) -> float | None:
-        """Share of the classified cells called ALL (``None`` when none was classified)."""
-        if not self.classified or self.all_label is None:
+        """Share of the assessed cells called ALL (``None`` when none was assessed)."""
+        if not self.assessed or self.all_label is None:
             return None
-        return self.counts()[self.all_label] / len(self.classified)
+        return self.counts()[self.all_label] / len(self.assessed)
 
     @property
     def n_uncertain(self) -> int:
@@ -190,7 +197,10 @@ class SmearResult:
             return text + "; nothing classified"
         share = self.share_all
         called = "" if share is None else f"; {self.counts()[self.all_label]} called {self.all_label} ({share:.0%})"
-        return text + f"{called}; {self.n_uncertain} uncertain; smear reading {self.aggregate.label} " \
+        left_out = self.aggregate.n_left_out
+        skipped = f"; {left_out} {NOT_ASSESSED} ({UNLIKE_TRAINING})" if left_out else ""
+        reading = self.aggregate.label or NOT_ASSESSED
+        return text + f"{skipped}{called}; {self.n_uncertain} uncertain; smear reading {reading} " \
                       f"({self.verdict.word})"
 
     def row(self) -> dict[str, Any]:
@@ -204,9 +214,9 @@ class SmearResult:
         row.update({f"n_{label}": n for label, n in self.counts().items()})
         row["share_all"] = None if self.share_all is None else round(self.share_all, 4)
         row["uncertain_cells"] = self.n_uncertain
-        row["label"] = "" if agg is None else agg.label
-        row.update({f"p_{label}": None if agg is None else round(agg.mean_probabilities[label], 4)
-                    for label in self.labels})
+        row["not_assessed_cells"] = 0 if agg is None else agg.n_left_out
+        row["label"] = "" if agg is None else agg.label or NOT_ASSESSED
+        row.update({f"p_{label}": _mean(agg, label) for label in self.labels})
         row["verdict"] = "" if agg is None else agg.verdict.word
         row["reasons"] = "" if agg is None else "; ".join(agg.reasons)
         row["note"] = self.error or ("no white cell found" if not self.cells else
@@ -224,6 +234,7 @@ class SmearResult:
                                    "status": "skipped" if cell.skipped else "classified",
                                    "skip_reason": cell.skipped or "", "label": item.label if item else ""}
             row.update({f"p_{label}": None if item is None else item.probabilities.get(label) for label in self.labels})
+            row["assessed"] = None if item is None else item.assessed
             row["ood_score"] = None if item is None or item.ood_score is None else round(item.ood_score, 2)
             row["verdict"] = "" if item is None else item.verdict.word
             row["reasons"] = "" if item is None or not item.uncertain else "; ".join(item.reasons)
@@ -255,9 +266,9 @@ class SmearResult:
         items = []
         for cell in self.classified:
             probability = cell.result.top_probability or 0.0
+            call = f"{cell.result.label} {probability:.2f}" if cell.result.assessed else NOT_ASSESSED
             items.append((Image.fromarray(cell.crop),
-                          f"{self.name} cell {cell.number}: {cell.result.label} {probability:.2f} "
-                          f"({cell.result.verdict.word})"))
+                          f"{self.name} cell {cell.number}: {call} ({cell.result.verdict.word})"))
         return items
 
 
@@ -269,6 +280,8 @@ def box_style(cell: SmearCell, all_label: str | None) -> tuple[tuple[int, int, i
     """(colour, line width, mark) of a cell's box."""
     if cell.result is None or cell.result.error is not None:
         return COLOUR_SKIPPED, 1, ""
+    if not cell.result.assessed:  # no call to colour: grey and marked, like an uncertain one
+        return COLOUR_SKIPPED, 1, "?"
     colour = COLOUR_ALL if cell.result.label == all_label else COLOUR_OTHER
     return (colour, 1, "?") if cell.result.uncertain else (colour, 3, "")
 
@@ -282,6 +295,8 @@ class SmearsResult:
     smears: list[SmearResult]
     aggregate: PatientAggregate | None
     scale_mode: str = "cell"
+    #: the verdict threshold in force (the cell model's own)
+    threshold: float = UNCERTAIN_BELOW
 
     @property
     def cells(self) -> list[tuple[SmearResult, SmearCell]]:
@@ -289,19 +304,20 @@ class SmearsResult:
 
     def patient_row(self) -> dict[str, Any]:
         classified = [c for s in self.smears for c in s.classified]
+        assessed = [c for s in self.smears for c in s.assessed]
         all_label = _all_label(self.labels)
-        called = sum(c.result.label == all_label for c in classified)
+        called = sum(c.result.label == all_label for c in assessed)
         agg = self.aggregate
         row: dict[str, Any] = {"row": "patient", "smear": f"{len(self.smears)} smears", "cell": "",
                                "cells_found": sum(len(s.cells) for s in self.smears), "classified": len(classified),
                                "skipped": sum(len(s.skipped) for s in self.smears),
-                               "share_all": round(called / len(classified), 4) if classified else None,
+                               "share_all": round(called / len(assessed), 4) if assessed else None,
                                "uncertain_cells": sum(s.n_uncertain for s in self.smears),
-                               "label": "" if agg is None else agg.label,
+                               "not_assessed_cells": len(classified) - len(assessed),
+                               "label": "" if agg is None else agg.label or NOT_ASSESSED,
                                "verdict": "" if agg is None else agg.verdict.word,
                                "reasons": "" if agg is None else "; ".join(agg.reasons)}
-        row.update({f"p_{label}": None if agg is None else round(agg.mean_probabilities[label], 4)
-                    for label in self.labels})
+        row.update({f"p_{label}": _mean(agg, label) for label in self.labels})
         return row
 
     def table(self, *, patient: bool | None = None) -> "pd.DataFrame":
@@ -314,23 +330,29 @@ class SmearsResult:
         if patient or (patient is None and len(self.smears) > 1):
             rows.append(self.patient_row())
         columns = ["row", "smear", "cell", "segmenter", "x0", "y0", "x1", "y1", "diameter_px", "scale", "status",
-                   "skip_reason", "label", *(f"p_{n}" for n in self.labels), "ood_score", "verdict", "reasons",
-                   "cells_found", "classified", "skipped", *(f"skipped {r}" for r in (SKIP_SMALL, SKIP_BORDER,
-                                                                                      SKIP_OVERLAP)),
-                   *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "note"]
+                   "skip_reason", "label", *(f"p_{n}" for n in self.labels), "assessed", "ood_score", "verdict",
+                   "reasons", "cells_found", "classified", "skipped",
+                   *(f"skipped {r}" for r in (SKIP_SMALL, SKIP_BORDER, SKIP_OVERLAP)),
+                   *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "not_assessed_cells", "note"]
         return pd.DataFrame(rows).reindex(columns=columns)
 
     def cell_table(self) -> "pd.DataFrame":
+        """The cell rows as the apps show them: a cell that is not assessed has :data:`NOT_ASSESSED` as its label
+        and no probabilities (the CSV, :meth:`table`, keeps them)."""
         table = self.table(patient=False)
         keep = ["smear", "cell", "x0", "y0", "x1", "y1", "diameter_px", "status", "skip_reason", "label",
                 *(f"p_{n}" for n in self.labels), "ood_score", "verdict", "reasons"]
-        return table[table["row"] == "cell"][keep].reset_index(drop=True)
+        cells = table[table["row"] == "cell"].reset_index(drop=True)
+        hidden = cells["assessed"].eq(False)
+        cells.loc[hidden, "label"] = NOT_ASSESSED
+        cells.loc[hidden, [f"p_{n}" for n in self.labels]] = None
+        return cells[keep]
 
     def smear_table(self) -> "pd.DataFrame":
         table = self.table()
         keep = ["row", "smear", "segmenter", "cells_found", "classified", "skipped",
-                *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "label", "verdict", "reasons",
-                "note"]
+                *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "not_assessed_cells", "label",
+                "verdict", "reasons", "note"]
         return table[table["row"] != "cell"][keep].reset_index(drop=True)
 
     @property
@@ -339,12 +361,23 @@ class SmearsResult:
         if self.aggregate is None:
             head = "**No white cell was classified.**"
         else:
-            head = self.aggregate.verdict.markdown()
+            agg = self.aggregate
+            head = (agg.verdict.markdown(self.threshold) if agg.assessed
+                    else f"⚠ **Not assessed**: {UNLIKE_TRAINING} ({'; '.join(agg.reasons)}).")
+            if agg.n_left_out:
+                head += "\n\n" + left_out_text(agg.n_left_out, agg.n_images, unit="cell")
             if len(self.smears) > 1:
                 row = self.patient_row()
+                share = "" if row["share_all"] is None else f"{row['share_all']:.0%} called ALL, "
                 head += (f"\n\n**Patient** ({len(self.smears)} smears): {row['classified']} cells classified, "
-                         f"{row['share_all']:.0%} called ALL, {row['uncertain_cells']} uncertain.")
+                         f"{share}{row['uncertain_cells']} uncertain.")
         return "\n".join([head, "", *lines, "", SCALE_NOTE[self.scale_mode]])
+
+
+def _mean(agg: PatientAggregate | None, label: str) -> float | None:
+    """The rounded mean probability of ``label`` over the assessed cells (``None`` without any)."""
+    value = None if agg is None else agg.mean_probabilities.get(label)
+    return None if value is None else round(value, 4)
 
 
 SCALE_NOTE = {
@@ -438,7 +471,8 @@ def classify_smears(
         raise ImageReadError(f"{failures[0]}{more}")
     every = [c.result for r in results for c in r.classified]
     return SmearsResult(model_name=name, labels=list(labels), smears=results,
-                        aggregate=aggregate(every, labels, threshold) if every else None, scale_mode=scale)
+                        aggregate=aggregate(every, labels, threshold) if every else None, scale_mode=scale,
+                        threshold=threshold)
 
 
 def _classify_cells(result: SmearResult, name: str, threshold: float, registry: ModelRegistry) -> None:

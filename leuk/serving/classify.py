@@ -15,6 +15,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from leuk.errors import ImageReadError
 from leuk.io import ImageSource, read_image
+from leuk.serving.assessment import (
+    NOT_ASSESSED,
+    NOT_ASSESSED_OOD,
+    UNLIKE_TRAINING,
+    is_assessed,
+    left_out_text,
+    not_assessed_text,
+)
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
 from leuk.verdict import UNCERTAIN_BELOW, Verdict, image_verdict, patient_verdict
@@ -51,19 +59,43 @@ class ImageResult:
             return image_verdict(None, None, self.error)
         return Verdict.from_reasons(self.reasons, note=self.note)
 
+    @property
+    def assessed(self) -> bool:
+        """Whether its label is an answer (:func:`leuk.serving.assessment.is_assessed`): read, classified and
+        not out of distribution."""
+        return self.error is None and bool(self.probabilities) and is_assessed(self.verdict)
+
+    @property
+    def shown_label(self) -> str:
+        """What a surface shows as this image's class: the label, or :data:`NOT_ASSESSED`."""
+        return (self.label or "") if self.assessed else NOT_ASSESSED
+
 
 @dataclass
 class PatientAggregate:
-    """The patient-level reading of all readable images: mean probabilities and the majority vote."""
+    """The patient-level reading of the assessed images (read and not out of distribution): mean probabilities
+    and the majority vote. ``n_left_out`` readable images were left out as not assessed; when every readable
+    image was, ``label`` and ``majority_label`` are ``None`` and ``mean_probabilities`` is empty."""
 
     n_images: int
     mean_probabilities: dict[str, float]
-    label: str
-    majority_label: str
+    label: str | None
+    majority_label: str | None
     votes: dict[str, int]
     uncertain: bool
     reasons: list[str]
     note: str | None = None
+    n_left_out: int = 0
+
+    @property
+    def assessed(self) -> bool:
+        """Whether the patient has a label (at least one assessed image)."""
+        return self.label is not None
+
+    @property
+    def left_out_text(self) -> str:
+        """What the label rests on and how many images it left out (one line)."""
+        return left_out_text(self.n_left_out, self.n_images)
 
     @property
     def verdict(self) -> Verdict:
@@ -84,17 +116,22 @@ class ClassifyResult:
     ood_reference: str | None
     #: why there is no out-of-distribution check, ``None`` with one
     ood_note: str | None = None
+    #: the verdict threshold in force (the model's own, :attr:`leuk.hub.LoadedModel.uncertain_below`)
+    threshold: float = UNCERTAIN_BELOW
 
     def table(self) -> "pd.DataFrame":
-        """One row per image: file, label, top probability, each class probability, OOD score, verdict, its
-        reasons, error."""
+        """One row per image, as the apps show it: file, label, top probability, each class probability, OOD
+        score, verdict, its reasons, error. An image that is not assessed shows :data:`NOT_ASSESSED` as its
+        label and no probability (they are in :meth:`probability_details`)."""
         import pandas as pd
 
         rows = []
         for item in self.images:
-            row: dict[str, Any] = {"image": item.name, "label": item.label or "",
-                                   "top probability": _round(item.top_probability)}
-            row.update({f"p({name})": _round(item.probabilities.get(name)) for name in self.labels})
+            shown = item.assessed
+            row: dict[str, Any] = {"image": item.name, "label": item.shown_label if item.error is None else "",
+                                   "top probability": _round(item.top_probability) if shown else None}
+            row.update({f"p({name})": _round(item.probabilities.get(name)) if shown else None
+                        for name in self.labels})
             row["OOD score"] = _round(item.ood_score, 2)
             row["verdict"] = item.verdict.word
             row["reasons"] = "; ".join(item.reasons) if item.uncertain else ""
@@ -109,10 +146,15 @@ class ClassifyResult:
         agg = self.aggregate
         if agg is None:
             return pd.DataFrame(columns=["patient-level", "value"])
-        rows = [("images classified", str(agg.n_images)),
-                ("label (mean probabilities)", agg.label),
-                ("majority label", f"{agg.majority_label} ({agg.votes.get(agg.majority_label, 0)}/{agg.n_images})")]
-        rows += [(f"mean p({name})", f"{agg.mean_probabilities[name]:.3f}") for name in self.labels]
+        rows = [("images assessed", str(agg.n_images)),
+                ("images left out (not assessed)", str(agg.n_left_out))]
+        if agg.assessed:
+            rows += [("label (mean probabilities)", agg.label),
+                     ("majority label",
+                      f"{agg.majority_label} ({agg.votes.get(agg.majority_label, 0)}/{agg.n_images})")]
+            rows += [(f"mean p({name})", f"{agg.mean_probabilities[name]:.3f}") for name in self.labels]
+        else:
+            rows.append(("label (mean probabilities)", NOT_ASSESSED))
         rows.append(("uncertain", "; ".join(agg.reasons) if agg.uncertain else "no"))
         return pd.DataFrame(rows, columns=["patient-level", "value"])
 
@@ -121,23 +163,66 @@ class ClassifyResult:
         """The headline verdict: the one image's own when a single image was read, else the patient's."""
         if self.aggregate is None:
             return None
+        return self.single.verdict if self.single is not None else self.aggregate.verdict
+
+    @property
+    def single(self) -> ImageResult | None:
+        """The one image, when one image was sent and read (its own reading is the headline), else ``None``."""
         readable = [item for item in self.images if item.error is None]
-        if len(self.images) == 1 and len(readable) == 1:
-            return readable[0].verdict
-        return self.aggregate.verdict
+        return readable[0] if len(self.images) == 1 and len(readable) == 1 else None
+
+    @property
+    def assessed(self) -> bool:
+        """Whether the headline is an answer: the one image is assessed, or the patient has a label."""
+        if self.aggregate is None:
+            return False
+        return self.single.assessed if self.single is not None else self.aggregate.assessed
+
+    @property
+    def headline(self) -> str | None:
+        """The answer: the one image's class or the patient's label, or why there is none
+        (:data:`leuk.serving.assessment.NOT_ASSESSED_OOD`); ``None`` when no image could be read."""
+        if self.aggregate is None:
+            return None
+        if self.single is not None:
+            return self.single.label if self.single.assessed else not_assessed_text(self.single.verdict)
+        return self.aggregate.label if self.aggregate.assessed else NOT_ASSESSED_OOD
+
+    #: Title of the collapsed detail holding the probabilities of the images that are not assessed.
+    DETAILS_TITLE = f"Probabilities of the images not assessed (no answer: {UNLIKE_TRAINING})"
+
+    def not_assessed_lines(self) -> list[str]:
+        """One Markdown line per image read but not assessed: its name and every class probability (what a
+        collapsed detail shows; never the answer)."""
+        return [f"`{item.name}`: " + ", ".join(f"{name} {item.probabilities[name]:.4f}" for name in self.labels)
+                for item in self.images if item.error is None and item.probabilities and not item.assessed]
+
+    def probability_details(self) -> str:
+        """:meth:`not_assessed_lines` as a collapsed HTML ``<details>`` block (empty when there is none)."""
+        lines = self.not_assessed_lines()
+        if not lines:
+            return ""
+        return (f"<details><summary>{self.DETAILS_TITLE}</summary>\n\n" + "\n\n".join(lines)
+                + "\n\n</details>")
 
     @property
     def flag_markdown(self) -> str:
         """A short Markdown verdict (:meth:`leuk.verdict.Verdict.markdown`): uncertain (and why) or confident,
-        for the patient, then each flagged image."""
+        for the patient, then each flagged image. An image or patient that is not assessed leads with
+        **Not assessed** (no class, no probability; :meth:`probability_details` has them)."""
         flagged = [item for item in self.images if item.uncertain and item.error is None]
         failed = [item for item in self.images if item.error is not None]
         verdict = self.verdict
         lines = []
         if verdict is None:
             lines.append("**No image could be classified.**")
+        elif not self.assessed:
+            why = self.headline.split(": ", 1)[1]
+            lines.append(f"⚠ **Not assessed**: {why} ({'; '.join(verdict.reasons)}).")
         else:
-            lines.append(verdict.markdown())
+            lines.append(verdict.markdown(self.threshold))
+        if self.single is None and self.aggregate is not None and self.aggregate.n_left_out:
+            lines.append(self.aggregate.left_out_text)
         if len(self.images) > 1:
             lines += [f"⚠ `{item.name}`: {'; '.join(item.reasons)}" for item in flagged[:8]]
             lines += [f"✖ {item.error}" for item in failed[:8]]
@@ -149,12 +234,15 @@ class ClassifyResult:
             lines.append(f"_Note: {self.ood_note}._")
         return "\n\n".join(lines)
 
-    def label_output(self) -> dict[str, float]:
-        """``{label: probability}`` for a label widget: the one image's, or the patient-level mean."""
+    def label_output(self) -> dict[str, float] | str:
+        """``{label: probability}`` for a label widget: the one image's, or the patient-level mean of the assessed
+        images; :data:`NOT_ASSESSED` (no class, no probability) when the headline is not an answer."""
         if self.aggregate is None:
             return {}
-        readable = [item for item in self.images if item.error is None]
-        return dict(readable[0].probabilities) if len(readable) == 1 else dict(self.aggregate.mean_probabilities)
+        if not self.assessed:
+            return NOT_ASSESSED
+        single = self.single
+        return dict(single.probabilities) if single is not None else dict(self.aggregate.mean_probabilities)
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -184,30 +272,34 @@ def _predictor(registry: ModelRegistry, name: str) -> Any:
 
 def aggregate(results: Sequence[ImageResult], labels: Sequence[str],
               threshold: float = UNCERTAIN_BELOW) -> PatientAggregate | None:
-    """Patient-level reading: mean of the class probabilities and majority vote over readable images, and the
+    """Patient-level reading: mean of the class probabilities and majority vote over the **assessed** images
+    (read and not out of distribution: the others are left out and counted in ``n_left_out``), and the
     patient's verdict (:func:`leuk.verdict.patient_verdict`): uncertain when any image is out of distribution or
     unreadable, when the mean's top probability is below ``threshold``, when the vote and the mean disagree, or
     when at least half of the images have a low probability. Ties in the vote go to the class with the higher
-    mean probability. ``None`` when no image could be read.
+    mean probability. ``None`` when no image could be read; no label when none is assessed.
     """
     readable = [item for item in results if item.error is None and item.probabilities]
     if not readable:
         return None
-    mean = {name: sum(item.probabilities[name] for item in readable) / len(readable) for name in labels}
-    label = max(labels, key=lambda name: mean[name])
-    votes = Counter(item.label for item in readable)
-    majority = max(labels, key=lambda name: (votes.get(name, 0), mean[name]))
+    assessed = [item for item in readable if item.assessed]
+    mean = {name: sum(item.probabilities[name] for item in assessed) / len(assessed) for name in labels} \
+        if assessed else {}
+    label = max(labels, key=lambda name: mean[name]) if assessed else None
+    votes = Counter(item.label for item in assessed)
+    majority = max(labels, key=lambda name: (votes.get(name, 0), mean[name])) if assessed else None
     verdicts = []
     for item in results:
         verdict = item.verdict
         if item.error is None and item.uncertain and not verdict.reasons:  # flagged by hand, no reason given
             verdict = Verdict(True, (f"low calibrated probability: {item.name}",))
         verdicts.append(verdict)
-    verdict = patient_verdict(verdicts, mean[label], label=label, majority_label=majority, threshold=threshold)
+    verdict = patient_verdict(verdicts, mean[label] if assessed else None, label=label, majority_label=majority,
+                              threshold=threshold)
     return PatientAggregate(
-        n_images=len(readable), mean_probabilities=mean, label=label, majority_label=majority,
+        n_images=len(assessed), mean_probabilities=mean, label=label, majority_label=majority,
         votes={name: votes.get(name, 0) for name in labels}, uncertain=verdict.uncertain,
-        reasons=list(verdict.reasons), note=verdict.note,
+        reasons=list(verdict.reasons), note=verdict.note, n_left_out=len(readable) - len(assessed),
     )
 
 
@@ -282,6 +374,7 @@ def classify_images(
         is_demo=loaded.is_demo,
         ood_reference=None if detector is None else detector.description,
         ood_note=loaded.ood_note,
+        threshold=threshold,
     )
 
 

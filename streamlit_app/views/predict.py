@@ -72,9 +72,12 @@ def show(batch: batching.BatchResult) -> None:
     table = batch.table()
     patients = batch.patient_table()
     st.subheader(headline(len(table), int((table["error"] == "").sum()), result.model_name))
-    count, uncertain, failed, groups = st.columns(4)
+    count, uncertain, not_assessed, failed, groups = st.columns(5)
     count.metric("images read", int((table["error"] == "").sum()))
     uncertain.metric("uncertain", int(table["uncertain"].sum()))
+    not_assessed.metric("not assessed", int((~table["assessed"] & (table["error"] == "")).sum()),
+                        help="out of distribution: unlike the images this model was trained on; no class is given "
+                             "and the patient label leaves them out")
     failed.metric("unreadable", int((table["error"] != "").sum()))
     groups.metric("patients", len(patients) if "patient_id" in table.columns else "not known")
 
@@ -82,24 +85,36 @@ def show(batch: batching.BatchResult) -> None:
         errors = [item.error for item in result.images if item.error][:8]
         st.warning("Nothing was classified: no image could be read.\n\n" + "\n".join(f"- {e}" for e in errors),
                    icon=":material/broken_image:")
+    elif len(patients) <= 1 and not result.assessed:  # no class, no percentage: the verdict says why
+        st.markdown(result.flag_markdown)
     elif len(patients) <= 1:
         chart, verdict = st.columns([3, 2])
         single = int((table["error"] == "").sum()) == 1  # the one readable image, not a mean
-        chart.markdown("**Calibrated probabilities**" + ("" if single else " (patient mean)"))
+        chart.markdown("**Calibrated probabilities**" + ("" if single else " (patient mean of the assessed images)"))
         chart.altair_chart(charts.probability_chart(result.label_output()), width="stretch")
         verdict.markdown(result.flag_markdown)
     else:
-        st.markdown(f"**{int(patients['uncertain'].sum())} of {len(patients)} patients flagged uncertain.**")
+        left_out = int(patients["left_out"].sum())
+        st.markdown(f"**{int(patients['uncertain'].sum())} of {len(patients)} patients flagged uncertain.**"
+                    + (f" {left_out} image(s) not assessed (unlike the images this model was trained on), left "
+                       "out of their patients' labels." if left_out else ""))
+    hidden = result.not_assessed_lines()
+    if hidden:
+        with st.expander(result.DETAILS_TITLE, expanded=False):
+            st.markdown("\n\n".join(hidden))
 
     st.markdown("**Per image**")
-    st.dataframe(table, hide_index=True, column_config=probability_columns(batch.labels), width="stretch")
-    st.markdown("**Patient level** (mean of the calibrated probabilities and majority vote over readable images)")
+    st.dataframe(batch.display_table(), hide_index=True, column_config=probability_columns(batch.labels),
+                 width="stretch")
+    st.markdown("**Patient level** (mean of the calibrated probabilities and majority vote over the assessed images: "
+                "readable and not out of distribution)")
     st.dataframe(patients, hide_index=True, column_config=probability_columns(batch.labels, "mean_p_"),
                  width="stretch")
     st.download_button("Download CSV (one row per image)", batch.csv_bytes(), file_name=CSV_NAME, mime="text/csv",
                        on_click="ignore", icon=":material/download:", key="predict_csv")
+    threshold = serving.get_registry().get(result.model_name).uncertain_below
     notes = [f"Uncertain: unreadable, out of distribution (unlike the training images), or top probability below "
-             f"{serving.UNCERTAIN_BELOW:.2f}; a patient with any such image is uncertain too."]
+             f"{threshold:.2f} (this model's threshold); a patient with any such image is uncertain too."]
     notes.append(f"Out-of-distribution check: {result.ood_reference}." if result.ood_reference
                  else f"No out-of-distribution check: {result.ood_note}.")
     st.caption(" ".join(notes))

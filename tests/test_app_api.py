@@ -517,7 +517,10 @@ def test_smear_mode_boxes_every_white_cell_and_explains_one(served, tiny_models,
     assert list(per_smear["row"]) == ["smear"] and per_smear["cells_found"].iloc[0] == len(per_cell)
     assert "smear.png" in summary and "white cell" in summary
     assert len(crops) == int((per_cell["status"] == "classified").sum())
-    assert len(per_cell) == len(crops) == 1 and per_cell["label"].iloc[0] in ("hem", "all")
+    assert len(per_cell) == len(crops) == 1 and per_cell["label"].iloc[0] in ("hem", "all", "not assessed")
+    if per_cell["label"].iloc[0] == "not assessed":  # out of distribution: no call, no probability shown
+        assert per_cell[["p_hem", "p_all"]].isna().all(None) and per_cell["verdict"].iloc[0] == "uncertain"
+        assert crops[0]["caption"] == "smear.png cell 1: not assessed (uncertain)"
     assert abs(per_cell["x0"].iloc[0] - 70) <= 2 and abs(per_cell["y1"].iloc[0] - 151) <= 2
     assert overlay is None and "Click a cell" in note
     with pytest.raises(Exception, match="Upload one or more smear images"):

@@ -530,7 +530,9 @@ def _ood_text(model_dir: str | Path) -> str | None:
     if fit.get("n_train_images"):
         parts.append(f"fitted on the {fit['n_train_images']} training images only")
     if record.get("threshold_rule"):
-        parts.append(f"threshold {record.get('threshold', float('nan')):.2f}: {record['threshold_rule']}")
+        from leuk.hub.provenance import ood_threshold_rule
+
+        parts.append(f"threshold {record.get('threshold', float('nan')):.2f}: {ood_threshold_rule(record)}")
     return ("; ".join(parts) + ". An image above the threshold, or whose image statistics are far from the "
             "training images', is reported as out of distribution and never called confident (`leuk.verdict`). "
             "It catches gross mismatches (smears, photos, blank or noise images, other stains); it cannot tell "

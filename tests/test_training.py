@@ -207,7 +207,8 @@ def test_cli_lists_targets_and_hook():
     args = parser.parse_args(["train", PRESET, "--data", "d", "--out", "o", "--no-balanced", "--epochs", "2",
                               "--dtype", "float16", "--resume"])
     assert args.preset == PRESET and args.balanced is False and args.epochs == 2.0 and args.resume == "latest"
-    assert set(ENGINE_TARGETS) == {"efficientnet-se", "efficientnetv2-b3", "resnet50", "vgg16", PRESET}
+    assert set(ENGINE_TARGETS) == {"efficientnet-se", "efficientnetv2-b3", "resnet50", "vgg16", PRESET,
+                                   "efficientnet-se-lite0", "efficientnet-se-lite1", "efficientnet-se-lite2"}
     assert "hybridcn-nas" in EXTERNAL_TARGETS
     from leuk.training.options import options_from_args
 

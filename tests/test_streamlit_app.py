@@ -566,7 +566,7 @@ def test_a_smear_is_uncertain_on_every_page(app_env, batch_images):
     at.file_uploader(key="explain_file").set_value((smear.name, smear.read_bytes(), "image/jpeg"))
     at.button(key="explain_run").click().run()
     assert_clean(at)
-    assert any(m.value.startswith("⚠ **Uncertain**: out of distribution") for m in at.markdown)
+    assert any(m.value.startswith(NOT_ASSESSED_HEAD) for m in at.markdown)
 
     at.switch_page("views/pipeline.py").run()
     if not serving.pipeline_model_names():
@@ -574,7 +574,10 @@ def test_a_smear_is_uncertain_on_every_page(app_env, batch_images):
     at.file_uploader(key="pipeline_file").set_value((cell.name, cell.read_bytes(), "image/png"))
     at.button(key="pipeline_run").click().run()
     assert_clean(at)
-    assert any(m.value.startswith("⚠ **Uncertain**: out of distribution") for m in at.markdown)
+    assert any(m.value.startswith(NOT_ASSESSED_HEAD) for m in at.markdown)
+
+
+NOT_ASSESSED_HEAD = "⚠ **Not assessed**: unlike the images this model was trained on (out of distribution"
 
 
 def test_about_describes_the_bundled_models_from_their_records(app_env):

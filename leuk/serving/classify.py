@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from leuk.errors import ImageReadError
 from leuk.io import ImageSource, read_image
+from leuk.serving.assessment import verdict_headline
 from leuk.serving.assessment import (
     NOT_ASSESSED,
     NOT_ASSESSED_OOD,
@@ -216,11 +217,11 @@ class ClassifyResult:
         lines = []
         if verdict is None:
             lines.append("**No image could be classified.**")
-        elif not self.assessed:
+        elif not self.assessed and self.single is None:
             why = self.headline.split(": ", 1)[1]
             lines.append(f"⚠ **Not assessed**: {why} ({'; '.join(verdict.reasons)}).")
         else:
-            lines.append(verdict.markdown(self.threshold))
+            lines.append(verdict_headline(verdict, self.threshold))
         if self.single is None and self.aggregate is not None and self.aggregate.n_left_out:
             lines.append(self.aggregate.left_out_text)
         if len(self.images) > 1:

@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image
 
 from leuk.io import ImageSource, read_image
+from leuk.serving.assessment import verdict_headline
+from leuk.verdict import UNCERTAIN_BELOW
 from leuk.serving.classify import MAX_APP_PIXELS, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
@@ -69,6 +71,8 @@ class ExplainResult:
     notes: list[str]
     #: the image's uncertainty verdict (:mod:`leuk.verdict`), as the Classify tab gives it
     verdict: Any = None
+    #: the model's verdict threshold (:attr:`leuk.hub.LoadedModel.uncertain_below`)
+    threshold: float = UNCERTAIN_BELOW
     #: the deletion/insertion curves themselves (:class:`leuk.explain.Faithfulness`), for the log-odds score
     curves: Any = None
     #: the reference image of Integrated Gradients and Occlusion (``None``: the method has none)
@@ -115,7 +119,7 @@ class ExplainResult:
     @property
     def summary_markdown(self) -> str:
         """The image's verdict, then target, probability, faithfulness and timing in a few Markdown lines."""
-        lines = [] if self.verdict is None else [self.verdict.markdown()]
+        lines = [] if self.verdict is None else [verdict_headline(self.verdict, self.threshold)]
         baseline = f", from the {self.baseline} baseline" if self.baseline else ""
         lines += [f"**{METHOD_TITLES.get(self.method, self.method)}**{baseline} for class **{self.target_label}** "
                   f"(probability {self.probability:.3f}), {self.seconds:.1f} s."]
@@ -167,7 +171,8 @@ def explain_image(
     picture = read_image(image, max_pixels=MAX_APP_PIXELS)
     loaded = registry.get(name)
     pixel_values = loaded.processor(images=picture, return_tensors="pt")["pixel_values"]
-    verdict = classify_images([picture], name, registry=registry).verdict
+    classified = classify_images([picture], name, registry=registry)
+    verdict = classified.verdict
     options = dict(CPU_OPTIONS.get(method, {})) if registry.device == "cpu" else {}
     if uses_baseline:
         options["baseline"] = baseline
@@ -191,6 +196,7 @@ def explain_image(
         seconds=seconds,
         notes=list(explanation.notes),
         verdict=verdict,
+        threshold=classified.threshold,
         curves=faith,
         baseline=baseline if uses_baseline else None,
     )

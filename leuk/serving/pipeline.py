@@ -9,6 +9,8 @@ import numpy as np
 from PIL import Image
 
 from leuk.io import ImageSource, read_image
+from leuk.serving.assessment import verdict_headline
+from leuk.verdict import UNCERTAIN_BELOW
 from leuk.serving.classify import MAX_APP_PIXELS, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
@@ -30,6 +32,8 @@ class PipelineResult:
     probabilities: dict[str, float] = field(default_factory=dict)
     #: the smear's uncertainty verdict (:mod:`leuk.verdict`), as the Classify tab gives it
     verdict: Any = None
+    #: the model's verdict threshold (:attr:`leuk.hub.LoadedModel.uncertain_below`)
+    threshold: float = UNCERTAIN_BELOW
 
     @property
     def gallery(self) -> list[tuple[Image.Image, str]]:
@@ -42,7 +46,7 @@ class PipelineResult:
         text = f"**{self.n_cells} cell{'s' if self.n_cells != 1 else ''} found** by `{self.model_name}`."
         if self.label is not None:
             text += f" Prediction: **{self.label}** ({self.probabilities.get(self.label, float('nan')):.3f})."
-        return text if self.verdict is None else f"{self.verdict.markdown()}\n\n{text}"
+        return text if self.verdict is None else f"{verdict_headline(self.verdict, self.threshold)}\n\n{text}"
 
 
 def _has_stages(loaded: Any) -> bool:
@@ -94,7 +98,8 @@ def pipeline_stages(image: ImageSource, model_name: str | None = None, *,
     loaded = registry.get(name)
     stages = loaded.model.stages(picture, processor=loaded.processor, top_k=TOP_FEATURES)
     result = result_from_stages(name, stages, size=picture.size)
-    result.verdict = classify_images([picture], name, registry=registry).verdict
+    classified = classify_images([picture], name, registry=registry)
+    result.verdict, result.threshold = classified.verdict, classified.threshold
     return result
 
 

@@ -229,9 +229,9 @@ class ClassifyResult:
             lines += [f"✖ {item.error}" for item in failed[:8]]
             if len(flagged) + len(failed) > 16:
                 lines.append("… see the per-image table.")
-        if verdict is not None and self.ood_reference:
-            lines.append(f"_Out-of-distribution check: {self.ood_reference}._")
-        elif verdict is not None and verdict.uncertain and self.ood_note:
+        # what the out-of-distribution check is (Mahalanobis, its fit, its threshold rule) is said once, in the
+        # apps' help (leuk.verdict.HELP_MARKDOWN) and the model card, not under every verdict
+        if verdict is not None and verdict.uncertain and not self.ood_reference and self.ood_note:
             lines.append(f"_Note: {self.ood_note}._")
         return "\n\n".join(lines)
 

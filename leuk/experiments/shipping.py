@@ -142,11 +142,14 @@ def _cross_subject_record(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def ship_all_subject_model(final_dir: str | Path, cv_result: Mapping[str, Any], ship: str | Path, *,
                            command: str, baseline: Mapping[str, Any] | None = None,
+                           tried: Sequence[tuple[Mapping[str, Any], str]] = (),
                            target_accuracy: float = 0.95) -> dict[str, Any]:
     """Copy the all-subject model ``final_dir`` to ``ship``, calibrated on ``cv_result``'s out-of-fold rows.
 
     ``cv_result`` is a ``cross_subject.json`` of the same recipe; ``baseline`` another run's
-    ``eval_results.json`` whose ``cross_subject`` record (same folds) goes beside it as ``baseline_cross_subject``.
+    ``eval_results.json`` whose ``cross_subject`` record (same folds) goes beside it as ``baseline_cross_subject``;
+    ``tried``: ``(cross_subject.json, note)`` of recipes run on the same folds before this one (kept as
+    ``recipes_tried``, with the note saying how the choice was made).
     Refuses when the model was not trained on every subject the validation scored.
     Returns ``{"calibration", "summary"}``.
     """
@@ -198,11 +201,14 @@ def ship_all_subject_model(final_dir: str | Path, cv_result: Mapping[str, Any], 
         "recipe": cv_result.get("recipe"),
         "command": command,
     }
+    if tried:
+        eval_results["recipes_tried"] = [{**_cross_subject_record(result), "note": note} for result, note in tried]
     if baseline is not None and baseline.get("cross_subject"):
         eval_results["baseline_cross_subject"] = {
             "model": baseline.get("model"),
             "pretrained_backbone": bool((baseline.get("recipe") or {}).get("pretrained")),
             "image_size": (baseline.get("recipe") or {}).get("image_size"),
+            "lr": (baseline.get("recipe") or {}).get("lr"),
             **{k: v for k, v in baseline["cross_subject"].items() if k in ("protocol", "summary", "per_subject",
                                                                             "folds")},
         }

@@ -209,9 +209,10 @@ def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list
     }
 
 
-def _recipe_name(model: Any, pretrained: Any, image_size: Any) -> str:
+def _recipe_name(model: Any, pretrained: Any, image_size: Any, lr: Any = None) -> str:
     start = "ImageNet start" if pretrained else "from scratch"
-    return f"`{model}`, {start}" + (f", {image_size} px" if image_size else "")
+    return (f"`{model}`, {start}" + (f", {image_size} px" if image_size else "")
+            + (f", lr {lr:g}" if is_number(lr) else ""))
 
 
 def _backbone_note(config: Mapping[str, Any]) -> str | None:
@@ -230,11 +231,15 @@ def _backbone_note(config: Mapping[str, Any]) -> str | None:
 
 
 def comparison_context(eval_json: Mapping[str, Any] | None) -> dict | None:
-    """This recipe's cross-subject figures beside another recipe's on the same folds (``baseline_cross_subject``
-    of an ``eval_results.json``); ``None`` when there is no baseline."""
+    """The shipped recipe's cross-subject figures beside the other recipes run on the same folds: those tried
+    before it (``recipes_tried``) and the baseline (``baseline_cross_subject``) of an ``eval_results.json``;
+    ``None`` when there is no other recipe. ``columns``: one name per recipe, the shipped one first; each row
+    holds one ``(mean ± sd, pooled)`` pair per column."""
     eval_json = eval_json or {}
-    own, base = eval_json.get("cross_subject"), eval_json.get("baseline_cross_subject")
-    if not isinstance(own, Mapping) or not isinstance(base, Mapping):
+    own = eval_json.get("cross_subject")
+    others = [block for block in (*(eval_json.get("recipes_tried") or []), eval_json.get("baseline_cross_subject"))
+              if isinstance(block, Mapping)]
+    if not isinstance(own, Mapping) or not others:
         return None
 
     def figures(block: Mapping[str, Any], key: str) -> tuple[str, str]:
@@ -244,27 +249,25 @@ def comparison_context(eval_json: Mapping[str, Any] | None) -> dict | None:
                    if is_number(spread.get("mean")) else "n/a")
         return mean_sd, format_number((summary.get("pooled") or {}).get(key), 3)
 
-    rows = []
-    for key in ("f1_weighted", "roc_auc", "sensitivity", "specificity", "accuracy", "mcc", "ece"):
-        own_mean, own_pooled = figures(own, key)
-        base_mean, base_pooled = figures(base, key)
-        rows.append({"name": metric_id_and_name(key)[1], "own_mean_sd": own_mean, "own_pooled": own_pooled,
-                     "base_mean_sd": base_mean, "base_pooled": base_pooled})
-    subjects = []
-    own_subjects, base_subjects = own.get("per_subject") or {}, base.get("per_subject") or {}
-    for subject in sorted(set(own_subjects) | set(base_subjects), key=_subject_key):
-        record = own_subjects.get(subject) or base_subjects.get(subject) or {}
-        subjects.append({"subject": subject, "label_display": label_display(str(record.get("label", ""))),
-                         "own": format_number((own_subjects.get(subject) or {}).get("accuracy"), 3),
-                         "base": format_number((base_subjects.get(subject) or {}).get("accuracy"), 3)})
+    def name(block: Mapping[str, Any], recipe: Mapping[str, Any]) -> str:
+        return _recipe_name(recipe.get("model", block.get("model")),
+                            recipe.get("pretrained", block.get("pretrained_backbone")),
+                            recipe.get("image_size", block.get("image_size")), recipe.get("lr", block.get("lr")))
+
     recipe = eval_json.get("recipe") or own.get("recipe") or {}
-    return {
-        "own_name": _recipe_name(recipe.get("model", eval_json.get("model")), recipe.get("pretrained"),
-                                 recipe.get("image_size")),
-        "base_name": _recipe_name(base.get("model"), base.get("pretrained_backbone"), base.get("image_size")),
-        "rows": rows,
-        "subjects": subjects,
-    }
+    blocks = [own, *others]
+    columns = [name(own, recipe) + " (shipped)"] + [name(b, b.get("recipe") or {}) for b in others]
+    rows = [{"name": metric_id_and_name(key)[1], "cells": [figures(b, key) for b in blocks]}
+            for key in ("f1_weighted", "roc_auc", "sensitivity", "specificity", "accuracy", "mcc", "ece")]
+    per_subject = [b.get("per_subject") or {} for b in blocks]
+    subjects = []
+    for subject in sorted(set().union(*per_subject), key=_subject_key):
+        record = next((p[subject] for p in per_subject if subject in p), {})
+        subjects.append({"subject": subject, "label_display": label_display(str(record.get("label", ""))),
+                         "accuracies": [format_number((p.get(subject) or {}).get("accuracy"), 3)
+                                        for p in per_subject]})
+    notes = [str(b["note"]) for b in others if b.get("note")]
+    return {"columns": columns, "rows": rows, "subjects": subjects, "notes": notes}
 
 
 def calibration_context(eval_json: Mapping[str, Any] | None) -> dict | None:

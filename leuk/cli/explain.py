@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from leuk.errors import LeukError
     from leuk.explain import (branch_layers, display_image, explain_hybrid, explain_many, render_panel,
                               resolve_methods, restore_aspect)
+    from leuk.explain.render import panel_info
     from leuk.hub import load_model
     from leuk.inference import Predictor
     from leuk.io import read_image
@@ -128,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for method, path in output_paths(args.out, methods).items():
         explanation = explanations[method]
+        # the cell under the original says what the picture is about: the verdict, the probabilities, the notes
+        info = "\n".join([f"verdict: {verdict.text}", panel_info(explanation, checked.probabilities)])
         figure = render_panel(shown, [explanation], sign=args.sign, alpha=args.alpha, cmap=args.cmap,
-                              curves=not args.no_curves)
+                              curves=not args.no_curves, info=info)
         caption(figure, f"{Path(args.image).name} - {loaded.spec}")
         figure.savefig(path, dpi=110)
         print(f"{explanation.summary()} -> {path}")

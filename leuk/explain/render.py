@@ -6,6 +6,8 @@ thread-safe in the web apps and leaves no global state behind.
 
 from __future__ import annotations
 
+import textwrap
+
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -170,6 +172,22 @@ def _panel_items(explanations: Any) -> list[tuple[str, np.ndarray, Any]]:
     return out
 
 
+def panel_info(explanation: Any, probabilities: Optional[Mapping[str, float]] = None) -> str:
+    """What a panel's otherwise empty cell says: the class explained with its probability, every class
+    probability (when given), the deletion/insertion AUCs and the explanation's notes."""
+    label = explanation.label if explanation.label is not None else explanation.target
+    lines = [f"explained: {label} (p={explanation.probability:.3f})"]
+    if probabilities:
+        lines += ["probabilities:"] + [f"  {name}: {value:.3f}" for name, value in
+                                       sorted(probabilities.items(), key=lambda item: -item[1])]
+    faith = explanation.faithfulness
+    if faith is not None:
+        lines.append(f"deletion AUC {faith.deletion_auc:.3f} (lower is better)")
+        lines.append(f"insertion AUC {faith.insertion_auc:.3f} (higher is better)")
+    lines += [f"note: {note}" for note in explanation.notes]
+    return "\n".join(lines)
+
+
 def render_panel(
     image: ImageLike,
     explanations: Union[Any, Sequence[Any], Mapping[str, Any]],
@@ -181,12 +199,15 @@ def render_panel(
     curves: bool = False,
     title: Optional[str] = None,
     panel_size: float = 3.0,
+    info: Optional[str] = None,
 ):
     """Side-by-side panels: the original image, then one overlay per method (matplotlib Figure, Agg).
 
     ``explanations``: an :class:`~leuk.explain.Explanation`, a list of them, or ``{title: map or
     Explanation}``. Each overlay's caption gives the target, its probability and the deletion/insertion
-    AUCs; ``curves=True`` adds a row with the deletion and insertion curves. Save with ``fig.savefig``.
+    AUCs; ``curves=True`` adds a row with the deletion and insertion curves, and the cell under the original
+    holds ``info`` (e.g. the verdict and the class probabilities; default: :func:`panel_info` of the first
+    explanation) instead of staying empty. Save with ``fig.savefig``.
     """
     from matplotlib.figure import Figure
 
@@ -224,6 +245,11 @@ def render_panel(
     for ax in axes[0]:
         ax.set_axis_off()
     if with_curves:
+        text = info if info is not None else panel_info([e for _, _, e in items if e is not None][0])
+        width = max(24, int(panel_size * 11))
+        wrapped = "\n".join(textwrap.fill(line, width) if line else "" for line in text.splitlines())
+        axes[1, 0].text(0.0, 1.0, wrapped, transform=axes[1, 0].transAxes, va="top", ha="left", fontsize=7,
+                        family="monospace")
         axes[1, 0].set_axis_off()
     if title:
         fig.suptitle(title, fontsize=10)

@@ -31,11 +31,14 @@ from leuk.serving.explanations import (
     BASELINE_METHODS,
     EXPLAIN_BASELINES,
     EXPLAIN_METHODS,
+    IG_STEPS_CHOICES,
+    IG_STEPS_METHODS,
     METHOD_TITLES,
     ExplainResult,
     explain_baseline_choices,
     explain_image,
     explain_method_choices,
+    ig_steps_choices,
 )
 from leuk.serving.model_info import (
     ModelInfo,
@@ -43,11 +46,13 @@ from leuk.serving.model_info import (
     from_pretrained_snippet,
     model_info,
     model_labels,
+    sample_task,
     samples_for_model,
     training_summary_for,
 )
 from leuk.serving.montecarlo import (
     LEAKAGE_COLUMNS,
+    PVALUE_TITLES,
     MonteCarloData,
     MonteCarloReport,
     bundled_runs,
@@ -55,6 +60,7 @@ from leuk.serving.montecarlo import (
     montecarlo_choices,
     montecarlo_report,
     montecarlo_sources,
+    pvalue_display,
     source_label,
 )
 from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
@@ -63,15 +69,26 @@ from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline
 from leuk.serving.cells import SmearResult, SmearsResult, cell_model_names, classify_smears, classify_smears_gpu
 from leuk.serving.registry import ModelRegistry, get_registry, set_registry, warm_up
 from leuk.serving.runtime import choose_device, gpu
-from leuk.serving.samples import Sample, list_samples, one_per_class, samples_description
+from leuk.serving.samples import (
+    ChosenInput,
+    Sample,
+    choose_input,
+    list_samples,
+    one_per_class,
+    samples_description,
+    without_sample,
+)
 
 __all__ = [
     "BASELINE_METHODS",
     "EXPLAIN_BASELINES",
     "EXPLAIN_METHODS",
     "LEAKAGE_COLUMNS",
+    "PVALUE_TITLES",
     "MAX_APP_PIXELS",
     "MAX_IMAGES",
+    "IG_STEPS_CHOICES",
+    "IG_STEPS_METHODS",
     "METHOD_TITLES",
     "NOT_A_MEDICAL_DEVICE",
     "NO_MODEL_HELP",
@@ -88,6 +105,7 @@ __all__ = [
     "PatientAggregate",
     "PipelineResult",
     "ReferenceStatistics",
+    "ChosenInput",
     "Sample",
     "SmearResult",
     "SmearsResult",
@@ -96,6 +114,7 @@ __all__ = [
     "bundled_runs",
     "choose_device",
     "cell_model_names",
+    "choose_input",
     "classify",
     "classify_smears",
     "classify_smears_gpu",
@@ -104,6 +123,7 @@ __all__ = [
     "explain_baseline_choices",
     "explain_method_choices",
     "from_pretrained_snippet",
+    "ig_steps_choices",
     "get_registry",
     "gpu",
     "image_statistics",
@@ -117,11 +137,14 @@ __all__ = [
     "montecarlo_report",
     "montecarlo_sources",
     "pipeline_model_names",
+    "pvalue_display",
     "pipeline_stages",
     "samples_description",
+    "sample_task",
     "samples_for_model",
     "source_label",
     "set_registry",
     "training_summary_for",
     "warm_up",
+    "without_sample",
 ]

@@ -346,6 +346,8 @@ class SmearsResult:
         hidden = cells["assessed"].eq(False)
         cells.loc[hidden, "label"] = NOT_ASSESSED
         cells.loc[hidden, [f"p_{n}" for n in self.labels]] = None
+        for name in self.labels:  # what a person reads: 3 decimals (the CSV, :meth:`table`, keeps full precision)
+            cells[f"p_{name}"] = cells[f"p_{name}"].astype(float).round(DISPLAY_DECIMALS)
         return cells[keep]
 
     def smear_table(self) -> "pd.DataFrame":
@@ -372,6 +374,10 @@ class SmearsResult:
                 head += (f"\n\n**Patient** ({len(self.smears)} smears): {row['classified']} cells classified, "
                          f"{share}{row['uncertain_cells']} uncertain.")
         return "\n".join([head, "", *lines, "", SCALE_NOTE[self.scale_mode]])
+
+
+#: Decimals of the probabilities the apps show (downloads keep full precision).
+DISPLAY_DECIMALS = 3
 
 
 def _mean(agg: PatientAggregate | None, label: str) -> float | None:

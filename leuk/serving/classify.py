@@ -235,6 +235,18 @@ class ClassifyResult:
             lines.append(f"_Note: {self.ood_note}._")
         return "\n\n".join(lines)
 
+    #: How many file names :attr:`files_markdown` lists before it says how many more there are.
+    FILES_SHOWN = 8
+
+    @property
+    def files_markdown(self) -> str:
+        """Which files this result is about, e.g. ``Classified by `m`: `a.png`, `b.png`.`` (one line)."""
+        names = [f"`{item.name}`" for item in self.images]
+        more = len(names) - self.FILES_SHOWN
+        listed = ", ".join(names[:self.FILES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+        noun = "image" if len(names) == 1 else f"{len(names)} images"
+        return f"**Classified {noun}** by `{self.model_name}`: {listed}."
+
     def label_output(self) -> dict[str, float] | str:
         """``{label: probability}`` for a label widget: the one image's, or the patient-level mean of the assessed
         images; :data:`NOT_ASSESSED` (no class, no probability) when the headline is not an answer."""

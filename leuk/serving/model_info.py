@@ -166,11 +166,27 @@ def banner_for(model_name: str | None, *, registry: ModelRegistry | None = None,
     return model_banner(name, training_summary_for(name, registry=registry, load=load))
 
 
-def samples_for_model(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> list["Sample"]:
-    """The bundled samples, those of the model's own task first."""
-    from leuk.serving.samples import samples_in_model_order
+def sample_task(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> str | None:
+    """The bundled sample task a model takes (``cnmc`` single cells, ``aria`` smears): its family's dataset
+    (:attr:`leuk.models.family.ModelFamily.dataset`), else the task whose classes are the model's; ``None`` when
+    neither says."""
+    from leuk.serving.samples import TASK_TITLES, task_for_labels
 
-    return samples_in_model_order(model_labels(model_name, registry=registry))
+    registry = registry or get_registry()
+    loaded = registry.get(model_name)
+    family = getattr(loaded, "family", None)
+    dataset = getattr(family, "dataset", None)
+    if dataset in TASK_TITLES:
+        return dataset
+    return task_for_labels(list(loaded.labels))
+
+
+def samples_for_model(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> list["Sample"]:
+    """The bundled samples the model takes (those of :func:`sample_task`); every sample when no task is known."""
+    from leuk.serving.samples import list_samples
+
+    task = sample_task(model_name, registry=registry)
+    return list_samples(task) if task is not None else list_samples()
 
 
 def model_labels(model_name: str | None = None, *, registry: ModelRegistry | None = None) -> list[str]:

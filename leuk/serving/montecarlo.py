@@ -36,6 +36,20 @@ LEAKAGE_COLUMNS = ("model", "mean gap", "95% CI low", "95% CI high", "2.5%", "97
                    "Wilcoxon p (Holm)", "iterations")
 
 
+#: Readable headers of the paired-test table (:attr:`MonteCarloReport.pvalues` keeps the raw column names, which
+#: API clients and downloads use); columns not named here keep their name.
+PVALUE_TITLES = {
+    "mean_difference": "mean Δ",
+    "difference_p2_5": "Δ 2.5%",
+    "difference_p97_5": "Δ 97.5%",
+    "cohens_d": "Cohen's d",
+    "t_pvalue": "t-test p",
+    "t_pvalue_holm": "t-test p (Holm)",
+    "wilcoxon_pvalue": "Wilcoxon p",
+    "wilcoxon_pvalue_holm": "Wilcoxon p (Holm)",
+}
+
+
 def results_dir() -> Path:
     """``$LEUK_RESULTS_DIR`` or ``<repo>/assets/results``."""
     override = os.environ.get(RESULTS_ENV)
@@ -195,6 +209,11 @@ class MonteCarloReport:
     label: str = ""
     description: str = ""
 
+    def pvalue_table(self) -> "pd.DataFrame":
+        """:attr:`pvalues` of this one metric with readable headers (:func:`pvalue_display`, no ``metric``
+        column)."""
+        return pvalue_display(self.pvalues, drop=("metric",))
+
     @property
     def summary_markdown(self) -> str:
         """What was run, in one paragraph, and the reference model's leakage gap with its interval."""
@@ -218,6 +237,12 @@ class MonteCarloReport:
         if self.synthetic:
             text += "\n\n**These results come from synthetic data**: they show the software, not the models' skill."
         return text
+
+
+def pvalue_display(pvalues: "pd.DataFrame", *, drop: tuple[str, ...] = ()) -> "pd.DataFrame":
+    """The paired-test table as a person reads it: :data:`PVALUE_TITLES` headers, the ``drop`` columns left out
+    (e.g. ``metric`` when the view shows one metric); the numbers are already rounded for display."""
+    return pvalues.drop(columns=[c for c in drop if c in pvalues.columns]).rename(columns=PVALUE_TITLES)
 
 
 def _significant(value: Any, figures: int = 3) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +36,8 @@ class PipelineResult:
     verdict: Any = None
     #: the model's verdict threshold (:attr:`leuk.hub.LoadedModel.uncertain_below`)
     threshold: float = UNCERTAIN_BELOW
+    #: the file the phases are about (an upload's or a sample's name), ``""`` when unknown
+    image_name: str = ""
 
     @property
     def gallery(self) -> list[tuple[Image.Image, str]]:
@@ -43,7 +47,8 @@ class PipelineResult:
     @property
     def summary_markdown(self) -> str:
         """The smear's verdict, then the cells found and the prediction."""
-        text = f"**{self.n_cells} cell{'s' if self.n_cells != 1 else ''} found** by `{self.model_name}`."
+        about = f" in `{self.image_name}`" if self.image_name else ""
+        text = f"**{self.n_cells} cell{'s' if self.n_cells != 1 else ''} found**{about} by `{self.model_name}`."
         if self.label is not None:
             text += f" Prediction: **{self.label}** ({self.probabilities.get(self.label, float('nan')):.3f})."
         return text if self.verdict is None else f"{verdict_headline(self.verdict, self.threshold)}\n\n{text}"
@@ -87,9 +92,10 @@ def as_picture(value: Any) -> Image.Image:
 
 
 @gpu()
-def pipeline_stages(image: ImageSource, model_name: str | None = None, *,
+def pipeline_stages(image: ImageSource, model_name: str | None = None, *, image_name: str | None = None,
                     registry: ModelRegistry | None = None) -> PipelineResult:
-    """Run the HybridCN-NAS phases on one smear with ``model_name`` (default: the first model that has them)."""
+    """Run the HybridCN-NAS phases on one smear with ``model_name`` (default: the first model that has them).
+    ``image_name``: the file's name for the result text (default: the name of a path ``image``)."""
     registry = registry or get_registry()
     name = registry.choose(model_name, _has_stages,
                            wrong_kind="has no pipeline phases: choose a HybridCN-NAS model",
@@ -100,6 +106,9 @@ def pipeline_stages(image: ImageSource, model_name: str | None = None, *,
     result = result_from_stages(name, stages, size=picture.size)
     classified = classify_images([picture], name, registry=registry)
     result.verdict, result.threshold = classified.verdict, classified.threshold
+    if image_name is None and isinstance(image, (str, os.PathLike)):
+        image_name = Path(image).name
+    result.image_name = image_name or ""
     return result
 
 

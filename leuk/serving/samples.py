@@ -100,6 +100,59 @@ def samples_in_model_order(labels: Sequence[str]) -> list[Sample]:
     return [s for s in samples if s.path in own] + [s for s in samples if s.path not in own]
 
 
+def task_for_labels(labels: Sequence[str]) -> str | None:
+    """The sample task whose classes are exactly ``labels`` (case-insensitive), or ``None``."""
+    wanted = {label.lower() for label in labels}
+    by_task: dict[str, set[str]] = {}
+    for sample in list_samples():
+        by_task.setdefault(sample.task, set()).add(sample.label.lower())
+    return next((task for task, found in by_task.items() if found == wanted), None)
+
+
+@dataclass(frozen=True)
+class ChosenInput:
+    """The one image a single-image view works on: an upload or a bundled sample, by name, and what was set
+    aside (``note``: e.g. the sample an upload replaced), so that a result says which file it is about."""
+
+    image: object
+    name: str
+    note: str = ""
+
+
+def choose_input(upload_name: str | None, upload: object, sample: "Path | str | None") -> ChosenInput | None:
+    """An upload wins over a preselected sample, and says so; ``None`` when there is neither.
+
+    ``upload``: the uploaded bytes (or path); ``sample``: the bundled sample picked (or ``None``).
+    """
+    if upload is not None:
+        note = (f"Using the upload `{upload_name}`; the sample `{Path(sample).name}` is set aside "
+                "(remove the upload to use it)." if sample else "")
+        return ChosenInput(upload, upload_name or "upload", note)
+    if sample:
+        return ChosenInput(str(sample), Path(sample).name)
+    return None
+
+
+def without_sample(paths: Sequence[str], sample: "Path | str | None") -> list[str]:
+    """``paths`` less the copies of the bundled ``sample`` (same name and bytes): an upload replaces a sample
+    clicked before it, so that a patient's images are never mixed with a bundled one."""
+    if not sample:
+        return list(paths)
+    sample = Path(sample)
+    try:
+        content = sample.read_bytes()
+    except OSError:
+        return list(paths)
+
+    def is_copy(path: str) -> bool:
+        try:
+            return Path(path).name == sample.name and Path(path).read_bytes() == content
+        except OSError:
+            return False
+
+    return [path for path in paths if not is_copy(path)]
+
+
 def one_per_class(samples: Sequence[Sample]) -> list[Sample]:
     """The first sample of every (task, class), in the given order: an example row shows every class once."""
     seen: set[tuple[str, str]] = set()

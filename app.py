@@ -34,10 +34,13 @@ CSS = """
 #demo-banner {border-left: 4px solid #b45309; padding: 0.4em 0.8em; background: rgba(180, 83, 9, 0.08);}
 #uncertain-flag p {font-size: 1.05em;}
 /* Tables: headers wrap between words only (never "probabi-lity"), cells wrap, and no column is sized wider than
-   16rem, so a table with a long text column fits its box instead of running off it. */
+   12rem, so a table with long text columns (reasons, error) fits its box at 1400 px instead of running off it. */
 .table-wrap .header-cell span.header {word-break: normal !important; overflow-wrap: normal !important;}
 .table-wrap td .cell-wrap {white-space: normal !important; overflow-wrap: break-word !important;}
-.table-wrap .sizing-body td .cell-wrap {white-space: nowrap !important; max-width: 16rem; overflow: hidden;}
+.table-wrap .sizing-body td .cell-wrap {white-space: nowrap !important; max-width: 12rem; overflow: hidden;}
+/* The paired tests have eleven columns: a smaller type lets all of them show at 1400 px. */
+#mc-pvalues td, #mc-pvalues th, #mc-pvalues .cell-wrap {font-size: 12px !important;}
+#mc-pvalues td, #mc-pvalues th {padding-left: 6px !important; padding-right: 6px !important;}
 /* The sample gallery: every column fits (Gradio gives each at least 100 px, which cuts the sixth one off). */
 #sample-gallery .grid-container {grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important;}
 #samples-note {margin-bottom: -0.5em;}
@@ -45,8 +48,7 @@ CSS = """
 .wrap:has(> .validation-error) {z-index: 50 !important;}
 """
 
-PVALUE_HEADERS = ["comparison", "protocol", "metric", "model", "mean_difference", "t_pvalue", "t_pvalue_holm",
-                  "wilcoxon_pvalue", "wilcoxon_pvalue_holm"]
+PVALUE_HEADERS = ["comparison", "protocol", "model", *serving.PVALUE_TITLES.values()]
 LEAKAGE_HEADERS = list(serving.LEAKAGE_COLUMNS)
 
 #: Options ``python app.py`` launches with; tests pass the same ones.
@@ -127,7 +129,8 @@ def _paths(files: Any) -> list[str]:
 def _classify_outputs(result: serving.ClassifyResult) -> tuple[dict | str, str, Any, Any]:
     """Label widget ("not assessed" when the headline is no answer), verdict with the probabilities of the images
     not assessed in a collapsed detail, per-image and patient tables."""
-    flag = "\n\n".join(part for part in (result.flag_markdown, result.probability_details()) if part)
+    flag = "\n\n".join(part for part in (result.flag_markdown, result.files_markdown, result.probability_details())
+                       if part)
     return result.label_output(), flag, result.table(), result.aggregate_table()
 
 
@@ -143,12 +146,23 @@ def classify(files: Sequence[str] | None, model_name: str) -> tuple[dict | str, 
 @user_errors("classify")
 def classify_sample(model_name: str, sample_paths: list[str], evt: gr.SelectData) -> tuple[Any, ...]:
     """Classify the sample image clicked in the gallery (``sample_paths``: the gallery's files, in order); the
-    sample replaces whatever was uploaded, so the upload box shows what the results are about."""
+    sample replaces whatever was uploaded, so the upload box shows what the results are about. Returns the upload
+    box's new value, the sample in force (:func:`upload_replaces_sample` drops it on the next upload) and the
+    Classify outputs."""
     index = evt.index if isinstance(evt.index, int) else evt.index[0]
     if not 0 <= index < len(sample_paths):
         raise gr.Error("That sample is not in the gallery any more; reload the page.", title="Cannot classify")
     path = sample_paths[index]
-    return (gr.update(value=[path]),) + _classify_outputs(serving.classify([path], model_name))
+    return (gr.update(value=[path]), path) + _classify_outputs(serving.classify([path], model_name))
+
+
+def upload_replaces_sample(files: Any, sample: str | None) -> tuple[Any, None]:
+    """An upload after a sample click replaces the sample (Gradio appends uploads to the box's files): the box
+    keeps only the uploaded files, so Classify never mixes a bundled sample into the user's patient."""
+    if not sample:
+        return gr.skip(), gr.skip()
+    kept = serving.without_sample(_paths(files), sample)
+    return gr.update(value=kept or None), None
 
 
 #: The Classify tab's two inputs: cells cut out onto black (C-NMC), or smear photos (every white cell found).
@@ -198,20 +212,23 @@ def explain_cell(state: dict | None, method: str, evt: gr.SelectData) -> tuple[A
 
 @user_errors("explain")
 def explain(file: str | None, model_name: str, method: str, target: str,
-            baseline: str = serving.EXPLAIN_BASELINES[0]) -> tuple[Any, str]:
+            baseline: str = serving.EXPLAIN_BASELINES[0], ig_steps: int | None = None) -> tuple[Any, str]:
     """Attribution overlay for one image, and how faithful the map is (deletion / insertion). ``baseline``: the
-    reference image of Integrated Gradients and Occlusion (black, blur, mean or zero)."""
+    reference image of Integrated Gradients and Occlusion (black, blur, mean or zero); ``ig_steps``: Integrated
+    Gradients steps (empty or 0: 16 on CPU, 50 on a GPU)."""
     paths = _paths(file)
     if not paths:
         raise gr.Error("Upload an image first, or pick an example.", title="Nothing to explain")
     result = serving.explain_image(paths[0], model_name, method=method, target=target or None,
-                                   baseline=baseline or None)
+                                   baseline=baseline or None, ig_steps=int(ig_steps) if ig_steps else None)
     return result.overlay, result.summary_markdown
 
 
-def baseline_choice(method: str) -> Any:
-    """The baseline picker is live only for the methods that start from a reference image."""
-    return gr.update(interactive=method in serving.BASELINE_METHODS)
+def baseline_choice(method: str) -> tuple[Any, Any]:
+    """The baseline picker is live only for the methods that start from a reference image, the IG steps picker
+    only for Integrated Gradients."""
+    return (gr.update(interactive=method in serving.BASELINE_METHODS),
+            gr.update(interactive=method in serving.IG_STEPS_METHODS))
 
 
 @user_errors("run the pipeline")
@@ -251,7 +268,7 @@ def montecarlo(source: str, metric: str) -> tuple[str, Any, Any, Any, Any, Any]:
     """Monte Carlo results (bundled, a folder/parquet, or a dataset repo id): charts, tests, leakage gap."""
     report = serving.montecarlo_report(source or None, metric or None, allow_local=ALLOW_LOCAL_RESULTS)
     return (report.summary_markdown, gr.update(choices=report.metrics, value=report.metric),
-            report.distribution_chart, report.difference_chart, report.pvalues, report.leakage)
+            report.distribution_chart, report.difference_chart, report.pvalue_table(), report.leakage)
 
 
 @user_errors("describe the model")
@@ -274,14 +291,21 @@ def _gallery(samples: Sequence[serving.Sample]) -> tuple[list[tuple[str, str]], 
     return [(str(s.path), s.caption) for s in samples], [str(s.path) for s in samples]
 
 
+def _samples_note(samples: Sequence[serving.Sample]) -> str:
+    if not samples:
+        return "**Samples**: none bundled for this model's task."
+    return f"**Samples** the selected model takes: click one to classify it ({serving.samples_description(samples)})."
+
+
 @user_errors("switch model")
-def on_model_change(model_name: str) -> tuple[Any, Any, Any, list[str]]:
-    """Demo banner, explanation targets and sample order (the model's own task first) of the selected model."""
+def on_model_change(model_name: str) -> tuple[Any, Any, Any, list[str], str]:
+    """Demo banner, explanation targets, and the samples of the selected model's task (only images it takes)."""
     banner = serving.banner_for(model_name)
     targets = ["predicted"] + serving.model_labels(model_name)
-    items, paths = _gallery(serving.samples_for_model(model_name))
+    samples = serving.samples_for_model(model_name)
+    items, paths = _gallery(samples)
     return (gr.update(value=banner, visible=bool(banner)), gr.update(choices=targets, value="predicted"),
-            gr.update(value=items), paths)
+            gr.update(value=items), paths, _samples_note(samples))
 
 
 def on_page_load(handler: Callable[..., tuple], outputs: Sequence[Any]) -> Callable[..., tuple]:
@@ -303,7 +327,8 @@ def build_demo() -> gr.Blocks:
     names = registry.names
     default = registry.default
     samples = serving.list_samples()
-    gallery_items, gallery_paths = _gallery(samples)
+    # the gallery is filled on page load with the samples of the selected model's task (it must be loaded)
+    gallery_items, gallery_paths = [], []
     smear_examples = [[str(s.path)] for s in serving.one_per_class([s for s in samples if s.task == "aria"])]
     all_examples = [[str(s.path)] for s in samples[:: max(1, len(samples) // 6)]][:6]
     model_kwargs = dict(choices=names, value=default, label="Model", interactive=True)
@@ -329,19 +354,21 @@ def build_demo() -> gr.Blocks:
                                         info="single cells cut out onto black (as C-NMC), or smear photos: every "
                                              "white cell is found, cut out and classified")
                         files = gr.File(file_count="multiple", file_types=["image"],
-                                        label="Images of one patient (PNG, JPG, BMP, TIFF)")
+                                        label="Images of one patient (PNG, JPG, BMP, TIFF)",
+                                        elem_id="classify-files")
                         classify_button = gr.Button("Classify", variant="primary")
                         with gr.Column(visible=False) as smear_controls:
                             segmenter = gr.Dropdown(choices=SEGMENTER_CHOICES, value="auto", label="Cell finder",
                                                     elem_id="smear-segmenter")
                             smear_button = gr.Button("Find and classify every white cell", variant="primary")
                         # the gallery's own label floats over its first row: say what the samples are above it
-                        gr.Markdown(f"**Samples**: click one to classify it "
-                                    f"({serving.samples_description(samples)}).", elem_id="samples-note")
+                        samples_note = gr.Markdown("**Samples**: loading the ones the selected model takes…",
+                                                   elem_id="samples-note")
                         gallery = gr.Gallery(gallery_items, label="Samples", show_label=False,
                                              columns=6, height="auto", allow_preview=False, object_fit="contain",
                                              interactive=False, buttons=[], elem_id="sample-gallery")
                         sample_paths = gr.State(gallery_paths)
+                        active_sample = gr.State(None)  # the clicked sample the upload box holds, if any
                     with gr.Column(scale=1):
                         with gr.Column(visible=True) as cell_results:
                             label = gr.Label(num_top_classes=4, label="Calibrated probabilities",
@@ -390,6 +417,10 @@ def build_demo() -> gr.Blocks:
                                                info="black credits the cell as a whole (random weights do so too); "
                                                     "the blurred image asks which fine structure drove the call",
                                                elem_id="explain-baseline")
+                        ig_steps = gr.Dropdown(choices=serving.ig_steps_choices(), value=0,
+                                               interactive=False, label="Integrated Gradients steps",
+                                               info="more steps: a more exact integral (a smaller completeness "
+                                                    "gap), in proportion slower", elem_id="explain-ig-steps")
                         explain_button = gr.Button("Explain", variant="primary")
                         if all_examples:
                             gr.Examples(all_examples, inputs=[explain_file], label="Samples")
@@ -436,7 +467,7 @@ def build_demo() -> gr.Blocks:
                                               elem_id="mc-distribution")
                     mc_difference = gr.Plot(label="Paired differences", show_label=False, elem_id="mc-difference")
                 mc_pvalues = gr.Dataframe(headers=PVALUE_HEADERS, label="Paired tests (Holm-corrected)",
-                                          interactive=False, wrap=True)
+                                          interactive=False, wrap=True, elem_id="mc-pvalues")
                 mc_leakage = gr.Dataframe(headers=LEAKAGE_HEADERS, interactive=False,
                                           label="Leakage gap: image-level minus patient-level score")
 
@@ -452,23 +483,26 @@ def build_demo() -> gr.Blocks:
         light = dict(concurrency_limit=4, concurrency_id="light")
         classify_button.click(titled_toasts(classify), [files, model], classify_outputs, api_name="classify",
                               **heavy)
-        gallery.select(titled_toasts(classify_sample), [model, sample_paths], [files] + classify_outputs,
-                       api_visibility="private", **heavy)
+        gallery.select(titled_toasts(classify_sample), [model, sample_paths],
+                       [files, active_sample] + classify_outputs, api_visibility="private", **heavy)
+        files.upload(upload_replaces_sample, [files, active_sample], [files, active_sample],
+                     api_visibility="private", **light)
+        files.clear(lambda: None, None, [active_sample], api_visibility="private", **light)
         mode.change(classify_mode, [mode], [classify_button, smear_controls, cell_results, smear_results, table,
                                             smear_cells], api_visibility="private", **light)
         smear_button.click(titled_toasts(classify_smear), [files, model, segmenter], smear_outputs, api_name="smear", **heavy)
         cell_gallery.select(titled_toasts(explain_cell), [smear_state, method], [cell_overlay, cell_explanation],
                             api_visibility="private", **heavy)
-        explain_button.click(titled_toasts(explain), [explain_file, model, method, target, baseline],
+        explain_button.click(titled_toasts(explain), [explain_file, model, method, target, baseline, ig_steps],
                              [overlay, faithfulness], api_name="explain", **heavy)
-        method.change(baseline_choice, [method], [baseline], api_visibility="private", **light)
+        method.change(baseline_choice, [method], [baseline, ig_steps], api_visibility="private", **light)
         pipeline_button.click(titled_toasts(pipeline), [pipeline_file, pipeline_model],
                               [stages, pipeline_summary, features], api_name="pipeline", **heavy)
         mc_outputs = [mc_summary, mc_metric, mc_distribution, mc_difference, mc_pvalues, mc_leakage]
         mc_button.click(titled_toasts(montecarlo), [mc_source, mc_metric], mc_outputs, api_name="montecarlo",
                         validator=check_montecarlo, **light)
         info_outputs = [info_summary, card, metrics, snippet]
-        model_outputs = [banner, target, gallery, sample_paths]
+        model_outputs = [banner, target, gallery, sample_paths, samples_note]
         model.change(titled_toasts(on_model_change), [model], model_outputs, api_visibility="private", **light)
         model.change(titled_toasts(model_info), [model], info_outputs, api_name="model_info", **light)
         # page load: fill the Models and Monte Carlo tabs; a failure here becomes text, not an error popup

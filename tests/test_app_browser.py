@@ -49,6 +49,29 @@ BROKEN_HEADER_WORDS = """(root) => {
 OVERFLOWING_TABLES = """(root) => Array.from(root.querySelectorAll('.virtual-table-viewport'))
   .filter(v => v.getBoundingClientRect().width > 0 && v.scrollWidth > v.clientWidth + 1)
   .map(v => [v.scrollWidth, v.clientWidth])"""
+#: Visible table cells (within ``root``) whose text is cut: wider than the cell shows, or running past the right
+#: edge of the window or of the table's box: [the text, why].
+CLIPPED_CELLS = """(root) => {
+  const cut = [];
+  for (const viewport of root.querySelectorAll('.virtual-table-viewport')) {
+    const box = viewport.getBoundingClientRect();
+    if (!box.width) continue;
+    for (const cell of viewport.querySelectorAll('thead th, tbody td')) {
+      const r = cell.getBoundingClientRect();
+      if (!r.width) continue;
+      const text = cell.innerText.trim();
+      if (!text) continue;
+      if (r.right > Math.min(innerWidth, box.right) + 1) { cut.push([text, 'past the right edge']); continue; }
+      for (const inner of cell.querySelectorAll('*')) {
+        if (inner.innerText.trim() && inner.scrollWidth > inner.clientWidth + 1
+            && getComputedStyle(inner).overflowX !== 'visible') {
+          cut.push([text, 'text wider than its cell']); break;
+        }
+      }
+    }
+  }
+  return cut;
+}"""
 #: Whether the element's centre and four points just inside its corners are hit on it (nothing lies over it,
 #: nothing clips it); it must be scrolled into view first.
 FULLY_VISIBLE = """(element) => {
@@ -145,7 +168,9 @@ def test_classify_tab_samples_upload_and_tables(page, shots):
     page.wait_for_timeout(500)  # let the gallery finish its layout
     page.screenshot(path=shots / "classify_empty.png", full_page=True)
     # every sample is fully visible (not under the gallery's label, not cut off on the right) and clickable
-    assert thumbnails.count() >= 12
+    # only the samples the selected model takes: C-NMC single cells for EfficientNet-SE, no Aria smear
+    assert thumbnails.count() == 6
+    assert set(page.locator("#sample-gallery").inner_text().split()) <= {"all", "hem"}
     for index in range(thumbnails.count()):
         thumbnail = thumbnails.nth(index)
         thumbnail.scroll_into_view_if_needed()
@@ -175,6 +200,49 @@ def test_classify_tab_samples_upload_and_tables(page, shots):
     page.screenshot(path=shots / "classify.png", full_page=True)
 
 
+def test_an_upload_replaces_the_sample_and_no_table_cell_is_clipped(page, shots, tmp_path):
+    """After a sample click, an upload replaces the sample (Gradio would append it); the result names the files
+    it used; the per-image table with an error column fits at 1400 px; a sample click then replaces the upload."""
+    from leuk.serving import list_samples
+
+    open_tab(page, "Classify")
+    tab = page.locator("#tab-classify")
+    assert "all_1.png" in tab.inner_text()  # the sample clicked by the previous test
+    cells = list_samples("cnmc")
+    mine = tmp_path / "patient_cell.png"
+    mine.write_bytes(cells[4].path.read_bytes())
+    broken = tmp_path / "scanner_export_that_is_not_a_picture.png"
+    broken.write_bytes(b"this is text, not a picture")
+    tab.locator("input[type=file]").first.set_input_files([str(mine), str(broken)])
+    box = page.locator("#classify-files")
+    names_in_box = "() => document.querySelector('#classify-files').innerText.replace(/\\n/g, '')"
+
+    def in_box() -> str:  # the file names the upload box lists (Gradio splits each before its suffix)
+        return page.evaluate(names_in_box)
+
+    page.wait_for_function(f"() => ({names_in_box})().includes({mine.name!r})"
+                           f" && !({names_in_box})().includes('all_1.png')")
+    assert broken.name in in_box()
+    page.get_by_role("button", name="Classify", exact=True).click()
+    flag = page.locator("#uncertain-flag")
+    flag.get_by_text("Classified 2 images").wait_for()
+    assert mine.name in flag.inner_text() and broken.name in flag.inner_text()
+    assert "all_1.png" not in tab.inner_text()  # neither in the box nor in any result
+    page.wait_for_timeout(800)
+    assert tab.evaluate(OVERFLOWING_TABLES) == []
+    assert tab.evaluate(CLIPPED_CELLS) == []
+    assert "not a readable image" in tab.inner_text()  # the error column is there, and shown whole
+    page.screenshot(path=shots / "classify_upload_replaces_sample.png", full_page=True)
+
+    # a sample click replaces the uploads: the box holds only the clicked sample
+    thumbnails = page.locator("#sample-gallery button.thumbnail-item")
+    thumbnails.nth(3).click()
+    flag.get_by_text("Classified image").wait_for()
+    page.wait_for_function(f"() => !({names_in_box})().includes('patient_cell.png')")
+    assert cells[3].path.name in in_box() and broken.name not in in_box()
+    assert cells[3].path.name in flag.inner_text() and mine.name not in flag.inner_text()
+
+
 def test_explain_tab_keeps_the_aspect_ratio_and_offers_the_baseline(page, shots, wide_images):
     open_tab(page, "Explain")
     tab = page.locator("#tab-explain")
@@ -196,16 +264,33 @@ def test_explain_tab_keeps_the_aspect_ratio_and_offers_the_baseline(page, shots,
     page.wait_for_function("() => !document.querySelector('#explain-baseline input').disabled")
     tab.locator("#explain-baseline input").click()
     page.get_by_role("option", name="blurred image", exact=False).click()
+    # the IG steps setting is live for Integrated Gradients, and the result says how many steps it used
+    tab.locator("#explain-ig-steps input").click()
+    page.get_by_role("option", name="32", exact=True).click()
     page.get_by_role("button", name="Explain").click()
     overlay = page.locator("#overlay img")
     overlay.wait_for()
     page.get_by_text("Faithfulness").first.wait_for()
-    assert "from the blur baseline" in page.locator("#faithfulness").inner_text()
+    text = page.locator("#faithfulness").inner_text()
+    assert "from the blur baseline, 32 steps" in text and wide_images["cnmc"].name in text
+    assert "n_steps" not in text  # advice, when there is any, names the setting on the screen
     natural = overlay.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
     shown = overlay.bounding_box()
     assert natural[0] / natural[1] == pytest.approx(2.0, rel=0.02)
     assert shown["width"] / shown["height"] == pytest.approx(2.0, rel=0.05)
     page.screenshot(path=shots / "explain.png", full_page=True)
+
+    # Grad-CAM on a cell cut out onto black: the result says what it did with the heat on the background, or
+    # that the map is empty and which method shows the call
+    tab.locator("#explain-method input").click()
+    page.get_by_role("option", name="Grad-CAM", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#explain-ig-steps input').disabled")
+    page.get_by_role("button", name="Explain").click()
+    page.wait_for_function("() => { const t = document.querySelector('#faithfulness').innerText;"
+                           " return t.includes('Grad-CAM') && !t.includes('32 steps'); }")
+    text = page.locator("#faithfulness").inner_text()
+    assert "Background masked" in text or ("map is empty" in text and "Integrated Gradients" in text), text
+    page.screenshot(path=shots / "explain_gradcam.png", full_page=True)
 
 
 def test_pipeline_tab_keeps_the_aspect_ratio(page, shots, wide_images):
@@ -231,6 +316,10 @@ def test_montecarlo_tab_keeps_its_results_when_a_source_is_bad(page, shots):
     page.locator("#mc-distribution img").wait_for()
     page.wait_for_timeout(500)
     assert tab.evaluate(BROKEN_HEADER_WORDS) == []
+    # the paired tests and the leakage gap fit at 1400 px: no table scrolls sideways, no cell is cut
+    assert tab.evaluate(OVERFLOWING_TABLES) == []
+    assert tab.evaluate(CLIPPED_CELLS) == []
+    assert "t-test p" in tab.inner_text() and "t_pvalue" not in tab.inner_text()
     page.screenshot(path=shots / "montecarlo.png", full_page=True)
     summary = page.locator("#mc-summary").inner_text()
     chart = page.locator("#mc-distribution img").get_attribute("src")
@@ -257,3 +346,23 @@ def test_models_tab(page, shots):
     assert "from_pretrained" in page.locator("body").inner_text()
     page.screenshot(path=shots / "models.png", full_page=True)
     assert len(list(shots.glob("*.png"))) >= 5
+
+
+def test_the_gallery_follows_the_models_task(page, shots):
+    """HybridCN-NAS is offered the Aria smears, and only them; EfficientNet-SE the C-NMC cells again."""
+    open_tab(page, "Classify")
+    gallery = page.locator("#sample-gallery")
+
+    def choose(name: str) -> None:
+        page.locator("#model-select input").click()
+        page.get_by_role("option", name=name).click()
+
+    choose("demo:hybridcn-nas-lite")
+    page.wait_for_function("() => document.querySelector('#sample-gallery').innerText.includes('Benign')")
+    assert set(gallery.inner_text().split()) <= {"Benign", "Early", "Pre", "Pro"}
+    assert "Aria smear" in page.locator("#samples-note").inner_text()
+    assert "C-NMC" not in page.locator("#samples-note").inner_text()
+    page.screenshot(path=shots / "classify_gallery_smears.png", full_page=True)
+    choose("demo:efficientnet-se-test")
+    page.wait_for_function("() => document.querySelector('#sample-gallery').innerText.includes('hem')")
+    assert set(gallery.inner_text().split()) <= {"all", "hem"}

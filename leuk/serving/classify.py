@@ -135,8 +135,10 @@ class ClassifyResult:
                         for name in self.labels})
             row["OOD score"] = _round(item.ood_score, 2)
             row["verdict"] = item.verdict.word
-            row["reasons"] = "; ".join(item.reasons) if item.uncertain else ""
-            row["error"] = item.error or ""
+            # an unreadable image: its error once, without the file name the row already shows
+            row["reasons"] = "; ".join(item.reasons) if item.uncertain and item.error is None else ""
+            error = item.error or ""
+            row["error"] = error[len(item.name) + 2:] if error.startswith(f"{item.name}: ") else error
             rows.append(row)
         return pd.DataFrame(rows)
 

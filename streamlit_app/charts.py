@@ -28,8 +28,11 @@ def _box_and_points(data: pd.DataFrame, *, x: str, y: str, color: str, y_title: 
     """A box per ``x`` (split by ``color``) with every observation drawn over it as a point; ``x_order`` (e.g. the
     run's model order) sorts the boxes."""
     offsets = data[color].nunique() if color != x else 1
+    # every group keeps its label: slanted enough not to collide, never dropped for overlapping (Vega hides
+    # colliding labels by default, which left 2 of 4 models named)
     x_axis = alt.X(f"{x}:N", title=None, sort=_order(data[x], x_order),
-                   axis=alt.Axis(labelAngle=-20, labelLimit=180))
+                   axis=alt.Axis(labelAngle=-35, labelLimit=220, labelOverlap=False, labelAlign="right",
+                                 labelBaseline="middle"))
     y_axis = alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(zero=False))
     colour_order = _order(data[color], x_order if color == x else PREFERRED_ORDER)
     colour = alt.Color(f"{color}:N", title=color, scale=alt.Scale(domain=colour_order, scheme="tableau10"))

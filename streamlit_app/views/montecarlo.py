@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from leuk import serving
 from leuk.experiments.plots import PLOTTED_METRICS
 from streamlit_app import charts, ui
 
@@ -21,13 +22,17 @@ def chart_grid(metrics: list[str], draw) -> None:
 
 
 def number_formats(frame: pd.DataFrame) -> dict[str, object]:
-    """Scores and differences with four decimals, p-values with three significant digits."""
+    """Scores and differences with four decimals, p-values with three significant digits, and readable headers
+    (:data:`leuk.serving.PVALUE_TITLES`; the data keep their column names, as the download does)."""
     config: dict[str, object] = {}
     for column in frame.columns:
+        title = serving.PVALUE_TITLES.get(column, column)
         if not pd.api.types.is_float_dtype(frame[column]):
+            if title != column:
+                config[column] = st.column_config.Column(title)
             continue
         is_pvalue = "pvalue" in column or column.endswith(" p (Holm)")
-        config[column] = st.column_config.NumberColumn(column, format=PVALUE_FORMAT if is_pvalue else "%.4f")
+        config[column] = st.column_config.NumberColumn(title, format=PVALUE_FORMAT if is_pvalue else "%.4f")
     return config
 
 
@@ -60,11 +65,10 @@ if first is None:
 st.markdown(first.summary_markdown)
 
 headline = [m for m in PLOTTED_METRICS if m in first.metrics] or first.metrics[:2]
-metric_column, model_column, protocol_column = st.columns([5, 4, 3])
-metrics = metric_column.multiselect("Metrics", first.metrics, default=headline, key=f"mc_metrics:{source}")
-models = model_column.multiselect("Models", first.models, default=first.models, key=f"mc_models:{source}")
-protocols = protocol_column.multiselect("Protocols", first.protocols, default=first.protocols,
-                                        key=f"mc_protocols:{source}")
+# one filter per row: a narrow column cuts its chips off (a fourth model read "resnet5…")
+metrics = st.multiselect("Metrics", first.metrics, default=headline, key=f"mc_metrics:{source}")
+models = st.multiselect("Models", first.models, default=first.models, key=f"mc_models:{source}")
+protocols = st.multiselect("Protocols", first.protocols, default=first.protocols, key=f"mc_protocols:{source}")
 if not (metrics and models and protocols):
     st.info("Choose at least one metric, one model and one protocol.", icon=":material/filter_alt:")
     st.stop()

@@ -32,22 +32,26 @@ with options_column:
 with source_column:
     upload = st.file_uploader("Smear image", type=ui.UPLOAD_TYPES, key="pipeline_file")
     smears = {s.path.name: s.path for s in serving.samples_for_model(model_name)}
-    sample = st.selectbox("…or a bundled synthetic sample (the model's own task first)", [NO_SAMPLE, *smears],
-                          key="pipeline_sample", index=1 if smears else 0)
+    sample = st.selectbox("…or a bundled synthetic smear", [NO_SAMPLE, *smears], key="pipeline_sample",
+                          index=1 if smears else 0, disabled=upload is not None)
+    chosen = serving.choose_input(upload.name if upload is not None else None,
+                                  upload.getvalue() if upload is not None else None, smears.get(sample))
+    if chosen is not None:
+        st.caption(chosen.note or f"Runs on `{chosen.name}`.")
 
 if run:
-    image = upload.getvalue() if upload is not None else smears.get(sample)
-    if image is None:
+    if chosen is None:
         st.warning("Upload a smear image or pick a sample first.", icon=":material/upload:")
     else:
-        with ui.user_errors("run the pipeline"), st.spinner("Running the four phases…"):
-            st.session_state[RESULT_KEY] = serving.pipeline_stages(image, model_name)
+        with ui.user_errors("run the pipeline"), st.spinner(f"Running the phases on {chosen.name}…"):
+            st.session_state[RESULT_KEY] = serving.pipeline_stages(chosen.image, model_name, image_name=chosen.name)
 
 result: serving.PipelineResult | None = st.session_state.get(RESULT_KEY)
 if result is not None:
     st.markdown(result.summary_markdown)
     for start in range(0, len(result.stages), COLUMNS):
         for column, (picture, caption) in zip(st.columns(COLUMNS), result.stages[start:start + COLUMNS]):
-            column.image(picture, caption=caption, width="stretch")
+            column.image(picture, width="stretch")
+            column.caption(caption)  # a caption of its own wraps (an image's caption is cut to one line)
     st.markdown("**Selected features furthest from the training mean**")
     st.dataframe(result.features, hide_index=True, width="stretch")

@@ -628,3 +628,34 @@ def test_predict_smear_mode_boxes_cells_and_explains_one(app_env, tmp_path):
     at.button(key="smear_explain").click().run()
     assert_clean(at)
     assert len(at.image) >= 3 and any("Faithfulness" in m.value for m in at.markdown)
+
+
+def test_an_upload_sets_the_sample_aside_and_results_name_their_file(app_env):
+    """Explain and Pipeline: an upload replaces the preselected sample, says so, and the result names the file;
+    the IG steps setting reaches the explanation."""
+    from leuk import serving
+
+    cell = next(s.path for s in serving.list_samples("cnmc"))
+    at = new_app().run().switch_page("views/explain.py").run()
+    preselected = at.selectbox(key="explain_sample").value
+    assert preselected.endswith(".png")  # the default model takes C-NMC cells: no Aria smear is offered
+    assert all(not name.endswith(".jpg") for name in at.selectbox(key="explain_sample").options)
+    at.file_uploader(key="explain_file").set_value(("my_cell.png", cell.read_bytes(), "image/png")).run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "Using the upload `my_cell.png`" in captions and preselected in captions
+    methods = at.selectbox(key="explain_method").options
+    at.selectbox(key="explain_method").set_value(next(m for m in methods if m.startswith("Integrated"))).run()
+    assert not at.selectbox(key="explain_ig_steps").disabled
+    at.selectbox(key="explain_ig_steps").set_value("32").run()
+    at.button(key="explain_run").click().run()
+    assert_clean(at)
+    summary = " ".join(m.value for m in at.markdown)
+    assert "of `my_cell.png`" in summary and "32 steps" in summary and preselected not in summary
+
+    at.switch_page("views/pipeline.py").run()
+    smear = at.selectbox(key="pipeline_sample").value
+    at.file_uploader(key="pipeline_file").set_value(("my_smear.jpg", cell.read_bytes(), "image/png")).run()
+    assert "Using the upload `my_smear.jpg`" in " ".join(c.value for c in at.caption) and smear
+    at.button(key="pipeline_run").click().run()
+    assert_clean(at)
+    assert any("in `my_smear.jpg`" in m.value for m in at.markdown)

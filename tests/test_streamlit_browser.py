@@ -128,3 +128,51 @@ def test_predict_page_chart_upload_errors_and_no_developer_toolbar(dashboard_url
             page.screenshot(path=str(shots / "streamlit_predict.png"), full_page=False)
         finally:
             browser.close()
+
+
+#: Chips of the visible multiselects that are cut off (running past their field's right edge): their texts.
+CUT_CHIPS = """() => {
+  const cut = [];
+  for (const field of document.querySelectorAll('[data-testid="stMultiSelect"]')) {
+    const box = field.querySelector('[data-baseweb="select"]') || field;
+    const right = box.getBoundingClientRect().right;
+    for (const chip of field.querySelectorAll('[data-baseweb="tag"]')) {
+      const r = chip.getBoundingClientRect();
+      if (r.width && r.right > right - 40) cut.push(chip.innerText);
+    }
+  }
+  return cut;
+}"""
+
+
+def test_montecarlo_filters_and_charts_name_every_model(dashboard_url: str, shots: Path):
+    """Every model of the run is a whole chip in the filter, and every chart names each model on its axis."""
+    from playwright.sync_api import sync_playwright
+
+    from test_streamlit_app import MC_MODELS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{dashboard_url}/montecarlo", wait_until="load")
+            page.get_by_role("heading", name="Monte Carlo").first.wait_for()
+            page.wait_for_function(
+                f"Array.from(document.querySelectorAll('{CHART}')).filter(e => e.getBoundingClientRect().width > 0)"
+                ".length >= 3")
+            page.wait_for_timeout(800)
+            assert page.evaluate(CUT_CHIPS) == []
+            models = page.locator('[data-testid="stMultiSelect"]').nth(1)
+            assert all(models.get_by_text(name, exact=True).count() == 1 for name in MC_MODELS)
+            chart = page.locator('[data-testid="stVegaLiteChart"]').first
+            chart.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            # Vega draws with SVG or canvas; its accessible description lists the axis values, and the drawn
+            # labels (SVG) must be all of them
+            texts = chart.locator("svg text").evaluate_all("(els) => els.map(e => e.textContent)")
+            if texts:
+                assert all(name in texts for name in MC_MODELS), texts
+            page.screenshot(path=str(shots / "streamlit_montecarlo_filters_charts.png"), full_page=False)
+        finally:
+            browser.close()

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from leuk.errors import ImageReadError
 from leuk.io import ImageSource, read_image
-from leuk.serving.assessment import verdict_headline
 from leuk.serving.assessment import (
     NOT_ASSESSED,
     NOT_ASSESSED_OOD,
@@ -219,11 +218,11 @@ class ClassifyResult:
         lines = []
         if verdict is None:
             lines.append("**No image could be classified.**")
-        elif not self.assessed and self.single is None:
+        elif not self.assessed:
             why = self.headline.split(": ", 1)[1]
             lines.append(f"⚠ **Not assessed**: {why} ({'; '.join(verdict.reasons)}).")
-        else:
-            lines.append(verdict_headline(verdict, self.threshold))
+        else:  # assessed, though a patient may still hold images that were not (its verdict counts them)
+            lines.append(verdict.markdown(self.threshold))
         if self.single is None and self.aggregate is not None and self.aggregate.n_left_out:
             lines.append(self.aggregate.left_out_text)
         if len(self.images) > 1:

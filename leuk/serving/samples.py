@@ -1,7 +1,8 @@
 """The bundled sample images (``assets/samples/<task>/<label>_<n>.<ext>``, made by ``train/make_samples.py``).
 
 A task folder with an ``ATTRIBUTION.md`` holds real images of a public dataset (C-NMC 2019: real cells of
-subjects the bundled model never saw, CC BY 3.0); the others hold synthetic look-alikes (Aria: its images may
+subjects the fold-0 model ``efficientnet-se-v2b3`` never saw; the default model trained on every pool subject,
+these included; CC BY 3.0); the others hold synthetic look-alikes (Aria: its images may
 not be redistributed).
 """
 

@@ -272,10 +272,16 @@ def montecarlo(source: str, metric: str) -> tuple[str, Any, Any, Any, Any, Any]:
 
 
 @user_errors("describe the model")
-def model_info(model_name: str) -> tuple[str, str, Any, str]:
-    """Model card, parameter count, metrics and a pinned from_pretrained snippet."""
+def model_info(model_name: str) -> tuple[str, str, Any, str, Any, Any]:
+    """Summary (with what was held out and the calibration), model card, every number of eval_results.json, a
+    pinned from_pretrained snippet, the headline held-out figures (mean ± sd over folds, pooled) and the
+    per-subject / per-fold figures."""
     info = serving.model_info(model_name)
-    return info.summary_markdown, info.card_markdown, info.metrics, info.snippet
+    evaluation = info.evaluation
+    summary = info.summary_markdown + (f"\n\n{evaluation.note}" if evaluation is not None and evaluation.note else "")
+    headline = evaluation.headline if evaluation is not None else None
+    breakdown = evaluation.breakdown if evaluation is not None else None
+    return summary, info.card_markdown, info.metrics.round(3), info.snippet, headline, breakdown
 
 
 def pipeline_choices() -> Any:
@@ -473,10 +479,17 @@ def build_demo() -> gr.Blocks:
 
             with gr.Tab("Models", id="models", elem_id="tab-models"):
                 info_summary = gr.Markdown(elem_id="model-summary")
-                with gr.Row():
+                headline = gr.Dataframe(label="Held-out figures (mean ± sd over folds; pooled over every held-out "
+                                              "image)", interactive=False, wrap=True, elem_id="model-headline")
+                breakdown = gr.Dataframe(label="Per subject / per fold", interactive=False, wrap=True,
+                                         max_height=420, elem_id="model-breakdown")
+                # full width, lines wrapped: a long line of the snippet is never cut at the box's edge
+                snippet = gr.Code(language="python", label="Load this exact model", interactive=False,
+                                  wrap_lines=True, elem_id="model-snippet")
+                with gr.Accordion("All records (every number of eval_results.json)", open=False,
+                                  elem_id="model-records"):
                     metrics = gr.Dataframe(headers=["metric", "value"], label="Metrics (eval_results.json)",
-                                           interactive=False, scale=2)
-                    snippet = gr.Code(language="python", label="Load this exact model", interactive=False, scale=3)
+                                           interactive=False, wrap=True, max_height=420)
                 card = gr.Markdown(elem_id="model-card")
 
         heavy = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
@@ -501,7 +514,7 @@ def build_demo() -> gr.Blocks:
         mc_outputs = [mc_summary, mc_metric, mc_distribution, mc_difference, mc_pvalues, mc_leakage]
         mc_button.click(titled_toasts(montecarlo), [mc_source, mc_metric], mc_outputs, api_name="montecarlo",
                         validator=check_montecarlo, **light)
-        info_outputs = [info_summary, card, metrics, snippet]
+        info_outputs = [info_summary, card, metrics, snippet, headline, breakdown]
         model_outputs = [banner, target, gallery, sample_paths, samples_note]
         model.change(titled_toasts(on_model_change), [model], model_outputs, api_visibility="private", **light)
         model.change(titled_toasts(model_info), [model], info_outputs, api_name="model_info", **light)

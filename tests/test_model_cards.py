@@ -236,7 +236,8 @@ def test_models_tab_and_models_page_show_the_demo_cards(monkeypatch):
         import app
 
         for name in names:  # the handler behind the Models tab (and its /model_info endpoint)
-            summary, card, metrics, snippet = app.model_info(f"demo:{name}")
+            summary, card, metrics, snippet, headline, breakdown = app.model_info(f"demo:{name}")
+            assert not headline.empty and not breakdown.empty, f"the Models tab shows no held-out figures of {name}"
             assert card.startswith(f"# {_card_title(name)}") and "## Training data" in card
             assert "no model card" not in card
             assert "trained on" in summary

@@ -216,6 +216,29 @@ def test_every_page_runs(app_env):
     assert at.sidebar.selectbox(key="model").options, "the sidebar offers the configured models"
 
 
+def test_models_page_shows_headline_then_subjects_then_records(app_env):
+    """The default model's tab: headline (weighted F1 as mean ± sd over folds, with its pooled value), then the
+    17 held-out subjects, then every record of eval_results.json in a collapsed expander; the side by side holds
+    figures, not a column of empty cells."""
+    from leuk.hub import list_demo_models
+
+    if "efficientnet-se" not in list_demo_models():
+        pytest.skip("demo:efficientnet-se is not bundled")
+    at = new_app().run()
+    at.switch_page("views/models.py").run()
+    assert_clean(at)
+    tab = next(t for t in at.tabs if t.label == "demo:efficientnet-se")
+    headline, subjects, records = (d.value for d in tab.dataframe)
+    row = headline.set_index("metric").loc["F1 (weighted)"]
+    assert headline.iloc[0]["metric"] == "F1 (weighted)"
+    assert row["mean ± sd over folds"] == "0.781 ± 0.021" and row["pooled"] == pytest.approx(0.793, abs=1e-9)
+    assert len(subjects) == 17 and {"H10", "H14", "H22"} <= set(subjects["subject"])
+    assert list(records.columns) == ["metric", "value"] and len(records) > 100
+    assert [e.label for e in tab.expander][0].startswith("All records") and not tab.expander[0].proto.expanded
+    side = at.dataframe[1].value
+    assert side.set_index("metric").loc["F1 (weighted)", "demo:efficientnet-se"] == "0.781 ± 0.021 (pooled 0.793)"
+
+
 def test_predict_batch_of_files_gives_csv(app_env, batch_images):
     from leuk.data.loaders import cnmc_subject
 

@@ -1,10 +1,12 @@
-"""What an app shows about a model: card, parameter count, metrics and a pinned ``from_pretrained`` snippet."""
+"""What an app shows about a model: card, parameter count, held-out figures, every metric and a pinned
+``from_pretrained`` snippet."""
 
 from __future__ import annotations
 
 import math
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -35,6 +37,8 @@ class ModelInfo:
     snippet: str
     #: What its records say it was trained on (:attr:`leuk.hub.provenance.TrainingSummary.text`), or ``""``.
     training: str = ""
+    #: Its held-out figures: headline and per-subject / per-fold tables (:func:`evaluation_tables`).
+    evaluation: "Evaluation | None" = None
 
     @property
     def summary_markdown(self) -> str:
@@ -72,6 +76,127 @@ def metrics_table(eval_results: dict | None) -> "pd.DataFrame":
 
     rows = list(_flatten(eval_results or {}))
     return pd.DataFrame(rows, columns=["metric", "value"])
+
+
+#: Decimals of every figure in the Models views' tables.
+DECIMALS = 3
+#: The per-fold metrics of a ``cross_validation`` block (Aria smears) shown in its headline and fold tables.
+_CV_METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return round(float(value), DECIMALS)
+    return None
+
+
+def _mean_sd(spread: Mapping[str, Any]) -> str:
+    mean, sd = _number(spread.get("mean")), _number(spread.get("std", spread.get("sd")))
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{DECIMALS}f} ± {sd:.{DECIMALS}f}" if sd is not None else f"{mean:.{DECIMALS}f}"
+
+
+def _range(spread: Mapping[str, Any]) -> str:
+    low, high = _number(spread.get("min")), _number(spread.get("max"))
+    return f"{low:.{DECIMALS}f} – {high:.{DECIMALS}f}" if low is not None and high is not None else "n/a"
+
+
+@dataclass
+class Evaluation:
+    """A model's held-out figures for the Models views, from its ``eval_results.json``.
+
+    ``headline``: one row per metric (``mean ± sd over folds``, ``pooled`` over every held-out image, ``range
+    over folds``, ``folds``; a ``cross_validation`` record adds ``protocol`` and ``model`` columns and has no
+    pooled figure; a single split has ``held-out value`` only). ``breakdown``: one row per held-out subject
+    (``cross_subject``) or per fold (``cross_validation``), titled by ``breakdown_title``. ``note``: Markdown
+    naming the protocol and, when fitted, the calibration. Numbers are rounded to :data:`DECIMALS`.
+    """
+
+    headline: "pd.DataFrame"
+    breakdown: "pd.DataFrame"
+    breakdown_title: str = ""
+    note: str = ""
+    #: Which record the figures come from: ``cross_subject``, ``cross_validation``, ``test``, ``metrics`` or ``""``.
+    source: str = ""
+
+
+def evaluation_tables(eval_results: Mapping[str, Any] | None, label_names: list[str] | None = None) -> Evaluation:
+    """The headline and per-subject / per-fold tables of an ``eval_results.json`` of any bundled shape.
+
+    The rows are those of the model card (:func:`leuk.hub.cards.cross_subject_context`,
+    :func:`leuk.hub.cards.aria_protocols_context`, :func:`leuk.hub.cards.calibration_context`), so the apps and
+    the card say the same thing.
+    """
+    import pandas as pd
+
+    from leuk.hub.card_metrics import metric_id_and_name
+    from leuk.hub.cards import aria_protocols_context, calibration_context, cross_subject_context
+
+    record = eval_results if isinstance(eval_results, Mapping) else {}
+    notes: list[str] = []
+    context = cross_subject_context(record, label_names)
+    if context is not None and context["metrics"]:
+        block = record["cross_subject"]
+        summary = block.get("summary") or {}
+        over, pooled = summary.get("over_folds") or {}, summary.get("pooled") or {}
+        headline = pd.DataFrame([{
+            "metric": row["name"], "mean ± sd over folds": _mean_sd(over[row["key"]]),
+            "pooled": _number(pooled.get(row["key"])), "range over folds": _range(over[row["key"]]),
+            "folds": over[row["key"]].get("n_folds", context["n_folds"]),
+        } for row in context["metrics"]])
+        per_subject = block.get("per_subject") or {}
+        breakdown = pd.DataFrame([{
+            "subject": row["subject"], "class": row["label_display"], "images": row["n_images"],
+            "accuracy": _number((per_subject.get(row["subject"]) or {}).get("accuracy")),
+            "held out in fold": row["fold"],
+        } for row in context["subjects"]], columns=["subject", "class", "images", "accuracy", "held out in fold"])
+        notes.append(f"**Held-out figures**: protocol `{context['protocol']}`, {context['n_folds']} folds; each "
+                     "subject is scored by the fold model that never saw it"
+                     + (f" ({context['pool_text']})" if context["pool_text"] else "")
+                     + ". *Pooled*: over every held-out image of every fold.")
+        source, title = "cross_subject", f"Per subject ({len(breakdown)} subjects, each held out by one fold)"
+    else:
+        aria = aria_protocols_context(record)
+        if aria is not None and aria["rows"]:
+            summary = (record.get("cross_validation") or {}).get("summary") or {}
+            rows = []
+            for key in _CV_METRICS:
+                for row in aria["rows"]:
+                    spread = (summary.get(row["protocol"]) or {}).get(row["model"]) or {}
+                    if isinstance(spread.get(key), Mapping):
+                        rows.append({"metric": metric_id_and_name(key)[1], "protocol": row["protocol"],
+                                     "model": row["model"], "mean ± sd over folds": _mean_sd(spread[key]),
+                                     "range over folds": _range(spread[key]), "folds": row["n_folds"]})
+            headline = pd.DataFrame(rows)
+            folds = [f for f in (record.get("cross_validation") or {}).get("folds") or [] if isinstance(f, Mapping)]
+            breakdown = pd.DataFrame([{
+                "protocol": f.get("protocol"), "model": f.get("model"), "fold": f.get("fold"),
+                "test images": f.get("n_test"), **{metric_id_and_name(k)[1]: _number(f.get(k)) for k in _CV_METRICS},
+            } for f in folds])
+            described = "; ".join(f"`{name}`: {text}" for name, text in aria["descriptions"].items())
+            notes.append(f"**Held-out figures**: {aria['n_folds']}-fold cross-validation under "
+                         f"{len(aria['descriptions']) or 'its'} protocols" + (f" ({described})" if described else "")
+                         + "." + (f" {aria['note']}" if aria["note"] else ""))
+            source, title = "cross_validation", f"Per fold ({len(breakdown)} folds: protocol × model × fold)"
+        else:
+            split = next((key for key in ("test", "metrics") if isinstance(record.get(key), Mapping)), "")
+            metrics = record.get(split) or {}
+            headline = pd.DataFrame([{"metric": metric_id_and_name(key)[1], "held-out value": _number(value)}
+                                     for key, value in metrics.items() if _number(value) is not None],
+                                    columns=["metric", "held-out value"])
+            breakdown = pd.DataFrame(columns=["subject", "class", "images", "accuracy"])
+            if split:
+                notes.append(f"**Held-out figures**: the `{split}` split only (one split, no spread over folds).")
+            source, title = split, ""
+    calibration = calibration_context(record)
+    if calibration is not None:
+        notes.append(f"**Calibration**: temperature {calibration['temperature']}; a verdict is *confident* at a "
+                     f"probability ≥ {calibration['threshold']}: out of fold, {calibration['confident_share']} of "
+                     f"images are confident and {calibration['confident_accuracy']} of those are right "
+                     f"(target {calibration['target']}).")
+    return Evaluation(headline=headline, breakdown=breakdown, breakdown_title=title, note="\n\n".join(notes),
+                      source=source)
 
 
 def from_pretrained_snippet(loaded: "LoadedModel") -> str:
@@ -120,6 +245,7 @@ def model_info(model_name: str | None = None, *, registry: ModelRegistry | None 
         metrics=metrics_table(loaded.eval_results),
         snippet=from_pretrained_snippet(loaded),
         training=_training_text(name, registry),
+        evaluation=evaluation_tables(loaded.eval_results, list(loaded.labels)),
     )
 
 

@@ -1,4 +1,5 @@
-"""Models: every configured model's card, size and metrics, side by side, and how to load it."""
+"""Models: every configured model's size, held-out figures side by side, then per model its headline and
+per-subject / per-fold tables, how to load it, every recorded number (collapsed) and its card."""
 
 from __future__ import annotations
 
@@ -29,21 +30,56 @@ st.dataframe(pd.DataFrame([{
 } for info in infos.values()]), hide_index=True, width="stretch",
     column_config={"parameters": st.column_config.NumberColumn("parameters", format="localized")})
 
-st.subheader("Metrics side by side")
-side_by_side = None
-for name, info in infos.items():
-    frame = info.metrics.rename(columns={"value": name})
-    side_by_side = frame if side_by_side is None else side_by_side.merge(frame, on="metric", how="outer", sort=False)
-if side_by_side is None or side_by_side.drop(columns="metric").isna().all().all():
-    st.info("No model ships evaluation results (`eval_results.json`).", icon=":material/info:")
-else:
-    st.dataframe(side_by_side, hide_index=True, width="stretch",
-                 column_config={name: st.column_config.NumberColumn(name, format="%.4f") for name in infos})
+def _mean_sd(info: serving.ModelInfo) -> pd.DataFrame | None:
+    """A model's headline figures as ``metric`` / ``<model>`` (mean ± sd over folds, pooled), for a side by side."""
+    evaluation = info.evaluation
+    if evaluation is None or evaluation.headline.empty or "mean ± sd over folds" not in evaluation.headline:
+        return None
+    frame = evaluation.headline
+    if "protocol" in frame:  # cross-validation records: one column per protocol and model, no pooled figure
+        label = frame["metric"] + " · " + frame["protocol"] + " · " + frame["model"]
+        return pd.DataFrame({"metric": label, info.name: frame["mean ± sd over folds"]})
+    pooled = frame["pooled"].map(lambda v: "" if pd.isna(v) else f" (pooled {v:.3f})")
+    return pd.DataFrame({"metric": frame["metric"], info.name: frame["mean ± sd over folds"] + pooled})
 
-st.subheader("Model cards")
+
+st.subheader("Held-out figures side by side")
+st.caption("Mean ± sd over the cross-subject (or cross-validation) folds, and pooled over every held-out image. "
+           "Each model's own tab below has its per-subject or per-fold figures and every recorded number.")
+side_by_side = None
+for info in infos.values():
+    frame = _mean_sd(info)
+    if frame is not None:
+        side_by_side = frame if side_by_side is None else side_by_side.merge(frame, on="metric", how="outer", sort=False)
+if side_by_side is None:
+    st.info("No model records held-out figures over folds (`eval_results.json`).", icon=":material/info:")
+else:
+    st.dataframe(side_by_side.fillna("—"), hide_index=True, width="stretch")
+
+st.subheader("Each model")
 for tab, info in zip(st.tabs(list(infos)), infos.values()):
     with tab:
         st.markdown(info.summary_markdown)
-        st.code(info.snippet, language="python")
+        evaluation = info.evaluation
+        if evaluation is not None and evaluation.note:
+            st.markdown(evaluation.note)
+        if evaluation is not None and not evaluation.headline.empty:
+            st.markdown("**Held-out figures** (mean ± sd over folds; pooled over every held-out image)")
+            st.dataframe(evaluation.headline, hide_index=True, width="stretch",
+                         column_config={"pooled": st.column_config.NumberColumn("pooled", format="%.3f"),
+                                        "held-out value": st.column_config.NumberColumn(format="%.3f")})
+        if evaluation is not None and not evaluation.breakdown.empty:
+            st.markdown(f"**{evaluation.breakdown_title}**")
+            numbers = [c for c in evaluation.breakdown.columns if evaluation.breakdown[c].dtype.kind == "f"]
+            st.dataframe(evaluation.breakdown, hide_index=True, width="stretch",
+                         column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in numbers})
+        st.markdown("**Load this exact model**")
+        st.code(info.snippet, language="python", wrap_lines=True)
+        with st.expander(f"All records: every number of eval_results.json ({len(info.metrics)})", expanded=False):
+            if info.metrics.empty:
+                st.info("This model ships no evaluation results (`eval_results.json`).", icon=":material/info:")
+            else:
+                st.dataframe(info.metrics, hide_index=True, width="stretch",
+                             column_config={"value": st.column_config.NumberColumn("value", format="%.3f")})
         with st.container(border=True):
             st.markdown(info.card_markdown)

@@ -483,9 +483,9 @@ def build_demo() -> gr.Blocks:
                                               "image)", interactive=False, wrap=True, elem_id="model-headline")
                 breakdown = gr.Dataframe(label="Per subject / per fold", interactive=False, wrap=True,
                                          max_height=420, elem_id="model-breakdown")
-                # full width, lines wrapped: a long line of the snippet is never cut at the box's edge
+                # full width (no longer beside a table): a long line scrolls inside the box, never cut at its edge
                 snippet = gr.Code(language="python", label="Load this exact model", interactive=False,
-                                  wrap_lines=True, elem_id="model-snippet")
+                                  elem_id="model-snippet")
                 with gr.Accordion("All records (every number of eval_results.json)", open=False,
                                   elem_id="model-records"):
                     metrics = gr.Dataframe(headers=["metric", "value"], label="Metrics (eval_results.json)",

@@ -46,15 +46,14 @@ def _mean_sd(info: serving.ModelInfo) -> pd.DataFrame | None:
 st.subheader("Held-out figures side by side")
 st.caption("Mean ± sd over the cross-subject (or cross-validation) folds, and pooled over every held-out image. "
            "Each model's own tab below has its per-subject or per-fold figures and every recorded number.")
-side_by_side = None
-for info in infos.values():
-    frame = _mean_sd(info)
-    if frame is not None:
-        side_by_side = frame if side_by_side is None else side_by_side.merge(frame, on="metric", how="outer", sort=False)
-if side_by_side is None:
+frames = [frame for frame in map(_mean_sd, infos.values()) if frame is not None]
+if not frames:
     st.info("No model records held-out figures over folds (`eval_results.json`).", icon=":material/info:")
 else:
-    st.dataframe(side_by_side.fillna("—"), hide_index=True, width="stretch")
+    # metrics in the order the models list them (an outer merge would sort them by name)
+    order = list(dict.fromkeys(metric for frame in frames for metric in frame["metric"]))
+    side_by_side = pd.concat([frame.set_index("metric") for frame in frames], axis=1).reindex(order)
+    st.dataframe(side_by_side.fillna("—").reset_index(), hide_index=True, width="stretch")
 
 st.subheader("Each model")
 for tab, info in zip(st.tabs(list(infos)), infos.values()):

@@ -344,7 +344,7 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(
             "# leuk: leukemic-cell classification\n"
             "EfficientNet-SE (ALL vs HEM, C-NMC 2019) and HybridCN-NAS (four B-ALL classes, Aria), rebuilt and "
-            "evaluated patient-wise. Probabilities are temperature-calibrated on validation data."
+            "evaluated patient-wise. Probabilities are temperature-calibrated on data the model was not fitted on (each card says which)."
         )
         gr.Markdown(serving.NOT_A_MEDICAL_DEVICE, elem_id="medical-notice")
         banner = gr.Markdown(first_banner, visible=bool(first_banner), elem_id="demo-banner")

@@ -68,7 +68,7 @@ def list_samples(task: str | None = None) -> list[Sample]:
 
 
 #: How :func:`samples_description` names the real images of a task.
-REAL_SOURCES = {"cnmc": "real C-NMC 2019 cells of held-out subjects, CC BY 3.0"}
+REAL_SOURCES = {"cnmc": "real C-NMC 2019 cells of the pool (the default model trained on them; efficientnet-se-v2b3 never saw them), CC BY 3.0"}
 
 
 def samples_description(samples: Sequence[Sample] | None = None) -> str:

@@ -109,12 +109,11 @@ def cross_subject_evaluation(
     """
     from leuk.data.splits import leave_one_rare_subject_out
     from leuk.metrics import classification_metrics
-    from leuk.records import training_split_record, write_training_split
+    from leuk.records import training_split_record
     from leuk.training.efficientnet_se import (
         EVAL_RESULTS_FILE,
         _load_table,
         _predict_saved,
-        _save_model,
         fit_split,
         looks_synthetic,
     )
@@ -147,24 +146,10 @@ def cross_subject_evaluation(
             val_size=val_size,
             validation="images of the training subjects (no test subject informs selection or calibration)")
         state = fit.trainer.state
-        fit.model.config.training_protocol = {
+        _save_with_records(fit, options, fold_dir, split_info, data_root, synthetic, {
             "split": "leave-one-rare-subject-out", "fold": index, "n_folds": len(splits),
-            "train_patients": split_info["train"]["patients"], "test_patients": split_info["test"]["patients"],
-            "model_selection": "best checkpoint by weighted F1 on validation images of the training subjects",
-            "calibration": "temperature scaling on validation images of the training subjects",
-            "epochs_trained": round(float(state.epoch or 0.0), 3), "global_step": int(state.global_step),
-            "augmentation": repr(fit.augment) if fit.augment is not None else "none",
-            "balanced_sampling": "minority oversampling (training set only)" if options.balanced else "none",
-            "pretrained_backbone": options.pretrained,
-            "data": "synthetic (leuk synth)" if synthetic else "real",
-        }
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        _save_model(fit.model, fit.processor, fold_dir, options.dtype)
-        write_training_split(fold_dir, split_info)
-        if getattr(options, "fit_ood", True):
-            from leuk.ood import fit_after_training  # training images of this fold only; threshold from its val
-
-            fit_after_training(fold_dir, data_root, batch_size=options.eval_batch_size or options.batch_size)
+            "test_patients": split_info["test"]["patients"],
+            "calibration": "temperature scaling on validation images of the training subjects"})
         test_paths = [paths[i] for i in split.test]
         probs = _predict_saved(fold_dir, test_paths, options)
         y_true, subjects = labels[split.test], groups[split.test]
@@ -204,6 +189,33 @@ def cross_subject_evaluation(
     return result
 
 
+def _save_with_records(fit: Any, options: Any, folder: Path, split_info: dict[str, Any], data_root: Path,
+                       synthetic: bool, protocol: dict[str, Any]) -> None:
+    """Save a fitted model with its ``training_protocol`` (``protocol`` plus what every run records),
+    ``training_split.json`` and an out-of-distribution detector fitted on its training images only (the
+    threshold from its validation images)."""
+    from leuk.records import write_training_split
+    from leuk.training.efficientnet_se import _save_model
+
+    state = fit.trainer.state
+    fit.model.config.training_protocol = {
+        **protocol, "train_patients": split_info["train"]["patients"],
+        "model_selection": "best checkpoint by weighted F1 on validation images of the training subjects",
+        "epochs_trained": round(float(state.epoch or 0.0), 3), "global_step": int(state.global_step),
+        "augmentation": repr(fit.augment) if fit.augment is not None else "none",
+        "balanced_sampling": "minority oversampling (training set only)" if options.balanced else "none",
+        "pretrained_backbone": options.pretrained, "backbone_lr_scale": options.backbone_lr_scale,
+        "data": "synthetic (leuk synth)" if synthetic else "real",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_model(fit.model, fit.processor, folder, options.dtype)
+    write_training_split(folder, split_info)
+    if getattr(options, "fit_ood", True):
+        from leuk.ood import fit_after_training
+
+        fit_after_training(folder, data_root, batch_size=options.eval_batch_size or options.batch_size)
+
+
 def train_all_subjects(options: Any, out: str | Path, *, val_size: float = VAL_SIZE) -> dict[str, Any]:
     """Train the recipe ``options`` on every subject of the dataset folder (the model shipped after the
     cross-validation, whose figures are its estimate) and save it to ``out`` with ``training_split.json``
@@ -214,8 +226,8 @@ def train_all_subjects(options: Any, out: str | Path, *, val_size: float = VAL_S
     fitted on the cross-validation's out-of-fold predictions. Returns the training record.
     """
     from leuk.data.splits import all_subjects_split
-    from leuk.records import training_split_record, write_training_split
-    from leuk.training.efficientnet_se import _load_table, _save_model, fit_split, looks_synthetic
+    from leuk.records import training_split_record
+    from leuk.training.efficientnet_se import _load_table, fit_split, looks_synthetic
 
     options.validate()
     out = Path(out)
@@ -232,22 +244,8 @@ def train_all_subjects(options: Any, out: str | Path, *, val_size: float = VAL_S
         protocol="all-subjects", seed=options.seed, val_size=val_size,
         validation="images of the training subjects, for early stopping and checkpoint selection only")
     state = fit.trainer.state
-    fit.model.config.training_protocol = {
-        "split": "all-subjects", "train_patients": split_info["train"]["patients"], "test_patients": [],
-        "model_selection": "best checkpoint by weighted F1 on validation images of the training subjects",
-        "epochs_trained": round(float(state.epoch or 0.0), 3), "global_step": int(state.global_step),
-        "augmentation": repr(fit.augment) if fit.augment is not None else "none",
-        "balanced_sampling": "minority oversampling (training set only)" if options.balanced else "none",
-        "pretrained_backbone": options.pretrained, "backbone_lr_scale": options.backbone_lr_scale,
-        "data": "synthetic (leuk synth)" if synthetic else "real",
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    _save_model(fit.model, fit.processor, out, options.dtype)
-    write_training_split(out, split_info)
-    if getattr(options, "fit_ood", True):
-        from leuk.ood import fit_after_training  # every training image; threshold from the held-back images
-
-        fit_after_training(out, data_root, batch_size=options.eval_batch_size or options.batch_size)
+    _save_with_records(fit, options, out, split_info, data_root, synthetic,
+                       {"split": "all-subjects", "test_patients": []})
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     record = {
         "model": options.model, "protocol": "all-subjects", "split": "none (every subject trained on)",

@@ -68,7 +68,7 @@ def calibrate_out_of_fold(rows: Sequence[Mapping[str, Any]], label_names: list[s
         mask = subjects == subject
         per_subject[subject] = {"label": label_names[int(labels[mask][0])],
                                 **selective_summary(top[mask], correct[mask], used)}
-    crossed_top, crossed_correct, crossed_thresholds = [], [], {}
+    crossed_margin, crossed_correct, crossed_thresholds = [], [], {}
     for fold in sorted(set(folds.tolist())):
         held, rest = folds == fold, folds != fold
         if not rest.any():
@@ -77,13 +77,13 @@ def calibrate_out_of_fold(rows: Sequence[Mapping[str, Any]], label_names: list[s
         fold_probs = softmax(logits[held] / fold_t)
         fold_used = fold_threshold if fold_threshold is not None else UNCERTAIN_BELOW
         crossed_thresholds[str(fold)] = {"temperature": fold_t, "uncertain_below": fold_used}
-        crossed_top.append(np.where(fold_probs.max(axis=1) >= fold_used, 1.0, 0.0))
+        # the margin over the fold's own threshold: confident where it is >= 0
+        crossed_margin.append(fold_probs.max(axis=1) - fold_used)
         crossed_correct.append(fold_probs.argmax(axis=1) == labels[held])
     leave_one_fold_out = None
-    if crossed_top:
-        confident = np.concatenate(crossed_top)
-        right = np.concatenate(crossed_correct)
-        leave_one_fold_out = {**selective_summary(confident, right, 1.0), "per_fold": crossed_thresholds}
+    if crossed_margin:
+        leave_one_fold_out = {**selective_summary(np.concatenate(crossed_margin), np.concatenate(crossed_correct), 0.0),
+                              "per_fold": crossed_thresholds}
     return {
         "temperature": float(temperature),
         "uncertain_below": float(used),

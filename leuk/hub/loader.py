@@ -67,7 +67,7 @@ class LoadedModel:
     family: Any = field(repr=False, default=None)
     #: the calibrated top probability below which a call is "uncertain": the folder's ``calibration.json``
     #: (fitted on out-of-fold predictions) or :data:`leuk.verdict.UNCERTAIN_BELOW`
-    uncertain_below: float = 0.7
+    uncertain_below: float = field(default_factory=lambda: _default_threshold())
     #: the folder's ``calibration.json`` (``{}`` when it has none)
     calibration: dict = field(repr=False, default_factory=dict)
 
@@ -76,6 +76,12 @@ class LoadedModel:
         """Class names in logit order (from ``config.id2label``)."""
         id2label = self.model.config.id2label
         return [id2label[i] for i in sorted(id2label)]
+
+
+def _default_threshold() -> float:
+    from leuk.verdict import UNCERTAIN_BELOW
+
+    return UNCERTAIN_BELOW
 
 
 def demo_models_dir() -> Path:

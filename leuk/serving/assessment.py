@@ -16,7 +16,7 @@ from __future__ import annotations
 from leuk.verdict import Verdict
 
 __all__ = ["NOT_ASSESSED", "NOT_ASSESSED_OOD", "NOT_ASSESSED_UNREADABLE", "UNLIKE_TRAINING", "is_assessed", "left_out_text",
-           "not_assessed_text", "verdict_headline"]
+           "not_assessed_markdown", "not_assessed_text", "verdict_headline"]
 
 #: What a surface shows in place of the class of an image that is not assessed.
 NOT_ASSESSED = "not assessed"
@@ -55,11 +55,15 @@ def left_out_text(n_left_out: int, n_assessed: int, unit: str = "image") -> str:
             f"({NOT_ASSESSED_OOD}).")
 
 
+def not_assessed_markdown(why: str, reasons) -> str:
+    """The headline of an image, patient or smear that is not assessed: ``why`` (one of the ``NOT_ASSESSED_*``
+    phrases, or its reason alone) and the verdict's ``reasons``."""
+    reason = why.split(": ", 1)[1] if why.startswith(f"{NOT_ASSESSED}: ") else why
+    return f"⚠ **Not assessed**: {reason} ({'; '.join(reasons)})."
+
 
 def verdict_headline(verdict: Verdict, threshold: float) -> str:
     """The verdict as the one Markdown headline every view shows: **Not assessed** (and why) for an image that
     is not assessed, else :meth:`leuk.verdict.Verdict.markdown` at the model's own ``threshold``."""
     why = not_assessed_text(verdict)
-    if why is not None:
-        return f"⚠ **Not assessed**: {why.split(': ', 1)[1]} ({'; '.join(verdict.reasons)})."
-    return verdict.markdown(threshold)
+    return verdict.markdown(threshold) if why is None else not_assessed_markdown(why, verdict.reasons)

@@ -25,7 +25,7 @@ import numpy as np
 
 from leuk.errors import ImageReadError, LeukError
 from leuk.io import ImageSource, read_image
-from leuk.serving.assessment import NOT_ASSESSED, UNLIKE_TRAINING, left_out_text
+from leuk.serving.assessment import NOT_ASSESSED, UNLIKE_TRAINING, left_out_text, not_assessed_markdown
 from leuk.serving.classify import MAX_APP_PIXELS, MAX_IMAGES, PatientAggregate, aggregate, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
@@ -365,7 +365,7 @@ class SmearsResult:
         else:
             agg = self.aggregate
             head = (agg.verdict.markdown(self.threshold) if agg.assessed
-                    else f"⚠ **Not assessed**: {UNLIKE_TRAINING} ({'; '.join(agg.reasons)}).")
+                    else not_assessed_markdown(UNLIKE_TRAINING, agg.reasons))
             if agg.n_left_out:
                 head += "\n\n" + left_out_text(agg.n_left_out, agg.n_images, unit="cell")
             if len(self.smears) > 1:

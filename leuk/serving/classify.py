@@ -21,6 +21,7 @@ from leuk.serving.assessment import (
     UNLIKE_TRAINING,
     is_assessed,
     left_out_text,
+    not_assessed_markdown,
     not_assessed_text,
 )
 from leuk.serving.registry import ModelRegistry, get_registry
@@ -219,8 +220,7 @@ class ClassifyResult:
         if verdict is None:
             lines.append("**No image could be classified.**")
         elif not self.assessed:
-            why = self.headline.split(": ", 1)[1]
-            lines.append(f"⚠ **Not assessed**: {why} ({'; '.join(verdict.reasons)}).")
+            lines.append(not_assessed_markdown(self.headline, verdict.reasons))
         else:  # assessed, though a patient may still hold images that were not (its verdict counts them)
             lines.append(verdict.markdown(self.threshold))
         if self.single is None and self.aggregate is not None and self.aggregate.n_left_out:

@@ -304,14 +304,35 @@ def _samples_note(samples: Sequence[serving.Sample]) -> str:
 
 
 @user_errors("switch model")
-def on_model_change(model_name: str) -> tuple[Any, Any, Any, list[str], str]:
-    """Demo banner, explanation targets, and the samples of the selected model's task (only images it takes)."""
+def on_model_change(model_name: str) -> tuple[Any, ...]:
+    """Demo banner, explanation targets, the samples of the selected model's task (only images it takes) in the
+    Classify and Explain galleries, and every result of the previous model cleared (it no longer applies)."""
     banner = serving.banner_for(model_name)
     targets = ["predicted"] + serving.model_labels(model_name)
     samples = serving.samples_for_model(model_name)
     items, paths = _gallery(samples)
-    return (gr.update(value=banner, visible=bool(banner)), gr.update(choices=targets, value="predicted"),
-            gr.update(value=items), paths, _samples_note(samples))
+    return ((gr.update(value=banner, visible=bool(banner)), gr.update(choices=targets, value="predicted"),
+             gr.update(value=items), paths, _samples_note(samples), gr.update(value=items[:EXPLAIN_SAMPLES]))
+            + cleared_results())
+
+
+#: Samples the Explain tab offers (the first of the model's task).
+EXPLAIN_SAMPLES = 12
+
+
+def cleared_results() -> tuple[Any, ...]:
+    """Empty values for every result a model produced (Classify, Smear, Explain), in the order of the outputs
+    wired in :func:`build_demo`."""
+    return (None, "", None, None) + (None, "", None, None, None, {}, None, "") + (None, "")
+
+
+@user_errors("choose the sample")
+def explain_sample(sample_paths: list[str], evt: gr.SelectData) -> str:
+    """The Explain sample clicked (``sample_paths``: the selected model's samples, in gallery order)."""
+    index = evt.index if isinstance(evt.index, int) else evt.index[0]
+    if not 0 <= index < len(sample_paths):
+        raise gr.Error("That sample is not in the gallery any more; reload the page.", title="Cannot choose")
+    return sample_paths[index]
 
 
 def on_page_load(handler: Callable[..., tuple], outputs: Sequence[Any]) -> Callable[..., tuple]:
@@ -336,7 +357,6 @@ def build_demo() -> gr.Blocks:
     # the gallery is filled on page load with the samples of the selected model's task (it must be loaded)
     gallery_items, gallery_paths = [], []
     smear_examples = [[str(s.path)] for s in serving.one_per_class([s for s in samples if s.task == "aria"])]
-    all_examples = [[str(s.path)] for s in samples[:: max(1, len(samples) // 6)]][:6]
     model_kwargs = dict(choices=names, value=default, label="Model", interactive=True)
     first_banner = serving.banner_for(default, load=False) if default else ""
 
@@ -428,8 +448,11 @@ def build_demo() -> gr.Blocks:
                                                info="more steps: a more exact integral (a smaller completeness "
                                                     "gap), in proportion slower", elem_id="explain-ig-steps")
                         explain_button = gr.Button("Explain", variant="primary")
-                        if all_examples:
-                            gr.Examples(all_examples, inputs=[explain_file], label="Samples")
+                        gr.Markdown("**Samples** the selected model takes (click one to put it in the box)",
+                                    elem_id="explain-samples-note")
+                        explain_gallery = gr.Gallery([], label="Samples", show_label=False, columns=6, height="auto",
+                                                     allow_preview=False, object_fit="contain", interactive=False,
+                                                     buttons=[], elem_id="explain-sample-gallery")
                     with gr.Column(scale=1):
                         overlay = gr.Image(label="Attribution overlay", type="pil", interactive=False,
                                            format="png", elem_id="overlay")
@@ -515,7 +538,9 @@ def build_demo() -> gr.Blocks:
         mc_button.click(titled_toasts(montecarlo), [mc_source, mc_metric], mc_outputs, api_name="montecarlo",
                         validator=check_montecarlo, **light)
         info_outputs = [info_summary, card, metrics, snippet, headline, breakdown]
-        model_outputs = [banner, target, gallery, sample_paths, samples_note]
+        model_outputs = ([banner, target, gallery, sample_paths, samples_note, explain_gallery] + classify_outputs
+                         + smear_outputs + [overlay, faithfulness])
+        explain_gallery.select(explain_sample, [sample_paths], [explain_file], api_visibility="private", **light)
         model.change(titled_toasts(on_model_change), [model], model_outputs, api_visibility="private", **light)
         model.change(titled_toasts(model_info), [model], info_outputs, api_name="model_info", **light)
         # page load: fill the Models and Monte Carlo tabs; a failure here becomes text, not an error popup

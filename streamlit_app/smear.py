@@ -6,6 +6,9 @@ summary, the cell crops (pick one to explain its call), the per-cell and per-sme
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import streamlit as st
 
 from leuk import serving
@@ -13,6 +16,7 @@ from streamlit_app import ui
 
 RESULT_KEY = "smear_result"
 EXPLAINED_KEY = "smear_explained"
+PICTURES_KEY = "smear_pictures"
 CSV_NAME = "leuk_smear_cells.csv"
 COLUMNS = 6
 SEGMENTERS = {"auto": "U-Net of the HybridCN-NAS model (colour threshold if it finds none)",
@@ -42,43 +46,85 @@ def run(selected: str) -> None:
             segmenter=st.session_state.get("smear_segmenter", "auto"))
 
 
+def _encoded(picture) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Rendered:
+    """What the page shows of one result, made once: every click (an *Explain*, a method choice) reruns the
+    page, and re-encoding a large smear and rebuilding the tables each time cost more than the explanation."""
+
+    result: serving.SmearsResult
+    boxed: list[bytes]
+    crops: list[bytes]
+    captions: list[str]
+    cell_table: Any
+    smear_table: Any
+    csv: bytes
+
+
+def rendered(result: serving.SmearsResult) -> Rendered:
+    """The :class:`Rendered` view of ``result`` (kept in the session until the next result)."""
+    kept = st.session_state.get(PICTURES_KEY)
+    if kept is None or kept.result is not result:
+        readable = [smear for smear in result.smears if smear.error is None]
+        gallery = [item for smear in result.smears for item in smear.gallery()]
+        kept = Rendered(result, [_encoded(smear.annotated()) for smear in readable],
+                        [_encoded(image) for image, _ in gallery], [caption for _, caption in gallery],
+                        result.cell_table(), result.smear_table(),
+                        result.table().to_csv(index=False).encode("utf-8"))
+        st.session_state[PICTURES_KEY] = kept
+    return kept
+
+
+@st.fragment
+def explain_one(model_name: str, crops: list) -> None:
+    """Pick a cell and a method, explain its call. A fragment: its widgets rerun only this part of the page, not
+    the smears, crops and tables above and below it."""
+    choices = [f"{smear.name} cell {cell.number}" for smear, cell in crops]
+    pick, method, go = st.columns([3, 2, 1], vertical_alignment="bottom")
+    chosen = pick.selectbox("Explain the call of", choices, key="smear_cell")
+    method_name = method.selectbox("Method", [value for _, value in serving.explain_method_choices()],
+                                   key="smear_method")
+    if go.button("Explain", key="smear_explain", icon=":material/visibility:"):
+        smear, cell = crops[choices.index(chosen)]
+        with ui.user_errors("explain the cell"), st.spinner("Explaining…"):
+            explained = serving.explain_image(cell.crop, model_name, method=method_name)
+            st.session_state[EXPLAINED_KEY] = (chosen, explained)
+    shown = st.session_state.get(EXPLAINED_KEY)
+    if shown is not None and shown[0] in choices:
+        left, right = st.columns(2)
+        left.image(shown[1].overlay, caption=shown[0], width="stretch")
+        right.markdown(shown[1].summary_markdown)
+
+
 def show(result: serving.SmearsResult) -> None:
     """Boxes, summary, crops with an explanation of the chosen one, both tables and the CSV download."""
+    view = rendered(result)
     st.markdown(result.summary_markdown)
     readable = [smear for smear in result.smears if smear.error is None]
-    for column, smear in zip(st.columns(min(3, max(1, len(readable)))), readable):
-        column.image(smear.annotated(), caption=smear.headline, width="stretch")
+    for column, smear, picture in zip(st.columns(min(3, max(1, len(readable)))), readable, view.boxed):
+        column.image(picture, caption=smear.headline, width="stretch")
     st.caption("Boxes: red ALL, green HEM, thin with ? uncertain, grey skipped (see the reason in the table).")
     crops = [(smear, cell) for smear in result.smears for cell in smear.classified]
     if crops:
         st.markdown("**Cells cut out onto black, as C-NMC cells**")
-        captions = [caption for smear in result.smears for _, caption in smear.gallery()]
         for start in range(0, len(crops), COLUMNS):
-            for column, (smear, cell), caption in zip(st.columns(COLUMNS), crops[start:start + COLUMNS],
-                                                       captions[start:start + COLUMNS]):
-                column.image(cell.crop, caption=caption, width="stretch")
-        choices = [f"{smear.name} cell {cell.number}" for smear, cell in crops]
-        pick, method, go = st.columns([3, 2, 1], vertical_alignment="bottom")
-        chosen = pick.selectbox("Explain the call of", choices, key="smear_cell")
-        method_name = method.selectbox("Method", [value for _, value in serving.explain_method_choices()],
-                                       key="smear_method")
-        if go.button("Explain", key="smear_explain", icon=":material/visibility:"):
-            smear, cell = crops[choices.index(chosen)]
-            with ui.user_errors("explain the cell"), st.spinner("Explaining…"):
-                explained = serving.explain_image(cell.crop, result.model_name, method=method_name)
-                st.session_state[EXPLAINED_KEY] = (chosen, explained)
-        shown = st.session_state.get(EXPLAINED_KEY)
-        if shown is not None and shown[0] in choices:
-            left, right = st.columns(2)
-            left.image(shown[1].overlay, caption=shown[0], width="stretch")
-            right.markdown(shown[1].summary_markdown)
+            for column, picture, caption in zip(st.columns(COLUMNS), view.crops[start:start + COLUMNS],
+                                                view.captions[start:start + COLUMNS]):
+                column.image(picture, caption=caption, width="stretch")
+        explain_one(result.model_name, crops)
     st.markdown("**Per cell** (box in the smear's pixels)")
-    st.dataframe(result.cell_table(), hide_index=True, width="stretch")
+    st.dataframe(view.cell_table, hide_index=True, width="stretch")
     st.markdown("**Per smear and patient**")
-    st.dataframe(result.smear_table(), hide_index=True, width="stretch")
-    st.download_button("Download CSV (a row per cell, per smear and the patient)",
-                       result.table().to_csv(index=False).encode("utf-8"), file_name=CSV_NAME, mime="text/csv",
-                       on_click="ignore", icon=":material/download:", key="smear_csv")
+    st.dataframe(view.smear_table, hide_index=True, width="stretch")
+    st.download_button("Download CSV (a row per cell, per smear and the patient)", view.csv, file_name=CSV_NAME,
+                       mime="text/csv", on_click="ignore", icon=":material/download:", key="smear_csv")
 
 
 def page(selected: str) -> None:

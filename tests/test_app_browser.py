@@ -349,7 +349,9 @@ def test_models_tab(page, shots):
 
 
 def test_the_gallery_follows_the_models_task(page, shots):
-    """HybridCN-NAS is offered the Aria smears, and only them; EfficientNet-SE the C-NMC cells again."""
+    """HybridCN-NAS is offered the Aria smears, and only them, in Classify and in Explain; EfficientNet-SE the
+    C-NMC cells again; a model switch clears the previous model's result instead of leaving it beside the new
+    model's name."""
     open_tab(page, "Classify")
     gallery = page.locator("#sample-gallery")
 
@@ -357,12 +359,22 @@ def test_the_gallery_follows_the_models_task(page, shots):
         page.locator("#model-select input").click()
         page.get_by_role("option", name=name).click()
 
+    gallery.locator("button, img").first.click()  # a result of the first model
+    page.wait_for_function("() => /hem|all/.test(document.querySelector('#class-label').innerText)")
     choose("demo:hybridcn-nas-lite")
+    page.wait_for_function("() => !/hem|all/.test(document.querySelector('#class-label').innerText)")
     page.wait_for_function("() => document.querySelector('#sample-gallery').innerText.includes('Benign')")
     assert set(gallery.inner_text().split()) <= {"Benign", "Early", "Pre", "Pro"}
     assert "Aria smear" in page.locator("#samples-note").inner_text()
     assert "C-NMC" not in page.locator("#samples-note").inner_text()
     page.screenshot(path=shots / "classify_gallery_smears.png", full_page=True)
+    open_tab(page, "Explain")
+    explain_gallery = page.locator("#explain-sample-gallery")
+    page.wait_for_function("() => document.querySelector('#explain-sample-gallery').innerText.includes('Benign')")
+    assert set(explain_gallery.inner_text().split()) <= {"Benign", "Early", "Pre", "Pro"}
+    explain_gallery.locator("button, img").first.click()  # the sample goes into the Explain box
+    page.locator("#tab-explain").get_by_text(".jpg").first.wait_for()
+    open_tab(page, "Classify")
     choose("demo:efficientnet-se-test")
     page.wait_for_function("() => document.querySelector('#sample-gallery').innerText.includes('hem')")
     assert set(gallery.inner_text().split()) <= {"all", "hem"}

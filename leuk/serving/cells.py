@@ -57,6 +57,18 @@ SCALES = ("cell", "smear")
 #: Most smears one request may hold.
 MAX_SMEARS = 16
 CLASSICAL_NAME = "colour threshold (leuk.segmentation.classical_cell_mask)"
+#: Longer side (px) of :meth:`SmearResult.annotated`: about the width either app shows a smear at.
+ANNOTATED_SIDE = 1024
+#: Label height in line units (:func:`box_line_unit`).
+LABEL_SIZE = 9
+
+
+def box_line_unit(size: tuple[int, int]) -> int:
+    """The thin box line width (px) of a picture of ``size``: 1/512 of its longer side, at least 1 px. A confident
+    call's box is three units wide, so at any resolution the lines keep the same share of the picture."""
+    return max(1, round(max(size) / 512))
+
+
 
 
 # ------------------------------------------------------------------------------------------- segmenters
@@ -147,6 +159,8 @@ class SmearResult:
     aggregate: PatientAggregate | None = None
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
+    #: :meth:`annotated` pictures by display size (drawn once: an app reruns its page on every click)
+    _pictures: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def classified(self) -> list[SmearCell]:
@@ -241,22 +255,32 @@ class SmearResult:
             rows.append(row)
         return rows
 
-    def annotated(self, min_side: int = 448) -> "Image.Image":
-        """The smear with each cell's box coloured by its call (ALL red, other classes green, skipped grey; an
-        uncertain call is drawn thin and marked ``?``), numbered as in the table."""
-        from PIL import Image, ImageDraw
+    def annotated(self, display: int = ANNOTATED_SIDE) -> "Image.Image":
+        """The smear, its longer side resized to ``display`` pixels, with each cell's box coloured by its call (ALL
+        red, other classes green, skipped grey; an uncertain call is drawn thin and marked ``?``), numbered as in
+        the table. Line width and label size are fractions of the picture (:func:`box_line_unit`), so the boxes read
+        the same at display size whatever the smear's resolution. Drawn once per size and kept."""
+        from PIL import Image, ImageDraw, ImageFont
 
+        cached = self._pictures.get(display)
+        if cached is not None:
+            return cached
         picture = Image.fromarray(self.image if self.image is not None else np.zeros((64, 64, 3), np.uint8))
-        factor = max(1.0, min_side / max(1, min(picture.size)))
-        if factor > 1:
-            picture = picture.resize((round(picture.width * factor), round(picture.height * factor)),
-                                     Image.Resampling.LANCZOS)
+        factor = display / max(picture.size)
+        if factor != 1:
+            resample = Image.Resampling.LANCZOS if factor > 1 else Image.Resampling.BOX
+            picture = picture.resize((max(1, round(picture.width * factor)), max(1, round(picture.height * factor))),
+                                     resample)
         draw = ImageDraw.Draw(picture)
+        unit = box_line_unit(picture.size)
+        font = ImageFont.load_default(size=LABEL_SIZE * unit)
         for cell in self.cells:
             x0, y0, x1, y1 = (int(round(v * factor)) for v in cell.box)
             colour, width, mark = box_style(cell, self.all_label)
-            draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=width)
-            draw.text((x0 + 3, y0 + 2), f"{cell.number}{mark}", fill=colour)
+            draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=width * unit)
+            draw.text((x0 + 2 * unit, y0 + unit), f"{cell.number}{mark}", fill=colour, font=font,
+                      stroke_width=max(1, unit // 2), stroke_fill="white")
+        self._pictures[display] = picture
         return picture
 
     def gallery(self) -> list[tuple["Image.Image", str]]:

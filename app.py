@@ -168,8 +168,7 @@ def upload_replaces_sample(files: Any, sample: str | None) -> tuple[Any, None]:
 #: The Classify tab's two inputs: cells cut out onto black (C-NMC), or smear photos (every white cell found).
 MODES = ("Single cells", "Smear")
 #: How the Smear mode finds white cells: (shown, value of ``leuk.serving.classify_smears(segmenter=...)``).
-SEGMENTER_CHOICES = [("U-Net of the HybridCN-NAS model (colour threshold if it finds none)", "auto"),
-                     ("U-Net only", "unet"), ("colour threshold only", "classical")]
+SEGMENTER_CHOICES = [(label, value) for value, label in serving.SEGMENTER_LABELS.items()]
 
 
 def classify_mode(mode: str) -> tuple[Any, ...]:

@@ -41,15 +41,16 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return bce + (1 - dice).mean()
 
 
-def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003) -> np.ndarray:
+def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003, min_area: float | None = None) -> np.ndarray:
     """White cells of a May-Gruenwald-Giemsa smear found by colour alone (bool mask, same height/width).
 
     Stained white cells are saturated violet to pink; red cells are pale grey-blue and the background is
     near white. A pixel is cell when it is violet (OpenCV hue 115-179) and more saturated than the image's
     Otsu threshold (at least 70 of 255), or pink (hue >= 135 or <= 5) with saturation above 35, which keeps
     the pale pink blasts of some smears. Small specks are opened away, gaps closed, holes filled, and
-    components smaller than ``min_area_fraction`` of the image dropped. It makes candidate and pseudo
-    masks for real smears that have no expert masks; it knows nothing about cell classes.
+    components smaller than ``min_area_fraction`` of the image (or than ``min_area`` pixels, when given) dropped.
+    It makes candidate and pseudo masks for real smears that have no expert masks, and finds the white cells of
+    smear mode at the red-cell scale; it knows nothing about cell classes.
     """
     import cv2
 
@@ -63,7 +64,8 @@ def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003) ->
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    kept = [c for c in contours if cv2.contourArea(c) >= min_area_fraction * mask.size]
+    smallest = min_area_fraction * mask.size if min_area is None else float(min_area)
+    kept = [c for c in contours if cv2.contourArea(c) >= smallest]
     filled = np.zeros(mask.shape, np.uint8)
     cv2.drawContours(filled, kept, -1, 1, thickness=-1)
     return filled.astype(bool)

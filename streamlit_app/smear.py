@@ -19,8 +19,7 @@ EXPLAINED_KEY = "smear_explained"
 PICTURES_KEY = "smear_pictures"
 CSV_NAME = "leuk_smear_cells.csv"
 COLUMNS = 6
-SEGMENTERS = {"auto": "U-Net of the HybridCN-NAS model (colour threshold if it finds none)",
-              "unet": "U-Net only", "classical": "colour threshold only"}
+SEGMENTERS = serving.SEGMENTER_LABELS
 
 
 def cell_model(selected: str) -> str | None:

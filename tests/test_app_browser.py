@@ -378,3 +378,39 @@ def test_the_gallery_follows_the_models_task(page, shots):
     choose("demo:efficientnet-se-test")
     page.wait_for_function("() => document.querySelector('#sample-gallery').innerText.includes('hem')")
     assert set(gallery.inner_text().split()) <= {"all", "hem"}
+
+
+def test_smear_boxes_keep_their_line_width_at_any_resolution(page, shots, tmp_path):
+    """Smear mode on one drawn smear at 320 px and at 2560 px: both boxed pictures come back at the same display
+    size with the same share of box pixels (the line width follows the picture, not the upload), and the boxes
+    are visible in a screenshot at 1400 px."""
+    import io
+
+    from test_smear_cells import crowded_smear
+
+    small = crowded_smear([(90, 100, 26), (230, 210, 22)])
+    paths = [tmp_path / "smear_320.png", tmp_path / "smear_2560.png"]
+    Image.fromarray(small).save(paths[0])
+    Image.fromarray(small).resize((2560, 2560), Image.Resampling.BICUBIC).save(paths[1])
+    open_tab(page, "Classify")
+    page.locator("#classify-mode").get_by_text("Smear", exact=True).first.click()
+    page.locator("#tab-classify input[type=file]").first.set_input_files([str(p) for p in paths])
+    page.locator("#tab-classify").get_by_text("smear_2560").first.wait_for()
+    page.get_by_role("button", name="Find and classify every white cell").click()
+    page.locator("#smear-summary").get_by_text("used as the ruler").first.wait_for()
+    images = page.locator("#smear-boxes img")
+    images.first.wait_for()
+    page.wait_for_timeout(500)
+    page.screenshot(path=shots / "classify_smear_boxes.png", full_page=True)
+    sources = [images.nth(i).get_attribute("src") for i in range(images.count())]
+    pictures = [np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB")) for src in sources]
+    assert len(pictures) >= 2 and {p.shape for p in pictures} == {(1024, 1024, 3)}
+
+    def box_share(picture: np.ndarray) -> float:  # pixels of the box colours (grey, red, green lines)
+        near = [np.all(np.abs(picture.astype(int) - colour) <= 40, axis=2)
+                for colour in ((140, 140, 140), (220, 38, 38), (22, 163, 74))]
+        return float(np.logical_or.reduce(near).mean())
+
+    shares = [box_share(p) for p in pictures[:2]]
+    assert min(shares) > 0.0005, shares
+    assert abs(shares[0] - shares[1]) <= 0.25 * max(shares), shares

@@ -113,7 +113,7 @@ def test_touching_cells_are_split_and_overlapping_border_and_tiny_ones_are_skipp
     size = 320
     image = smear([(60, 60, 25), (108, 60, 25),  # touching: centres 48 px apart, radii 25
                    (315, 150, 25),  # cut by the right border
-                   (230, 250, 28)], size=size, red=10)
+                   (230, 250, 28)], size=size, red=5)  # too few red cells for a ruler: the smear's own scale
     result = classify_smear(image, "demo:efficientnet-se", segmenter="classical", registry=registry)
     by_place = {(round(c.centroid[0] / 20), round(c.centroid[1] / 20)): c for c in result.cells}
     touching = [c for c in result.cells if c.centroid[1] < 100]
@@ -261,3 +261,63 @@ def test_leuk_predict_cells_writes_a_row_per_cell_with_its_box_and_a_smear_row(t
     rows = table[table["row"] == "smear"].set_index("smear")
     assert rows.loc["one.png", "classified"] == 1 and rows.loc["red.png", "cells_found"] == 0
     assert rows.loc["red.png", "note"] == "no white cell found" and "broken.jpg" in rows.loc["broken.jpg", "note"]
+
+
+# ------------------------------------------------------------------ the red-cell ruler and scale invariance
+
+
+def crowded_smear(white: list[tuple[float, float, float]], *, size: int = 320, red: int = 110, seed: int = 1):
+    """A smear with many red cells (22 px across, allowed to touch each other) around the white cells."""
+    return smear(white, size=size, red=red, seed=seed)
+
+
+def test_the_red_cells_are_read_as_a_ruler_at_any_magnification():
+    import cv2
+
+    from leuk.serving.cells import working_scale
+    from leuk.serving.smear_geometry import red_cell_ruler
+
+    image = crowded_smear([(160, 160, 24)])
+    (one, factor_one), (two, factor_two) = (
+        working_scale(image), working_scale(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)))
+    assert one is not None and two is not None
+    assert factor_one == pytest.approx(2 * factor_two, rel=0.15)
+    assert 22 * 0.8 <= one.diameter <= 22 * 1.25  # drawn 22 px across
+    assert abs(two.diameter / one.diameter - 2) <= 0.25
+    assert one.count >= 50 and "used as the ruler" in one.text()
+    assert red_cell_ruler(np.full((200, 200, 3), 240, np.uint8)) is None  # nothing to read
+
+
+def test_a_smear_and_its_2x_enlargement_give_the_same_cells():
+    """Found at the red-cell scale: the same count, and every box within 10% of the cell's size after rescaling."""
+    import cv2
+
+    from leuk.serving.cells import find_white_cells
+
+    image = crowded_smear([(90, 100, 26), (230, 210, 22), (220, 80, 30)])
+    one = find_white_cells(image, "classical")
+    two = find_white_cells(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), "classical")
+    assert one.ruler is not None and two.ruler is not None and two.factor < one.factor
+    assert len(one.cells) == len(two.cells) == 3
+    for a, b in zip(sorted(c.box for c in one.cells), sorted(c.box for c in two.cells)):
+        side = max(a[2] - a[0], a[3] - a[1])
+        assert all(abs(u - v / 2) <= 0.1 * side for u, v in zip(a, b)), (a, b)
+
+
+def test_one_white_cell_among_a_hundred_red_cells_is_exactly_one(registry):
+    image = crowded_smear([(170, 150, 26)], size=360, red=140)
+    result = classify_smears([image], "demo:efficientnet-se", names=["one.png"], registry=registry)
+    (only,) = result.smears
+    assert only.ruler is not None and only.ruler.count >= 100
+    assert len(only.cells) == 1 and len(only.classified) == 1
+    assert only.headline.startswith("one.png: 1 white cell found") and "used as the ruler" in only.headline
+    row = result.table().iloc[-1]
+    assert row["red_cells"] == only.ruler.count
+
+
+def test_the_boxes_are_drawn_in_proportion_to_the_picture():
+    """The annotated smear is always ANNOTATED_SIDE px long, its lines a fixed share of it, whatever the smear's size."""
+    from leuk.serving.cells import ANNOTATED_SIDE, box_line_unit
+
+    assert box_line_unit((ANNOTATED_SIDE, 768)) == 3 and box_line_unit((2592, 1944)) == 6
+    assert box_line_unit((100, 80)) == 1

@@ -24,7 +24,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from leuk.inference import RUNTIMES
-    from leuk.serving.cells import SCALES, SEGMENTERS
+    from leuk.serving.cells import SCALES, SEGMENTER_LABELS, SEGMENTERS
 
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (or folders of images)")
     parser.add_argument("--model", default="demo:efficientnet-se",
@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cells", action="store_true",
                         help="the images are smears: find every white cell, cut it out C-NMC-style and classify it")
     parser.add_argument("--segmenter", choices=SEGMENTERS, default="auto",
-                        help="--cells: auto (the U-Net, colour threshold when it finds none), unet or classical "
-                             "(default: %(default)s)")
+                        help="--cells: how to find the white cells: "
+                             + "; ".join(f"{k}: {v}" for k, v in SEGMENTER_LABELS.items()) + " (default: %(default)s)")
     parser.add_argument("--segmenter-model", default=None, metavar="MODEL",
                         help="--cells: HybridCN-NAS model whose U-Net finds the cells (default: the first of "
                              "$LEUK_MODELS or the bundled demos that has one)")

@@ -66,7 +66,14 @@ from leuk.serving.montecarlo import (
 from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
 from leuk.ood import ReferenceStatistics, image_statistics
 from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
-from leuk.serving.cells import SmearResult, SmearsResult, cell_model_names, classify_smears, classify_smears_gpu
+from leuk.serving.cells import (
+    SEGMENTER_LABELS,
+    SmearResult,
+    SmearsResult,
+    cell_model_names,
+    classify_smears,
+    classify_smears_gpu,
+)
 from leuk.serving.registry import ModelRegistry, get_registry, set_registry, warm_up
 from leuk.serving.runtime import choose_device, gpu
 from leuk.serving.samples import (
@@ -120,6 +127,7 @@ __all__ = [
     "classify_smears_gpu",
     "demo_banner",
     "explain_image",
+    "SEGMENTER_LABELS",
     "explain_baseline_choices",
     "explain_method_choices",
     "from_pretrained_snippet",

@@ -30,6 +30,12 @@ from leuk.serving.classify import MAX_APP_PIXELS, MAX_IMAGES, PatientAggregate, 
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
 from leuk.serving.smear_geometry import (
+    RULER_DIAMETER,
+    RULER_SIDE,
+    RedCellRuler,
+    distance_peaks,
+    red_cell_ruler,
+    rescale_cells,
     CNMC_CANVAS,
     CNMC_CELL_DIAMETER,
     SKIP_BORDER,
@@ -50,8 +56,15 @@ __all__ = [
     "SmearsResult", "cell_model_names", "classify_smear", "classify_smears", "cut_out", "find_cells",
 ]
 
-#: Ways of finding cells: the U-Net with the colour threshold as fallback, the U-Net alone, the colour threshold.
+#: Ways of finding cells: the best measured (today the colour rule), the U-Net of a HybridCN-NAS model, the colour
+#: rule (``bench/bench_smear_cells.py`` scores each on the box-level reference).
 SEGMENTERS = ("auto", "unet", "classical")
+#: What each finder is, in the words both apps and the CLI show.
+SEGMENTER_LABELS = {
+    "auto": "best measured: colour rule at the red-cell scale",
+    "unet": "U-Net of the HybridCN-NAS model, at the red-cell scale",
+    "classical": "colour rule at the red-cell scale",
+}
 #: Ways of scaling cells to the C-NMC size: each from its own diameter, or one factor per smear.
 SCALES = ("cell", "smear")
 #: Most smears one request may hold.
@@ -64,9 +77,9 @@ LABEL_SIZE = 9
 
 
 def box_line_unit(size: tuple[int, int]) -> int:
-    """The thin box line width (px) of a picture of ``size``: 1/512 of its longer side, at least 1 px. A confident
+    """The thin box line width (px) of a picture of ``size``: 1/400 of its longer side, at least 1 px. A confident
     call's box is three units wide, so at any resolution the lines keep the same share of the picture."""
-    return max(1, round(max(size) / 512))
+    return max(1, round(max(size) / 400))
 
 
 
@@ -94,30 +107,90 @@ def _has_segmenter(loaded: Any) -> bool:
         getattr(loaded.model, "cell_probabilities", None))
 
 
+#: Smallest white-cell region the colour rule keeps at the red-cell scale: 0.15 of a red cell's area (20 px on an
+#: Aria smear; chosen on the 80 mask-review smears of the box reference, ``bench/bench_smear_cells.py``).
+MIN_WHITE_AREA = 0.15 * np.pi / 4 * RULER_DIAMETER ** 2
+#: Seeds of the watershed that splits touching cells (:func:`distance_peaks`), at the red-cell scale: a seed is the
+#: deepest point within 0.46 red-cell diameters and at least 0.23 diameters inside the mask (6 and 3 px; chosen
+#: with MIN_WHITE_AREA on the same 80 smears, ``bench/bench_smear_cells.py``).
+SEED_SEPARATION = 0.46 * RULER_DIAMETER
+SEED_DEPTH = 0.23 * RULER_DIAMETER
+
+
+@dataclass
+class Found:
+    """The white cells of one smear, who found them, and the red-cell ruler that set the scale."""
+
+    cells: list[SmearCell]
+    found_by: str
+    ruler: RedCellRuler | None = None
+    #: the factor the smear was resized by to bring its red cells to :data:`RULER_DIAMETER`
+    factor: float = 1.0
+
+
+def working_scale(rgb: np.ndarray) -> tuple[RedCellRuler | None, float]:
+    """The smear's red-cell ruler and the factor that brings its red cells to :data:`RULER_DIAMETER` px (between
+    1/32 and 2; 1 without a ruler, and never above what keeps the copy under ``MAX_WORK_SIDE``)."""
+    import cv2
+
+    from leuk.segmentation import classical_cell_mask
+
+    shrink = min(1.0, RULER_SIDE / max(rgb.shape[:2]))
+    small = rgb if shrink == 1 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    ruler = red_cell_ruler(small, white=classical_cell_mask(small, min_area_fraction=0))
+    if ruler is not None and shrink != 1:
+        ruler = RedCellRuler(diameter=ruler.diameter / shrink, count=ruler.count)
+    factor = 1.0 if ruler is None else float(np.clip(RULER_DIAMETER / ruler.diameter, 1 / 32, 2.0))
+    factor = min(factor, MAX_WORK_SIDE / max(rgb.shape[:2]))
+    return ruler, (1.0 if abs(factor - 1) < 0.05 else factor)
+
+
+#: Longest side (px) the cells are looked for at.
+MAX_WORK_SIDE = 2048
+
+
 def segment(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | None = None,
             registry: ModelRegistry | None = None) -> tuple[list[SmearCell], str]:
-    """The cells of one smear and which segmenter found them (see :func:`classify_smears`)."""
+    """The cells of one smear and which segmenter found them (see :func:`find_white_cells`)."""
+    found = find_white_cells(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
+    return found.cells, found.found_by
+
+
+def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | None = None,
+                     registry: ModelRegistry | None = None) -> Found:
+    """The white cells of one smear, found at the red-cell scale and returned in the smear's own pixels.
+
+    The red cells are the ruler (:func:`red_cell_ruler`): the smear is resized so that they are
+    :data:`RULER_DIAMETER` px across, the cells are found there (so a smear and its 2x enlargement give the same
+    cells, and a 2592 x 1944 photo is searched at a few hundred pixels), and boxes and masks are mapped back.
+    ``segmenter``: ``auto`` and ``classical`` the colour rule (:func:`leuk.segmentation.classical_cell_mask`,
+    measured best on the box reference), ``unet`` the U-Net of a HybridCN-NAS model (``segmenter_model`` or the
+    first configured).
+    """
+    import cv2
+
     from leuk.segmentation import classical_cell_mask
 
     if segmenter not in SEGMENTERS:
         raise LeukError(f"unknown segmenter {segmenter!r}: use one of {', '.join(SEGMENTERS)}")
-    tried = []
-    if segmenter in ("auto", "unet"):
+    ruler, factor = working_scale(rgb)
+    work = rgb if factor == 1 else cv2.resize(rgb, None, fx=factor, fy=factor,
+                                             interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    if segmenter == "unet":
         registry = registry or get_registry()
-        name = segmenter_model or _segmenter_name(registry, required=segmenter == "unet")
-        if name is not None:
-            loaded = registry.get(name)
-            if not _has_segmenter(loaded):
-                raise LeukError(f"model {name!r} has no cell segmenter: choose a HybridCN-NAS model")
-            peak = float(getattr(loaded.model.config, "watershed_peak_ratio", 0.7))
-            cells = find_cells(rgb, unet_mask(loaded, rgb), peak_ratio=peak)
-            found_by = f"U-Net of {name}"
-            if cells or segmenter == "unet":
-                return cells, found_by
-            tried.append(found_by)
-    cells = find_cells(rgb, classical_cell_mask(rgb))
-    found_by = CLASSICAL_NAME if not tried else f"{CLASSICAL_NAME}, after the {tried[0]} found none"
-    return cells, found_by
+        name = segmenter_model or _segmenter_name(registry, required=True)
+        loaded = registry.get(name)
+        if not _has_segmenter(loaded):
+            raise LeukError(f"model {name!r} has no cell segmenter: choose a HybridCN-NAS model")
+        mask, found_by = unet_mask(loaded, work), f"U-Net of {name}"
+    else:
+        # without a ruler (a drawing, a crop) the smallest cell is a share of the picture, as on a 224 px Aria smear
+        mask = (classical_cell_mask(work, min_area=MIN_WHITE_AREA) if ruler is not None
+                else classical_cell_mask(work, min_area_fraction=MIN_WHITE_AREA / 224 ** 2))
+        found_by = CLASSICAL_NAME
+    cells = find_cells(work, mask, seeds=distance_peaks(mask, SEED_SEPARATION, SEED_DEPTH))
+    cells = rescale_cells(cells, factor, rgb.shape[:2])
+    return Found(cells=cells, found_by=found_by, ruler=ruler, factor=factor)
 
 
 def _segmenter_name(registry: ModelRegistry, *, required: bool) -> str | None:
@@ -159,6 +232,8 @@ class SmearResult:
     aggregate: PatientAggregate | None = None
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)
+    #: the red cells read as a ruler (``None``: too few to read; the smear was searched at its own scale)
+    ruler: RedCellRuler | None = None
     #: :meth:`annotated` pictures by display size (drawn once: an app reruns its page on every click)
     _pictures: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -199,14 +274,22 @@ class SmearResult:
         return None if self.aggregate is None else self.aggregate.verdict
 
     @property
+    def count_line(self) -> str:
+        """"3 white cells found, 2 classified, 1 skipped; red cells ≈ 180, 13 px across, used as the ruler"."""
+        found = len(self.cells)
+        ruler = (self.ruler.text() if self.ruler is not None
+                 else "too few red cells for a ruler: searched at the smear's own scale")
+        return (f"{found} white cell{'s' if found != 1 else ''} found ({self.segmenter}), {len(self.classified)} "
+                f"classified, {len(self.skipped)} skipped; {ruler}")
+
+    @property
     def headline(self) -> str:
         """One line: how many cells were found, classified and called ALL, and the smear's reading."""
         if self.error is not None:
             return f"{self.name}: {self.error}"
         if not self.cells:
             return f"{self.name}: no white cell found ({self.segmenter}); nothing classified"
-        text = (f"{self.name}: {len(self.cells)} white cell{'s' if len(self.cells) != 1 else ''} found "
-                f"({self.segmenter}), {len(self.classified)} classified, {len(self.skipped)} skipped")
+        text = f"{self.name}: {self.count_line}"
         if self.aggregate is None:
             return text + "; nothing classified"
         share = self.share_all
@@ -222,7 +305,9 @@ class SmearResult:
         agg = self.aggregate
         row: dict[str, Any] = {"row": "smear", "smear": self.name, "cell": "", "segmenter": self.segmenter,
                                "cells_found": len(self.cells), "classified": len(self.classified),
-                               "skipped": len(self.skipped)}
+                               "skipped": len(self.skipped),
+                               "red_cells": None if self.ruler is None else self.ruler.count,
+                               "red_cell_px": None if self.ruler is None else round(self.ruler.diameter, 1)}
         for reason in (SKIP_SMALL, SKIP_BORDER, SKIP_OVERLAP):
             row[f"skipped {reason}"] = sum(bool(c.skipped and c.skipped.startswith(reason)) for c in self.cells)
         row.update({f"n_{label}": n for label, n in self.counts().items()})
@@ -355,7 +440,7 @@ class SmearsResult:
             rows.append(self.patient_row())
         columns = ["row", "smear", "cell", "segmenter", "x0", "y0", "x1", "y1", "diameter_px", "scale", "status",
                    "skip_reason", "label", *(f"p_{n}" for n in self.labels), "assessed", "ood_score", "verdict",
-                   "reasons", "cells_found", "classified", "skipped",
+                   "reasons", "cells_found", "classified", "skipped", "red_cells", "red_cell_px",
                    *(f"skipped {r}" for r in (SKIP_SMALL, SKIP_BORDER, SKIP_OVERLAP)),
                    *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "not_assessed_cells", "note"]
         return pd.DataFrame(rows).reindex(columns=columns)
@@ -454,9 +539,9 @@ def classify_smears(
     """Every white cell of every smear found, cut out C-NMC-style, classified, and summed up.
 
     ``cell_model``: a configured single-cell model (default: the first of :func:`cell_model_names`).
-    ``segmenter``: ``auto`` (the configured HybridCN-NAS model's U-Net, ``segmenter_model`` or the first with a
-    segmenter; the colour threshold when it finds no cell or no such model is configured), ``unet`` or
-    ``classical``. ``scale``: ``cell`` or ``smear`` (module docstring). The smears are one patient's: the
+    ``segmenter``: ``auto`` (the finder measured best on the box reference: the colour rule), ``unet`` (the U-Net
+    of ``segmenter_model`` or the first configured HybridCN-NAS model) or ``classical`` (:func:`find_white_cells`).
+    ``scale``: ``cell`` or ``smear`` (module docstring). The smears are one patient's: the
     patient-level reading pools every classified cell. An unreadable smear gets an error row and never stops
     the others; raises :class:`ImageReadError` when none is given, more than ``max_smears`` are (the apps'
     limit :data:`MAX_SMEARS`; ``None``: no limit), or none is readable.
@@ -486,7 +571,8 @@ def classify_smears(
             results.append(result)
             continue
         result.image, result.size = rgb, (rgb.shape[1], rgb.shape[0])
-        result.cells, result.segmenter = segment(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
+        found = find_white_cells(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
+        result.cells, result.segmenter, result.ruler = found.cells, found.found_by, found.ruler
         _scales(result.cells, scale)
         for cell in result.cells:
             if cell.skipped is None:

@@ -8,7 +8,8 @@ import numpy as np
 
 from leuk.serving.classify import ImageResult
 
-__all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "SmearCell", "cut_out", "find_cells"]
+__all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "RED_CELL_MICRONS", "RULER_DIAMETER", "RedCellRuler", "SmearCell",
+           "cut_out", "find_cells", "red_cell_ruler", "rescale_cells"]
 
 #: Side of a C-NMC image: one cell centred on black.
 CNMC_CANVAS = 450
@@ -26,6 +27,17 @@ MIN_RELATIVE_DIAMETER = 0.35
 OVERLAP_CONTACT = 0.5
 #: An unsplit region this far from convex (area / convex-hull area) is a clump of overlapping cells.
 MIN_SOLIDITY = 0.75
+
+#: The red cell, the classic ruler of a blood smear: about 7.5 micrometres across.
+RED_CELL_MICRONS = 7.5
+#: Red-cell diameter (px, as :func:`red_cell_ruler` reads it) that the cell finders and every size rule here are
+#: set for: what it reads on the real Aria smears (224 x 224; median over a sample of 11 smears 2026-12-07: 13 px).
+#: A smear is brought to this scale before its cells are found, so the same smear at 2x gives the same cells.
+RULER_DIAMETER = 13.0
+#: The ruler reads a copy no larger than this (px, longer side): red cells stay tens of pixels across there.
+RULER_SIDE = 768
+#: Fewest red cells (foreground area over one red cell's) for a reading to count as a ruler.
+MIN_RED_CELLS = 8
 
 SKIP_SMALL = "too small"
 SKIP_BORDER = "cut by the border"
@@ -57,6 +69,97 @@ class SmearCell:
     mask: np.ndarray | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class RedCellRuler:
+    """The red cells of a smear read as a ruler: their typical diameter in the smear's pixels and about how many
+    there are (foreground area outside the white cells over one red cell's area)."""
+
+    diameter: float
+    count: int
+
+    @property
+    def microns_per_pixel(self) -> float:
+        return RED_CELL_MICRONS / self.diameter
+
+    def text(self) -> str:
+        return f"red cells ≈ {self.count}, {self.diameter:.0f} px across, used as the ruler"
+
+
+def red_cell_ruler(rgb: np.ndarray, white: np.ndarray | None = None) -> RedCellRuler | None:
+    """The typical red-cell diameter of a smear by granulometry: the cells (darker than the background by Otsu on
+    the green channel, holes filled) are opened with discs of growing radius, and the radius at which most of
+    their area vanishes (the peak of the pattern spectrum, on a log scale of radii) is the red cells' (they hold
+    most of a smear's cell area). Scale-equivariant: the same smear at 2x reads twice the diameter. ``white``
+    (optional bool mask of the white cells) is left out of the count. ``None`` when fewer than
+    :data:`MIN_RED_CELLS` red cells are there to read (a crop of one cell, a drawing)."""
+    import cv2
+    from scipy import ndimage
+
+    rgb = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[..., :3])
+    factor = min(1.0, RULER_SIDE / max(rgb.shape[:2]))
+    small = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA) if factor < 1 else rgb
+    green = small[..., 1]
+    if white is not None:
+        white_small = cv2.resize(np.asarray(white, np.uint8), (green.shape[1], green.shape[0]),
+                                 interpolation=cv2.INTER_NEAREST) > 0
+    else:
+        white_small = np.zeros(green.shape, bool)
+    # background against red cells: the white cells (far darker) would take Otsu's split for themselves
+    rest = green[~white_small] if (~white_small).sum() > 100 else green.ravel()
+    threshold, _ = cv2.threshold(np.ascontiguousarray(rest.reshape(1, -1)), 0, 255,
+                                 cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    cells = ndimage.binary_fill_holes(green < threshold).astype(np.uint8)
+    red = (cells.astype(bool) & ~white_small).astype(np.uint8)  # white cells are larger: they would blur the peak
+    radii = np.unique(np.round(np.geomspace(1.5, max(cells.shape) / 12, 40)).astype(int))
+    areas = np.array([cv2.morphologyEx(red, cv2.MORPH_OPEN, cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).sum() for r in radii], dtype=float)
+    spectrum = (areas[:-1] - areas[1:]) / np.log(radii[1:] / radii[:-1])
+    if len(spectrum) == 0 or spectrum.max() <= 0:
+        return None
+    peak = int(np.argmax(spectrum))
+    radius = float(np.sqrt(radii[peak] * radii[peak + 1]))
+    red_area = float(red.sum())
+    count = int(round(red_area / (np.pi * radius ** 2)))
+    if count < MIN_RED_CELLS:
+        return None
+    return RedCellRuler(diameter=2 * radius / factor, count=count)
+
+
+def rescale_cells(cells: list[SmearCell], factor: float, shape: tuple[int, int]) -> list[SmearCell]:
+    """Cells found on a copy of a smear resized by ``factor``, in the smear's own pixels (``shape``: its height and
+    width): boxes, areas, diameters and centroids divided by ``factor``, each mask resized to the full smear."""
+    import cv2
+
+    if factor == 1:
+        return cells
+    height, width = shape
+    out = []
+    for cell in cells:
+        x0, y0, x1, y1 = cell.box
+        box = (max(0, int(np.floor(x0 / factor))), max(0, int(np.floor(y0 / factor))),
+               min(width, int(np.ceil(x1 / factor))), min(height, int(np.ceil(y1 / factor))))
+        mask = None
+        if cell.mask is not None:
+            part = cell.mask[y0:y1, x0:x1].astype(np.uint8)
+            size = (box[2] - box[0], box[3] - box[1])
+            mask = np.zeros((height, width), bool)
+            mask[box[1]:box[3], box[0]:box[2]] = cv2.resize(part, size, interpolation=cv2.INTER_NEAREST) > 0
+        out.append(SmearCell(number=cell.number, box=box, area=int(round(cell.area / factor ** 2)),
+                             diameter=cell.diameter / factor,
+                             centroid=(cell.centroid[0] / factor, cell.centroid[1] / factor),
+                             skipped=_rescaled_reason(cell.skipped, factor), mask=mask))
+    return out
+
+
+def _rescaled_reason(reason: str | None, factor: float) -> str | None:
+    """A "too small (N px across)" reason in the smear's own pixels."""
+    if reason is None or not reason.startswith(SKIP_SMALL):
+        return reason
+    import re
+
+    return re.sub(r"\((\d+) px across\)", lambda m: f"({float(m.group(1)) / factor:.0f} px across)", reason)
+
+
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
@@ -86,16 +189,32 @@ def _contacts(labels: np.ndarray) -> dict[tuple[int, int], float]:
     return {pair: float(np.hypot(*n)) for pair, n in counts.items()}
 
 
-def find_cells(rgb: np.ndarray, mask: np.ndarray, *, peak_ratio: float = 0.7) -> list[SmearCell]:
+def distance_peaks(mask: np.ndarray, separation: float, depth: float) -> np.ndarray:
+    """Seeds for :func:`find_cells`: the maxima of the mask's distance map (smoothed a little) that are the largest
+    within ``separation`` px and at least ``depth`` px inside the mask. In a clump of touching cells every cell
+    whose centre lies ``separation`` px from the next one's gets its own seed, which a ratio of the clump's deepest
+    point cannot give (the smaller cells of a large clump fall under it)."""
+    import cv2
+
+    binary = _fill_holes(np.asarray(mask, dtype=bool)).astype(np.uint8)  # as find_cells fills them
+    distance = cv2.GaussianBlur(cv2.distanceTransform(binary, cv2.DIST_L2, 5), (0, 0), 1.0)
+    size = 2 * int(round(separation)) + 1
+    top = cv2.dilate(distance, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return (distance >= top - 1e-4) & (distance >= depth) & (binary > 0)
+
+
+def find_cells(rgb: np.ndarray, mask: np.ndarray, *, peak_ratio: float = 0.7,
+               seeds: np.ndarray | None = None) -> list[SmearCell]:
     """The white cells of a binary ``mask`` of smear ``rgb``: one per region of the watershed
     :func:`leuk.segmentation.split_cells` (touching cells split on the saddle of the distance map), numbered
-    in reading order, with the reason when a cell must not be classified (too small, cut by the border,
+    in reading order (``seeds``: one per cell, e.g. :func:`distance_peaks`, instead of the ratio), with the reason
+    when a cell must not be classified (too small, cut by the border,
     overlapping: judged from the contacts between regions and their shapes)."""
     from leuk.segmentation import split_cells
 
     mask = _fill_holes(np.asarray(mask, dtype=bool))
     height, width = mask.shape
-    labels, regions = split_cells(mask, peak_ratio=peak_ratio)
+    labels, regions = split_cells(mask, peak_ratio=peak_ratio, seeds=seeds)
     contacts = _contacts(labels)
     diameters = {r["label"]: float(np.sqrt(4 * r["area"] / np.pi)) for r in regions}
     largest = max(diameters.values(), default=0.0)

@@ -98,7 +98,7 @@ def detection(registry, smears: list[dict], segmenter: str, segmenter_model: str
     class, with a row per smear."""
     import cv2
 
-    from leuk.serving.cells import find_white_cells
+    from leuk.serving.detection import find_white_cells
 
     rows = []
     for smear in smears:

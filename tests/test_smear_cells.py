@@ -274,7 +274,7 @@ def crowded_smear(white: list[tuple[float, float, float]], *, size: int = 320, r
 def test_the_red_cells_are_read_as_a_ruler_at_any_magnification():
     import cv2
 
-    from leuk.serving.cells import working_scale
+    from leuk.serving.detection import working_scale
     from leuk.serving.smear_geometry import red_cell_ruler
 
     image = crowded_smear([(160, 160, 24)])
@@ -292,7 +292,7 @@ def test_a_smear_and_its_2x_enlargement_give_the_same_cells():
     """Found at the red-cell scale: the same count, and every box within 10% of the cell's size after rescaling."""
     import cv2
 
-    from leuk.serving.cells import find_white_cells
+    from leuk.serving.detection import find_white_cells
 
     image = crowded_smear([(90, 100, 26), (230, 210, 22), (220, 80, 30)])
     one = find_white_cells(image, "classical")

@@ -82,19 +82,26 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def candidates(rgb: np.ndarray, segmenter_model: str | None) -> list[tuple[int, int, int, int]]:
-    """Boxes of the cells the U-Net and the colour rule find, a box found by both listed once (IoU >= 0.6)."""
+    """Boxes of the cells the two older finders find, as the review sheets showed them (the U-Net and the colour
+    rule on the smear at its own scale, touching cells split by the watershed's peak ratio 0.7); a box found by
+    both is listed once (IoU >= 0.6). Not the detector the reference scores (:mod:`leuk.serving.detection`)."""
+    from leuk.hub.loader import load_model
     from leuk.segmentation import classical_cell_mask
-    from leuk.serving.cells import segment
+    from leuk.serving.detection import unet_mask
     from leuk.serving.smear_geometry import find_cells
 
     boxes = [cell.box for cell in find_cells(rgb, classical_cell_mask(rgb))]
     if segmenter_model:
-        boxes += [cell.box for cell in segment(rgb, "unet", segmenter_model=segmenter_model)[0]]
+        loaded = _LOADED.get(segmenter_model) or _LOADED.setdefault(segmenter_model, load_model(segmenter_model))
+        boxes += [cell.box for cell in find_cells(rgb, unet_mask(loaded, rgb), peak_ratio=0.7)]
     kept: list[tuple[int, int, int, int]] = []
     for box in boxes:
         if all(box_iou(box, other) < 0.6 for other in kept):
             kept.append(tuple(int(v) for v in box))
     return sorted(kept, key=lambda b: (b[1] // 16, b[0]))
+
+
+_LOADED: dict = {}
 
 
 def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from leuk.inference import RUNTIMES
-    from leuk.serving.cells import SCALES, SEGMENTER_LABELS, SEGMENTERS
+    from leuk.serving.cells import SCALES
+    from leuk.serving.detection import SEGMENTER_LABELS, SEGMENTERS
 
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (or folders of images)")
     parser.add_argument("--model", default="demo:efficientnet-se",

@@ -66,8 +66,8 @@ from leuk.serving.montecarlo import (
 from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
 from leuk.ood import ReferenceStatistics, image_statistics
 from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
+from leuk.serving.detection import SEGMENTER_LABELS
 from leuk.serving.cells import (
-    SEGMENTER_LABELS,
     SmearResult,
     SmearsResult,
     cell_model_names,

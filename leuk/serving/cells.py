@@ -29,13 +29,9 @@ from leuk.serving.assessment import NOT_ASSESSED, UNLIKE_TRAINING, left_out_text
 from leuk.serving.classify import MAX_APP_PIXELS, MAX_IMAGES, PatientAggregate, aggregate, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
+from leuk.serving.detection import SEGMENTERS, find_white_cells
 from leuk.serving.smear_geometry import (
-    RULER_DIAMETER,
-    RULER_SIDE,
     RedCellRuler,
-    distance_peaks,
-    red_cell_ruler,
-    rescale_cells,
     CNMC_CANVAS,
     CNMC_CELL_DIAMETER,
     SKIP_BORDER,
@@ -56,20 +52,10 @@ __all__ = [
     "SmearsResult", "cell_model_names", "classify_smear", "classify_smears", "cut_out", "find_cells",
 ]
 
-#: Ways of finding cells: the best measured (today the colour rule), the U-Net of a HybridCN-NAS model, the colour
-#: rule (``bench/bench_smear_cells.py`` scores each on the box-level reference).
-SEGMENTERS = ("auto", "unet", "classical")
-#: What each finder is, in the words both apps and the CLI show.
-SEGMENTER_LABELS = {
-    "auto": "best measured: colour rule at the red-cell scale",
-    "unet": "U-Net of the HybridCN-NAS model, at the red-cell scale",
-    "classical": "colour rule at the red-cell scale",
-}
 #: Ways of scaling cells to the C-NMC size: each from its own diameter, or one factor per smear.
 SCALES = ("cell", "smear")
 #: Most smears one request may hold.
 MAX_SMEARS = 16
-CLASSICAL_NAME = "colour threshold (leuk.segmentation.classical_cell_mask)"
 #: Longer side (px) of :meth:`SmearResult.annotated`: about the width either app shows a smear at.
 ANNOTATED_SIDE = 1024
 #: Label height in line units (:func:`box_line_unit`).
@@ -85,121 +71,6 @@ def box_line_unit(size: tuple[int, int]) -> int:
 
 
 # ------------------------------------------------------------------------------------------- segmenters
-
-
-def unet_mask(loaded: Any, rgb: np.ndarray) -> np.ndarray:
-    """The HybridCN-NAS model's segmenter mask of ``rgb`` at its own size (the model's preprocessing and
-    threshold), as the model itself sees the smear."""
-    import cv2
-    import torch
-
-    model = loaded.model
-    parameter = next(model.parameters())
-    pixels = loaded.processor(images=[rgb], return_tensors="pt")["pixel_values"].to(parameter.device, parameter.dtype)
-    with torch.no_grad():
-        probability = model.cell_probabilities(pixels)[0, 0].float().cpu().numpy()
-    probability = cv2.resize(probability, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return probability > float(model.config.mask_threshold)
-
-
-def _has_segmenter(loaded: Any) -> bool:
-    return getattr(loaded.model, "segmenter", None) is not None and callable(
-        getattr(loaded.model, "cell_probabilities", None))
-
-
-#: Smallest white-cell region the colour rule keeps at the red-cell scale: 0.15 of a red cell's area (20 px on an
-#: Aria smear; chosen on the 80 mask-review smears of the box reference, ``bench/bench_smear_cells.py``).
-MIN_WHITE_AREA = 0.15 * np.pi / 4 * RULER_DIAMETER ** 2
-#: Seeds of the watershed that splits touching cells (:func:`distance_peaks`), at the red-cell scale: a seed is the
-#: deepest point within 0.46 red-cell diameters and at least 0.23 diameters inside the mask (6 and 3 px; chosen
-#: with MIN_WHITE_AREA on the same 80 smears, ``bench/bench_smear_cells.py``).
-SEED_SEPARATION = 0.46 * RULER_DIAMETER
-SEED_DEPTH = 0.23 * RULER_DIAMETER
-
-
-@dataclass
-class Found:
-    """The white cells of one smear, who found them, and the red-cell ruler that set the scale."""
-
-    cells: list[SmearCell]
-    found_by: str
-    ruler: RedCellRuler | None = None
-    #: the factor the smear was resized by to bring its red cells to :data:`RULER_DIAMETER`
-    factor: float = 1.0
-
-
-def working_scale(rgb: np.ndarray) -> tuple[RedCellRuler | None, float]:
-    """The smear's red-cell ruler and the factor that brings its red cells to :data:`RULER_DIAMETER` px (between
-    1/32 and 2; 1 without a ruler, and never above what keeps the copy under ``MAX_WORK_SIDE``)."""
-    import cv2
-
-    from leuk.segmentation import classical_cell_mask
-
-    shrink = min(1.0, RULER_SIDE / max(rgb.shape[:2]))
-    small = rgb if shrink == 1 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-    ruler = red_cell_ruler(small, white=classical_cell_mask(small, min_area_fraction=0))
-    if ruler is not None and shrink != 1:
-        ruler = RedCellRuler(diameter=ruler.diameter / shrink, count=ruler.count)
-    factor = 1.0 if ruler is None else float(np.clip(RULER_DIAMETER / ruler.diameter, 1 / 32, 2.0))
-    factor = min(factor, MAX_WORK_SIDE / max(rgb.shape[:2]))
-    return ruler, (1.0 if abs(factor - 1) < 0.05 else factor)
-
-
-#: Longest side (px) the cells are looked for at.
-MAX_WORK_SIDE = 2048
-
-
-def segment(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | None = None,
-            registry: ModelRegistry | None = None) -> tuple[list[SmearCell], str]:
-    """The cells of one smear and which segmenter found them (see :func:`find_white_cells`)."""
-    found = find_white_cells(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
-    return found.cells, found.found_by
-
-
-def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | None = None,
-                     registry: ModelRegistry | None = None) -> Found:
-    """The white cells of one smear, found at the red-cell scale and returned in the smear's own pixels.
-
-    The red cells are the ruler (:func:`red_cell_ruler`): the smear is resized so that they are
-    :data:`RULER_DIAMETER` px across, the cells are found there (so a smear and its 2x enlargement give the same
-    cells, and a 2592 x 1944 photo is searched at a few hundred pixels), and boxes and masks are mapped back.
-    ``segmenter``: ``auto`` and ``classical`` the colour rule (:func:`leuk.segmentation.classical_cell_mask`,
-    measured best on the box reference), ``unet`` the U-Net of a HybridCN-NAS model (``segmenter_model`` or the
-    first configured).
-    """
-    import cv2
-
-    from leuk.segmentation import classical_cell_mask
-
-    if segmenter not in SEGMENTERS:
-        raise LeukError(f"unknown segmenter {segmenter!r}: use one of {', '.join(SEGMENTERS)}")
-    ruler, factor = working_scale(rgb)
-    work = rgb if factor == 1 else cv2.resize(rgb, None, fx=factor, fy=factor,
-                                             interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
-    if segmenter == "unet":
-        registry = registry or get_registry()
-        name = segmenter_model or _segmenter_name(registry, required=True)
-        loaded = registry.get(name)
-        if not _has_segmenter(loaded):
-            raise LeukError(f"model {name!r} has no cell segmenter: choose a HybridCN-NAS model")
-        mask, found_by = unet_mask(loaded, work), f"U-Net of {name}"
-    else:
-        # without a ruler (a drawing, a crop) the smallest cell is a share of the picture, as on a 224 px Aria smear
-        mask = (classical_cell_mask(work, min_area=MIN_WHITE_AREA) if ruler is not None
-                else classical_cell_mask(work, min_area_fraction=MIN_WHITE_AREA / 224 ** 2))
-        found_by = CLASSICAL_NAME
-    cells = find_cells(work, mask, seeds=distance_peaks(mask, SEED_SEPARATION, SEED_DEPTH))
-    cells = rescale_cells(cells, factor, rgb.shape[:2])
-    return Found(cells=cells, found_by=found_by, ruler=ruler, factor=factor)
-
-
-def _segmenter_name(registry: ModelRegistry, *, required: bool) -> str | None:
-    names = registry.names_where(_has_segmenter)
-    if names:
-        return names[0]
-    if required:
-        raise LeukError("no HybridCN-NAS model with a segmenter is configured: use segmenter 'classical'")
-    return None
 
 
 def _all_label(labels: Sequence[str]) -> str | None:

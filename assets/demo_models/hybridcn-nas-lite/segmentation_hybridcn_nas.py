@@ -97,6 +97,7 @@ def split_cells(
     *,
     peak_ratio: float = 0.7,
     min_area: int = 1,
+    seeds: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, list[dict]]:
     """Split a binary cell mask into one integer label per cell with a seeded watershed confined to the mask.
 
@@ -107,6 +108,9 @@ def split_cells(
     background, so two fronts meet on the saddle between two touching cells and no flood runs round through
     the background into a neighbouring cell (two equal touching discs get equal halves). Every mask pixel
     goes to a cell; pixels outside the mask stay 0. Regions under ``min_area`` pixels are dropped.
+
+    ``seeds`` (bool, the mask's shape) replaces those seeds when given: each connected group of seed pixels inside
+    the mask starts one cell (a mask component without a seed gets none and is dropped).
 
     ``image`` (H x W x 3 RGB, the picture the mask was found on) is only checked against the mask's size:
     the flood follows the distance map, not the colours, because a nucleus edge is a stronger colour ridge
@@ -129,7 +133,10 @@ def split_cells(
     count, components = cv2.connectedComponents(binary.astype(np.uint8), connectivity=4)
     peaks = np.zeros(count, dtype=np.float32)
     np.maximum.at(peaks, components.ravel(), distance.ravel())
-    seeds = binary & (distance > peak_ratio * peaks[components])
+    if seeds is None:
+        seeds = binary & (distance > peak_ratio * peaks[components])
+    else:
+        seeds = binary & (np.asarray(seeds) > 0)
     _, flooded = cv2.connectedComponents(seeds.astype(np.uint8), connectivity=4)
     flooded = flooded.astype(np.int32)
     for level in np.arange(np.floor(float(distance.max())), -1.0, -1.0):

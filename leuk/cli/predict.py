@@ -7,8 +7,9 @@ calibrated probability, out of distribution by the model's stored detector, unre
 ``ood_score``; a model without a detector says so once on stderr.
 
 ``leuk predict --cells SMEAR... [--csv F]`` reads smear photos instead of cut-out cells
-(:func:`leuk.serving.cells.classify_smears`): every white cell is found (the U-Net of ``--segmenter-model``, by
-default the first configured HybridCN-NAS model, else the colour threshold), cut out onto black at the C-NMC cell
+(:func:`leuk.serving.cells.classify_smears`): every white cell is found at the red-cell scale
+(:func:`leuk.serving.detection.find_white_cells`: the colour rule, or with ``--segmenter unet`` the U-Net of
+``--segmenter-model``), cut out onto black at the C-NMC cell
 scale and classified by ``--model``; it prints a row per cell with its box, a row per smear and, for several
 smears, the patient row; ``--csv`` writes those rows (column ``row``: ``cell``, ``smear``, ``patient``).
 """

@@ -140,10 +140,11 @@ def rescale_cells(cells: list[SmearCell], factor: float, shape: tuple[int, int])
                min(width, int(np.ceil(x1 / factor))), min(height, int(np.ceil(y1 / factor))))
         mask = None
         if cell.mask is not None:
-            part = cell.mask[y0:y1, x0:x1].astype(np.uint8)
+            part = cell.mask[y0:y1, x0:x1].astype(np.float32)
             size = (box[2] - box[0], box[3] - box[1])
             mask = np.zeros((height, width), bool)
-            mask[box[1]:box[3], box[0]:box[2]] = cv2.resize(part, size, interpolation=cv2.INTER_NEAREST) > 0
+            # bilinear, then halfway: a smooth outline instead of blocks the size of one work pixel
+            mask[box[1]:box[3], box[0]:box[2]] = cv2.resize(part, size, interpolation=cv2.INTER_LINEAR) > 0.5
         out.append(SmearCell(number=cell.number, box=box, area=int(round(cell.area / factor ** 2)),
                              diameter=cell.diameter / factor,
                              centroid=(cell.centroid[0] / factor, cell.centroid[1] / factor),

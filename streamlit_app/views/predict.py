@@ -128,9 +128,10 @@ MODES = ("Single cells", "Smear")
 if st.radio("Input", MODES, horizontal=True, key="predict_mode",
             help="single cells cut out onto black (as C-NMC), or smear photos: every white cell is found, cut "
                  "out onto black and classified") == MODES[1]:
-    st.markdown("Upload smear photos of one patient: every white cell is found (the HybridCN-NAS model's U-Net, "
-                "or a colour threshold), cut out onto black at the C-NMC cell scale and classified by the "
-                "single-cell model, with a row per cell and a summary per smear and patient.")
+    st.markdown("Upload smear photos of one patient: every white cell is found (at the scale where the smear's red "
+                "cells are 13 px across, so any magnification gives the same cells), cut out onto black at the "
+                "C-NMC cell scale and classified by the single-cell model, with a row per cell and a summary per "
+                "smear and patient.")
     smear.page(model_name)
     st.stop()
 st.markdown("Upload one image, the images of one or several patients, or a zip archive. Patient ids come from "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ("bench_inference.py", "bench_training.py", "bench_hybrid.py", "bench_explain.py", "bench_mrmr.py",
-           "bench_montecarlo.py")
+           "bench_montecarlo.py", "bench_app_explain.py")
 
 
 def _load(script: str):

@@ -23,6 +23,7 @@ def test_benchmarks_run_tiny_and_print_ratios():
     assert "batch1_latency_ratio" in out and "throughput_ratio" in out
     assert "training_ratio_files" in out and "training_ratio_cached" in out
     assert "hybrid_ratio" in out
+    assert "Gradio" in out and "Streamlit" in out and "target <= 2.0" in out  # the smear-cell explanation, both apps
     for script in ("bench_inference.py", "bench_training.py", "bench_hybrid.py", "bench_explain.py", "bench_mrmr.py",
-                   "bench_montecarlo.py"):
+                   "bench_montecarlo.py", "bench_app_explain.py"):
         assert f"== {script}: exit 0" in out, out[-3000:]

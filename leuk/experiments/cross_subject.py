@@ -182,8 +182,8 @@ def cross_subject_evaluation(
                                 data_root, record["train_subjects"])
         if on_fold is not None:
             on_fold(index, record)
-    result = _assemble(records, np.concatenate(all_true), np.concatenate(all_probs), label_names, options,
-                       data_root, paths, groups, synthetic, val_size, oof)
+    result = assemble_cross_subject(records, np.concatenate(all_true), np.concatenate(all_probs), label_names,
+                                    options, data_root, paths, groups, synthetic, val_size, oof)
     out.mkdir(parents=True, exist_ok=True)
     (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
@@ -264,8 +264,10 @@ def train_all_subjects(options: Any, out: str | Path, *, val_size: float = VAL_S
     return record
 
 
-def _assemble(records, y_true, probs, label_names, options, data_root: Path, paths, groups, synthetic: bool,
-              val_size: float, oof: list[dict[str, Any]]) -> dict[str, Any]:
+def assemble_cross_subject(records, y_true, probs, label_names, options, data_root: Path, paths, groups,
+                           synthetic: bool, val_size: float, oof: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``cross_subject.json`` mapping from every fold's record, the pooled test labels/probabilities and the
+    out-of-fold rows (``options``: the recipe, a dataclass; its ``as_record()`` when it has one)."""
     from leuk.metrics import classification_metrics
 
     pooled = classification_metrics(y_true, probs, label_names)
@@ -273,7 +275,8 @@ def _assemble(records, y_true, probs, label_names, options, data_root: Path, pat
         "protocol": "leave-one-rare-subject-out",
         "dataset": {"loader": options.dataset, "folder": data_root.name, "n_images": len(paths),
                     "n_subjects": len(set(groups.tolist())), "label_names": label_names, "synthetic": synthetic},
-        "recipe": {key: value for key, value in dataclasses.asdict(options).items() if key not in ("data", "out")},
+        "recipe": (options.as_record() if hasattr(options, "as_record") else
+                   {key: value for key, value in dataclasses.asdict(options).items() if key not in ("data", "out")}),
         "val_size": val_size,
         "folds": records,
         "pooled_test": pooled,
@@ -318,8 +321,8 @@ def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | 
                                 label_names, data_root, record["train_subjects"])
     records.sort(key=lambda r: r["fold"])
     oof.sort(key=lambda r: r["fold"])
-    result = _assemble(records, np.concatenate(all_true), np.concatenate(all_probs), label_names, options,
-                       data_root, paths, groups, bool(options.synthetic), val_size, oof)
+    result = assemble_cross_subject(records, np.concatenate(all_true), np.concatenate(all_probs), label_names,
+                                    options, data_root, paths, groups, bool(options.synthetic), val_size, oof)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / CV_RESULTS_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

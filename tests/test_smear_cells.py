@@ -321,3 +321,18 @@ def test_the_boxes_are_drawn_in_proportion_to_the_picture():
 
     assert box_line_unit((ANNOTATED_SIDE, 768)) == 3 and box_line_unit((2592, 1944)) == 6
     assert box_line_unit((100, 80)) == 1
+
+
+def test_a_smear_that_is_cell_from_edge_to_edge_gives_a_row_not_a_crash(registry):
+    """A picture the colour rule takes for one cell from edge to edge (no background pixel: every distance would
+    be infinite) is split like any other mask; the other smears of the request are processed."""
+    from leuk.serving.smear_geometry import distance_peaks, find_cells
+
+    violet = np.zeros((120, 160, 3), np.uint8)
+    violet[:] = WHITE_CELL
+    cells = find_cells(violet, np.ones(violet.shape[:2], bool), seeds=distance_peaks(np.ones((120, 160), bool), 6, 3))
+    assert cells and all(np.isfinite(c.diameter) for c in cells)
+    result = classify_smears([violet, smear([(100, 120, 30)])], "demo:efficientnet-se", names=["full.png", "one.png"],
+                             segmenter="classical", registry=registry)
+    assert [s.name for s in result.smears] == ["full.png", "one.png"]
+    assert len(result.smears[1].classified) == 1

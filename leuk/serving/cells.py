@@ -442,7 +442,17 @@ def classify_smears(
             results.append(result)
             continue
         result.image, result.size = rgb, (rgb.shape[1], rgb.shape[0])
-        found = find_white_cells(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
+        try:
+            found = find_white_cells(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
+        except LeukError:
+            raise  # a setting of the request (segmenter, model), not this smear
+        except Exception as err:  # this smear defeats the finder: its row says so, the others go on
+            import logging
+
+            logging.getLogger(__name__).exception("finding the cells of %s failed", display)
+            result.error = f"{display}: the white cells could not be found ({type(err).__name__}: {err})"
+            results.append(result)
+            continue
         result.cells, result.segmenter, result.ruler = found.cells, found.found_by, found.ruler
         _scales(result.cells, scale)
         for cell in result.cells:

@@ -198,7 +198,11 @@ def distance_peaks(mask: np.ndarray, separation: float, depth: float) -> np.ndar
     import cv2
 
     binary = _fill_holes(np.asarray(mask, dtype=bool)).astype(np.uint8)  # as find_cells fills them
-    distance = cv2.GaussianBlur(cv2.distanceTransform(binary, cv2.DIST_L2, 5), (0, 0), 1.0)
+    if binary.all():  # no background pixel: the picture's edge is the background, as in split_cells
+        distance = cv2.distanceTransform(np.pad(binary, 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    else:
+        distance = cv2.distanceTransform(binary, cv2.DIST_L2, 5)
+    distance = cv2.GaussianBlur(distance, (0, 0), 1.0)
     size = 2 * int(round(separation)) + 1
     top = cv2.dilate(distance, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     return (distance >= top - 1e-4) & (distance >= depth) & (binary > 0)

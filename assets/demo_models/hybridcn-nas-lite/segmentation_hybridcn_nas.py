@@ -129,7 +129,10 @@ def split_cells(
     labels = np.zeros(binary.shape, dtype=np.int32)
     if not binary.any():
         return labels, []
-    distance = cv2.distanceTransform(binary.astype(np.uint8), cv2.DIST_L2, 5)
+    if binary.all():  # no background pixel: the picture's edge is the background (else every distance is infinite)
+        distance = cv2.distanceTransform(np.pad(binary, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    else:
+        distance = cv2.distanceTransform(binary.astype(np.uint8), cv2.DIST_L2, 5)
     count, components = cv2.connectedComponents(binary.astype(np.uint8), connectivity=4)
     peaks = np.zeros(count, dtype=np.float32)
     np.maximum.at(peaks, components.ravel(), distance.ravel())

@@ -22,6 +22,7 @@ from leuk.models.hybridcn_nas.segmentation_hybridcn_nas import AttentionUNet, sp
 __all__ = [
     "AttentionUNet",
     "SegmenterFit",
+    "WHITE_CELL_HUE_MAX",
     "classical_cell_mask",
     "dice_bce_loss",
     "predict_probabilities",
@@ -41,7 +42,14 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return bce + (1 - dice).mean()
 
 
-def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003, min_area: float | None = None) -> np.ndarray:
+#: Highest OpenCV hue (0-179) of a white cell for :func:`classical_cell_mask` (``hue_max``): the white-cell regions
+#: of the 104 box-reference Aria smears lie at hue 119-140 (1st-99th percentile), the pink red cells of the bundled
+#: Wright-style samples at 143-184; 145 left every Aria detection figure unchanged (``docs/benchmarks.md``).
+WHITE_CELL_HUE_MAX = 145
+
+
+def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003, min_area: float | None = None,
+                        hue_max: int | None = None) -> np.ndarray:
     """White cells of a May-Gruenwald-Giemsa smear found by colour alone (bool mask, same height/width).
 
     Stained white cells are saturated violet to pink; red cells are pale grey-blue and the background is
@@ -50,7 +58,9 @@ def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003, mi
     the pale pink blasts of some smears. Small specks are opened away, gaps closed, holes filled, and
     components smaller than ``min_area_fraction`` of the image (or than ``min_area`` pixels, when given) dropped.
     It makes candidate and pseudo masks for real smears that have no expert masks, and finds the white cells of
-    smear mode at the red-cell scale; it knows nothing about cell classes.
+    smear mode at the red-cell scale; it knows nothing about cell classes. ``hue_max`` (e.g.
+    :data:`WHITE_CELL_HUE_MAX`) drops redder hues from both rules, so that the pink red cells of Wright-stained
+    smears are not taken for cells; ``None`` keeps the rule as the reference masks and pseudo-masks were made.
     """
     import cv2
 
@@ -60,6 +70,9 @@ def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003, mi
     otsu, _ = cv2.threshold(saturation, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     violet = (hue >= 115) & (saturation > max(otsu, 70))
     pink = ((hue >= 135) | (hue <= 5)) & (saturation > 35)
+    if hue_max is not None:
+        violet &= hue <= hue_max
+        pink &= (hue >= 135) & (hue <= hue_max)
     mask = (violet | pink).astype(np.uint8) * 255
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))

@@ -336,3 +336,25 @@ def test_a_smear_that_is_cell_from_edge_to_edge_gives_a_row_not_a_crash(registry
                              segmenter="classical", registry=registry)
     assert [s.name for s in result.smears] == ["full.png", "one.png"]
     assert len(result.smears[1].classified) == 1
+
+
+def test_pink_red_cells_are_not_white_cells(registry):
+    """Red cells drawn pink, as in Wright-stained smears (OpenCV hue ~175), around one violet white cell: one cell,
+    and the red cells read as the ruler."""
+    rng = np.random.default_rng(3)
+    size = 320
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = (246, 240, 242)
+    for _ in range(120):
+        cx, cy = rng.uniform(0, size, 2)
+        if np.hypot(cx - 160, cy - 160) < 45:
+            continue
+        image[disc((size, size), cx, cy, 11)] = (232, 150, 165)  # pink
+    image[disc((size, size), 160, 160, 26)] = WHITE_CELL
+    image[disc((size, size), 163, 160, 16)] = NUCLEUS
+    image = np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
+    from leuk.serving.detection import find_white_cells
+
+    found = find_white_cells(image, "classical")
+    assert len(found.cells) == 1
+    assert found.ruler is not None and 22 * 0.75 <= found.ruler.diameter <= 22 * 1.3

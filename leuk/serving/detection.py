@@ -82,11 +82,11 @@ def working_scale(rgb: np.ndarray) -> tuple[RedCellRuler | None, float]:
     1/32 and 2; 1 without a ruler, and never above what keeps the copy under ``MAX_WORK_SIDE``)."""
     import cv2
 
-    from leuk.segmentation import classical_cell_mask
+    from leuk.segmentation import WHITE_CELL_HUE_MAX, classical_cell_mask
 
     shrink = min(1.0, RULER_SIDE / max(rgb.shape[:2]))
     small = rgb if shrink == 1 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-    ruler = red_cell_ruler(small, white=classical_cell_mask(small, min_area_fraction=0))
+    ruler = red_cell_ruler(small, white=classical_cell_mask(small, min_area_fraction=0, hue_max=WHITE_CELL_HUE_MAX))
     if ruler is not None and shrink != 1:
         ruler = RedCellRuler(diameter=ruler.diameter / shrink, count=ruler.count)
     factor = 1.0 if ruler is None else float(np.clip(RULER_DIAMETER / ruler.diameter, 1 / 32, 2.0))
@@ -118,7 +118,7 @@ def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_mode
     """
     import cv2
 
-    from leuk.segmentation import classical_cell_mask
+    from leuk.segmentation import WHITE_CELL_HUE_MAX, classical_cell_mask
 
     if segmenter not in SEGMENTERS:
         raise LeukError(f"unknown segmenter {segmenter!r}: use one of {', '.join(SEGMENTERS)}")
@@ -134,8 +134,8 @@ def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_mode
         mask, found_by = unet_mask(loaded, work), f"U-Net of {name}"
     else:
         # without a ruler (a drawing, a crop) the smallest cell is a share of the picture, as on a 224 px Aria smear
-        mask = (classical_cell_mask(work, min_area=MIN_WHITE_AREA) if ruler is not None
-                else classical_cell_mask(work, min_area_fraction=MIN_WHITE_AREA / 224 ** 2))
+        size = dict(min_area=MIN_WHITE_AREA) if ruler is not None else dict(min_area_fraction=MIN_WHITE_AREA / 224 ** 2)
+        mask = classical_cell_mask(work, hue_max=WHITE_CELL_HUE_MAX, **size)
         found_by = CLASSICAL_NAME
     cells = find_cells(work, mask, seeds=distance_peaks(mask, SEED_SEPARATION, SEED_DEPTH))
     cells = rescale_cells(cells, factor, rgb.shape[:2])

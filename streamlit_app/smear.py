@@ -16,7 +16,7 @@ from streamlit_app import ui
 
 RESULT_KEY = "smear_result"
 EXPLAINED_KEY = "smear_explained"
-PICTURES_KEY = "smear_pictures"
+RENDERED_KEY = "smear_rendered"
 CSV_NAME = "leuk_smear_cells.csv"
 COLUMNS = 6
 SEGMENTERS = serving.SEGMENTER_LABELS
@@ -69,7 +69,7 @@ class Rendered:
 
 def rendered(result: serving.SmearsResult) -> Rendered:
     """The :class:`Rendered` view of ``result`` (kept in the session until the next result)."""
-    kept = st.session_state.get(PICTURES_KEY)
+    kept = st.session_state.get(RENDERED_KEY)
     if kept is None or kept.result is not result:
         readable = [smear for smear in result.smears if smear.error is None]
         gallery = [item for smear in result.smears for item in smear.gallery()]
@@ -77,7 +77,7 @@ def rendered(result: serving.SmearsResult) -> Rendered:
                         [_encoded(image) for image, _ in gallery], [caption for _, caption in gallery],
                         result.cell_table(), result.smear_table(),
                         result.table().to_csv(index=False).encode("utf-8"))
-        st.session_state[PICTURES_KEY] = kept
+        st.session_state[RENDERED_KEY] = kept
     return kept
 
 

@@ -18,6 +18,7 @@ keeps the cells' relative sizes and assumes instead that the smear's median whit
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -42,6 +43,8 @@ from leuk.serving.smear_geometry import (
     find_cells,
 )
 from leuk.verdict import UNCERTAIN_BELOW, Verdict
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,8 +108,6 @@ class SmearResult:
     image: np.ndarray | None = field(default=None, repr=False)
     #: the red cells read as a ruler (``None``: too few to read; the smear was searched at its own scale)
     ruler: RedCellRuler | None = None
-    #: :meth:`annotated` pictures by display size (drawn once: an app reruns its page on every click)
-    _pictures: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def classified(self) -> list[SmearCell]:
@@ -215,12 +216,9 @@ class SmearResult:
         """The smear, its longer side resized to ``display`` pixels, with each cell's box coloured by its call (ALL
         red, other classes green, skipped grey; an uncertain call is drawn thin and marked ``?``), numbered as in
         the table. Line width and label size are fractions of the picture (:func:`box_line_unit`), so the boxes read
-        the same at display size whatever the smear's resolution. Drawn once per size and kept."""
+        the same at display size whatever the smear's resolution."""
         from PIL import Image, ImageDraw, ImageFont
 
-        cached = self._pictures.get(display)
-        if cached is not None:
-            return cached
         picture = Image.fromarray(self.image if self.image is not None else np.zeros((64, 64, 3), np.uint8))
         factor = display / max(picture.size)
         if factor != 1:
@@ -236,7 +234,6 @@ class SmearResult:
             draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=width * unit)
             draw.text((x0 + 2 * unit, y0 + unit), f"{cell.number}{mark}", fill=colour, font=font,
                       stroke_width=max(1, unit // 2), stroke_fill="white")
-        self._pictures[display] = picture
         return picture
 
     def gallery(self) -> list[tuple["Image.Image", str]]:
@@ -447,9 +444,7 @@ def classify_smears(
         except LeukError:
             raise  # a setting of the request (segmenter, model), not this smear
         except Exception as err:  # this smear defeats the finder: its row says so, the others go on
-            import logging
-
-            logging.getLogger(__name__).exception("finding the cells of %s failed", display)
+            log.exception("finding the cells of %s failed", display)
             result.error = f"{display}: the white cells could not be found ({type(err).__name__}: {err})"
             results.append(result)
             continue

@@ -22,7 +22,7 @@ from leuk.serving.smear_geometry import (
     rescale_cells,
 )
 
-__all__ = ["CLASSICAL_NAME", "Found", "SEGMENTERS", "SEGMENTER_LABELS", "find_white_cells", "segment", "unet_mask",
+__all__ = ["CLASSICAL_NAME", "Found", "SEGMENTERS", "SEGMENTER_LABELS", "find_white_cells", "unet_mask",
            "working_scale"]
 
 #: Ways of finding cells: the best measured (today the colour rule), the U-Net of a HybridCN-NAS model, the colour
@@ -66,6 +66,10 @@ SEED_SEPARATION = 0.46 * RULER_DIAMETER
 SEED_DEPTH = 0.23 * RULER_DIAMETER
 
 
+#: Longest side (px) the cells are looked for at.
+MAX_WORK_SIDE = 2048
+
+
 @dataclass
 class Found:
     """The white cells of one smear, who found them, and the red-cell ruler that set the scale."""
@@ -92,17 +96,6 @@ def working_scale(rgb: np.ndarray) -> tuple[RedCellRuler | None, float]:
     factor = 1.0 if ruler is None else float(np.clip(RULER_DIAMETER / ruler.diameter, 1 / 32, 2.0))
     factor = min(factor, MAX_WORK_SIDE / max(rgb.shape[:2]))
     return ruler, (1.0 if abs(factor - 1) < 0.05 else factor)
-
-
-#: Longest side (px) the cells are looked for at.
-MAX_WORK_SIDE = 2048
-
-
-def segment(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | None = None,
-            registry: ModelRegistry | None = None) -> tuple[list[SmearCell], str]:
-    """The cells of one smear and which segmenter found them (see :func:`find_white_cells`)."""
-    found = find_white_cells(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
-    return found.cells, found.found_by
 
 
 def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | None = None,

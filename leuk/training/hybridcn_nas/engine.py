@@ -112,7 +112,8 @@ def train_hybridcn_nas(
         "synthetic": synthetic,
         "options": options.fingerprint(),
     }
-    config.pretrained_backbone_source = "timm ImageNet weights" if options.pretrained else None
+    if not options.pretrained:
+        config.pretrained_backbone_source = None  # else the family's loader recorded each branch's source
     model.classifier = TokenAttentionClassifier(config)
     model.classifier.load_state_dict(stored["classifier"])
     model.register_buffer("selected_indices", torch.zeros(config.num_selected, dtype=torch.long))

@@ -56,7 +56,15 @@ class HybridTrainOptions:
     test_size: float = TEST_SIZE
     val_size: float = VAL_SIZE
     patients_csv: Optional[str] = None
-    pretrained: bool = False
+    #: ImageNet weights for the branches: ``False``, ``True`` (= ``"auto"``), ``"package"``, ``"hub"`` or a file
+    #: (:func:`leuk.models.pretrained.load_backbone_weights`)
+    pretrained: bool | str = False
+    #: the branches that get them (``("b",)``: branch B only, branch A from random weights)
+    pretrained_branches: tuple[str, ...] = ("a", "b")
+    #: learning rate of the pretrained branches relative to ``extractor_lr`` (layer-wise fine-tuning)
+    backbone_lr_scale: float = 1.0
+    #: keep the pretrained branches frozen (ImageNet features; the layers above them train)
+    freeze_pretrained: bool = False
     freeze_backbones: bool = False
     steps: tuple[str, ...] = ("stain", "multiscale", "edge", "clahe", "denoise")
     stain_color_space: str = "lab"
@@ -93,6 +101,10 @@ class HybridTrainOptions:
         if unknown:
             raise LeukError(f"unknown preprocessing step(s) {', '.join(unknown)} "
                             f"(steps: {', '.join(PREPROCESSING_STEPS)})")
+        if not self.pretrained_branches or set(self.pretrained_branches) - {"a", "b"}:
+            raise LeukError(f"pretrained_branches must name branch a, b or both, got {self.pretrained_branches!r}")
+        if not self.backbone_lr_scale > 0:
+            raise LeukError(f"backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
         if self.save_dtype not in ("float32", "float16", "bfloat16"):
             raise LeukError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
         filled = {key: value for key, value in PRESET_DEFAULTS[preset].items() if getattr(self, key) is None}
@@ -104,11 +116,13 @@ class HybridTrainOptions:
         for key in ("device", "progress", "save_dtype", "synthetic"):
             record.pop(key)
         record["steps"] = list(self.steps)
+        record["pretrained_branches"] = list(self.pretrained_branches)
         return record
 
 
 #: options added after runs were cached, with the value that reproduces those runs
-FINGERPRINT_ADDITIONS: dict[str, Any] = {"branch_loss_weight": 0.0}
+FINGERPRINT_ADDITIONS: dict[str, Any] = {"branch_loss_weight": 0.0, "pretrained_branches": ["a", "b"],
+                                         "backbone_lr_scale": 1.0, "freeze_pretrained": False}
 
 
 def upgraded_fingerprint(record: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def _split_stage(cache: StageCache, table: AriaTable, options: HybridTrainOption
 def _build_model(options: HybridTrainOptions, n_labels: int, label_names: Sequence[str]):
     import torch
 
-    from leuk.models import create_model
+    from leuk.models import create_model, family_of
 
     overrides = dict(options.config_overrides)
     if options.num_selected is not None:
@@ -65,7 +65,11 @@ def _build_model(options: HybridTrainOptions, n_labels: int, label_names: Sequen
     overrides["id2label"] = {i: name for i, name in enumerate(label_names)}
     overrides["label2id"] = {name: i for i, name in enumerate(label_names)}
     torch.manual_seed(options.seed)
-    return create_model(options.preset, pretrained=options.pretrained, **overrides)
+    model = create_model(options.preset, **overrides)
+    if options.pretrained:
+        source = "auto" if options.pretrained is True else str(options.pretrained)
+        family_of(model).load_pretrained(model, source, branches=tuple(options.pretrained_branches))
+    return model
 
 
 def _segmenter_stage(cache, model, pixels, table, split, options, size) -> dict[str, Any]:
@@ -121,12 +125,46 @@ def _frozen(modules):
             parameter.requires_grad_(flag)
 
 
+def _learning_rate_groups(extractor, parameters, options: HybridTrainOptions) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: the pretrained branches at ``extractor_lr * backbone_lr_scale``
+    (layer-wise fine-tuning keeps what ImageNet taught them), everything else at ``extractor_lr``."""
+    pretrained_ids = set()
+    if options.pretrained and options.backbone_lr_scale != 1.0:
+        for side in options.pretrained_branches:
+            pretrained_ids |= {id(p) for p in getattr(extractor, f"branch_{side}").parameters()}
+    rest = [p for p in parameters if id(p) not in pretrained_ids]
+    scaled = [p for p in parameters if id(p) in pretrained_ids]
+    groups = [{"params": rest, "lr": options.extractor_lr}]
+    if scaled:
+        groups.append({"params": scaled, "lr": options.extractor_lr * options.backbone_lr_scale})
+    return groups
+
+
+def _cached_branches(cache, extractor, pixels, masks, options: HybridTrainOptions) -> dict[str, Any]:
+    """Stand-ins for the frozen pretrained branches (:mod:`leuk.training.hybridcn_nas.frozen_branch`), their
+    maps kept as ``frozen_branch_<side>.npy`` (the same in every fold that shares the images and the U-Net)."""
+    import torch
+
+    from leuk.training.hybridcn_nas.frozen_branch import CachedBranch, branch_maps
+
+    stand_ins = {}
+    for side in (options.pretrained_branches if options.pretrained else ()):
+        name = f"frozen_branch_{side}.npy"
+        if cache.has(name):
+            maps = torch.from_numpy(cache.load_array(name))
+        else:
+            maps = branch_maps(extractor, side, pixels, masks, progress=options.progress)
+            cache.save_array(name, maps.numpy())
+        stand_ins[side] = CachedBranch(maps)
+    return stand_ins
+
+
 def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
     from torch import nn
 
-    from leuk.data.augment import flip_rotate
+    from leuk.data.augment import apply_dihedral, dihedral_draw
 
     report = cache.restore_module(model.extractor, "extractor")
     if report is not None:
@@ -142,7 +180,14 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
     branch_heads = nn.ModuleList(
         nn.Linear(width, n_labels) for width in (model.config.branch_a_channels, model.config.branch_b_channels)
     ).to(device) if options.branch_loss_weight > 0 else nn.ModuleList()
-    frozen = [extractor.branch_a, extractor.branch_b] if options.freeze_backbones else []
+    frozen_sides = (("a", "b") if options.freeze_backbones
+                    else tuple(options.pretrained_branches) if options.pretrained and options.freeze_pretrained else ())
+    frozen = [getattr(extractor, f"branch_{side}") for side in frozen_sides]
+    # a frozen pretrained branch is computed once per image and flip/turn (frozen_branch.py), not every epoch
+    cached = _cached_branches(cache, extractor, pixels, masks, options) if options.freeze_pretrained else {}
+    backbones = {side: getattr(extractor, f"branch_{side}") for side in cached}
+    for side, stand_in in cached.items():
+        setattr(extractor, f"branch_{side}", stand_in)
     generator = torch.Generator().manual_seed(options.seed + 1)
     weights = class_weights(labels[split.train], n_labels).to(device)
     train_rows = split.train
@@ -150,11 +195,12 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
     with _frozen(frozen):
         parameters = [p for p in [*extractor.parameters(), *head.parameters(), *branch_heads.parameters()]
                       if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=options.extractor_lr, weight_decay=options.weight_decay)
+        groups = _learning_rate_groups(extractor, parameters, options)
+        optimizer = torch.optim.AdamW(groups, lr=options.extractor_lr, weight_decay=options.weight_decay)
         batches_per_epoch = max(len(train_rows) // options.batch_size, 1)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=options.extractor_lr, total_steps=options.extractor_epochs * batches_per_epoch,
-            pct_start=0.2)
+            optimizer, max_lr=[group["lr"] for group in groups],
+            total_steps=options.extractor_epochs * batches_per_epoch, pct_start=0.2)
         for epoch in progress_bar(range(options.extractor_epochs), "extractor", options.progress):
             extractor.train()
             head.train()
@@ -167,7 +213,10 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
                 rows = order[batch_index * options.batch_size:(batch_index + 1) * options.batch_size]
                 if len(rows) < 2:
                     continue
-                x, m = flip_rotate(pixels[rows], masks[rows], generator=generator)
+                draw = dihedral_draw(generator)
+                x, m = apply_dihedral((pixels[rows], masks[rows]), draw)
+                for stand_in in cached.values():
+                    stand_in.select(rows, draw)
                 features = extractor(x.to(device), m.to(device))
                 targets = torch.from_numpy(labels[rows]).to(device)
                 loss = F.cross_entropy(head(features.fused), targets, weight=weights)
@@ -186,9 +235,12 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
                 extractor.eval()
                 head.eval()
                 with torch.no_grad():
-                    val_logits = torch.cat([
-                        head(extractor(pixels[rows].to(device), masks[rows].to(device)).fused).cpu()
-                        for rows in np.array_split(split.val, -(-len(split.val) // 32))])
+                    val_logits = []
+                    for rows in np.array_split(split.val, -(-len(split.val) // 32)):
+                        for stand_in in cached.values():
+                            stand_in.select(rows)
+                        val_logits.append(head(extractor(pixels[rows].to(device), masks[rows].to(device)).fused).cpu())
+                    val_logits = torch.cat(val_logits)
                 val_targets = torch.from_numpy(labels[split.val])
                 record["val_loss"] = float(F.cross_entropy(val_logits, val_targets))
                 record["val_accuracy"] = float((val_logits.argmax(1) == val_targets).float().mean())
@@ -196,14 +248,20 @@ def _extractor_stage(cache, model, pixels, masks, labels, split, options) -> dic
                     best_loss, best_epoch = record["val_loss"], epoch
                     best_state = copy.deepcopy(extractor.state_dict())
             history.append(record)
+    for side, backbone in backbones.items():
+        setattr(extractor, f"branch_{side}", backbone)
     if best_state is not None:
-        extractor.load_state_dict(best_state)
+        # the stand-ins save nothing: the frozen backbones keep the weights they were given
+        missing, unexpected = extractor.load_state_dict(best_state, strict=False)
+        if unexpected or any(not key.startswith(tuple(f"branch_{side}." for side in cached)) for key in missing):
+            raise RuntimeError(f"extractor state does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
     else:
         best_epoch = options.extractor_epochs - 1
     extractor.eval()
     report = {"best_epoch": best_epoch, "best_val_loss": best_loss if best_state is not None else None,
               "branch_loss_weight": options.branch_loss_weight,
               "history": history, "frozen_backbones": options.freeze_backbones,
+              "frozen_branches": list(frozen_sides),
               "seconds": round(time.perf_counter() - started, 1)}
     cache.save_state("extractor.pt", extractor.state_dict())
     cache.save_json("extractor.json", report)

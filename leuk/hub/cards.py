@@ -37,6 +37,7 @@ from leuk.hub.card_metrics import (  # noqa: F401  (the card's metric helpers st
 )
 from leuk.hub.provenance import label_display, training_images
 from leuk.hub.recipe_text import backbone_note, recipe_name, recipe_text
+from leuk.records import upgrade_eval_results, validate_eval_results
 
 CARDS_DIR_ENV = "LEUK_MODEL_CARDS_DIR"
 LICENSE = "apache-2.0"
@@ -368,6 +369,9 @@ def build_model_card(
     if eval_results is None and (model_dir / EVAL_RESULTS_FILE).is_file():
         eval_results = model_dir / EVAL_RESULTS_FILE
     eval_json = read_json_file(eval_results, "eval results") if isinstance(eval_results, (str, Path)) else eval_results
+    if eval_json is not None:  # older records through the one upgrade path; the card renders only a valid record
+        eval_json = validate_eval_results(upgrade_eval_results(dict(eval_json)), source=str(eval_results
+                                          if isinstance(eval_results, (str, Path)) else "eval_results"))
     metrics, eval_meta = split_eval_json(eval_json or {})
     synthetic = mentions_synthetic_data(config, eval_json, eval_meta)
     dataset_name = eval_meta.get("dataset_name") or (

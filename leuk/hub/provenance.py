@@ -228,10 +228,14 @@ def _read(path: Path) -> dict | None:
 
 def folder_training_summary(model_dir: str | Path) -> TrainingSummary | None:
     """:func:`training_summary` of a saved model folder; ``None`` when it has no readable ``config.json``."""
-    from leuk.hub.loader import EVAL_RESULTS_FILE
+    from leuk.records import EvalResultsError, read_eval_results
 
     folder = Path(model_dir)
     config = _read(folder / "config.json")
     if config is None:
         return None
-    return training_summary(config, _read(folder / EVAL_RESULTS_FILE))
+    try:
+        eval_results = read_eval_results(folder)
+    except EvalResultsError:  # a banner says what the records say; a broken record says nothing
+        eval_results = None
+    return training_summary(config, eval_results)

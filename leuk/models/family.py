@@ -66,7 +66,8 @@ class ModelFamily:
     model_type: str = ""
     #: the family's name for people ("EfficientNet-SE")
     title: str = ""
-    #: the dataset layout its presets are trained on by default (``cnmc`` or ``aria``)
+    #: the dataset layout its presets are trained on by default (``cnmc`` or ``aria``); a bundled demo's card
+    #: names a sample of ``assets/samples/<dataset>/``
     dataset: str = "cnmc"
     #: dotted module name of the training engine (``leuk.training.<...>``)
     engine: str = ""

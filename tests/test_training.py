@@ -201,7 +201,7 @@ def test_half_precision_weights_load_and_predict_on_cpu(tmp_path, cnmc_dataset):
 
 def test_cli_lists_targets_and_hook():
     from leuk.cli import build_parser
-    from leuk.cli.train import ENGINE_TARGETS, EXTERNAL_TARGETS
+    from leuk.cli.train import ENGINE_TARGETS, train_targets
 
     parser = build_parser("train")
     args = parser.parse_args(["train", PRESET, "--data", "d", "--out", "o", "--no-balanced", "--epochs", "2",
@@ -209,7 +209,9 @@ def test_cli_lists_targets_and_hook():
     assert args.preset == PRESET and args.balanced is False and args.epochs == 2.0 and args.resume == "latest"
     assert set(ENGINE_TARGETS) == {"efficientnet-se", "efficientnetv2-b3", "resnet50", "vgg16", PRESET,
                                    "efficientnet-se-lite0", "efficientnet-se-lite1", "efficientnet-se-lite2"}
-    assert "hybridcn-nas" in EXTERNAL_TARGETS
+    # every family brings its own targets (ModelFamily.train_command / train_targets)
+    assert train_targets()["hybridcn-nas"] == "leuk.cli.train_hybrid"
+    assert all(train_targets()[name] == "leuk.cli.train_efficientnet_se" for name in ENGINE_TARGETS)
     from leuk.training.options import options_from_args
 
     options = options_from_args(args, model=args.preset)

@@ -109,9 +109,8 @@ def cross_subject_evaluation(
     """
     from leuk.data.splits import leave_one_rare_subject_out
     from leuk.metrics import classification_metrics
-    from leuk.records import training_split_record
+    from leuk.records import training_split_record, write_eval_results
     from leuk.training.efficientnet_se import (
-        EVAL_RESULTS_FILE,
         _load_table,
         _predict_saved,
         fit_split,
@@ -168,11 +167,11 @@ def cross_subject_evaluation(
             "test": test_metrics,
             "per_subject": per_subject_accuracy(y_true, probs, subjects, label_names),
         }
-        (fold_dir / EVAL_RESULTS_FILE).write_text(json.dumps({
+        write_eval_results(fold_dir, {
             "model": options.model, "protocol": "leave-one-rare-subject-out", "split": "test", "fold": index,
             "synthetic": synthetic, "dataset": f"{'synthetic ' if synthetic else ''}{options.dataset} "
             f"({data_root.name})", "test_patients_hash": split_info["test_patients_hash"], **record,
-        }, indent=2) + "\n", encoding="utf-8")
+        })
         shutil.rmtree(fold_dir / "checkpoints", ignore_errors=True)
         records.append(record)
         all_true.append(y_true)
@@ -258,9 +257,9 @@ def train_all_subjects(options: Any, out: str | Path, *, val_size: float = VAL_S
         "runtime_s": round(time.perf_counter() - started, 1),
         "validation": fit.validation_metrics,
     }
-    from leuk.training.efficientnet_se import EVAL_RESULTS_FILE
+    from leuk.records import write_eval_results
 
-    (out / EVAL_RESULTS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_eval_results(out, record)
     return record
 
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from leuk.errors import LeukError
-from leuk.records import CALIBRATION_FILE, EVAL_RESULTS_FILE, OUT_OF_FOLD_FILE
+from leuk.records import CALIBRATION_FILE, EVAL_RESULTS_FILE, OUT_OF_FOLD_FILE, write_eval_results
 
 __all__ = ["calibrate_out_of_fold", "read_out_of_fold", "ship_all_subject_model"]
 
@@ -212,7 +212,7 @@ def ship_all_subject_model(final_dir: str | Path, cv_result: Mapping[str, Any], 
             **{k: v for k, v in baseline["cross_subject"].items() if k in ("protocol", "summary", "per_subject",
                                                                             "folds")},
         }
-    (ship / EVAL_RESULTS_FILE).write_text(json.dumps(eval_results, indent=2) + "\n", encoding="utf-8")
+    write_eval_results(ship, eval_results)
     write_model_card(ship)
     oof = calibration["out_of_fold"]
     crossed = calibration["leave_one_fold_out"] or {}

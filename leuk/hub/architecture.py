@@ -1,5 +1,6 @@
-"""What a saved model is, read from its config: backbones, the weights they started from, the EfficientNet-SE
-architecture line, the input size and the exact parameter count. Used by the cards and by the training summary."""
+"""What a saved model is, read from its config: backbones, the weights they started from, the input size and the
+exact parameter count (its name and architecture line are its family's: ``ModelFamily.describe``). Used by the
+cards and by the training summary."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from leuk.hub.card_metrics import is_number, read_json_file
 from leuk.hub.loader import HUB_ID_PATTERN
 
 __all__ = ["backbone_sources", "base_models", "config_backbones", "count_parameters_in_folder",
-           "efficientnet_se_architecture", "folder_image_size", "timm_hub_id"]
+           "folder_image_size", "timm_hub_id"]
 
 
 def timm_hub_id(backbone: str | None) -> str | None:
@@ -55,27 +56,6 @@ def base_models(config: Mapping[str, Any], backbones: list[str]) -> str | list[s
         hub_ids = [hub_id for hub_id in map(timm_hub_id, backbones) if hub_id]
     hub_ids = list(dict.fromkeys(hub_ids))
     return hub_ids[0] if len(hub_ids) == 1 else (hub_ids or None)
-
-
-def efficientnet_se_architecture(config: Mapping[str, Any], backbones: list[str]) -> tuple[str, str]:
-    """(title, one-line architecture) of an EfficientNet-SE-family config, baselines included."""
-    backbone = backbones[0] if backbones else "EfficientNetV2"
-    num_labels = len(config.get("id2label") or {}) or 2
-    parts = [f"timm `{backbone}` backbone (no pooling)"]
-    if config.get("use_se", True):
-        reduction = config.get("se_reduction", 16)
-        parts.append(f"squeeze-and-excitation block (reduction {reduction}) on the final feature map")
-    parts.append("global average pooling")
-    if config.get("use_head", True):
-        blocks = [f"Dropout {p} → Linear {h} → BatchNorm → ReLU"
-                  for h, p in zip(config.get("head_hidden_sizes", (512, 256)), config.get("head_dropout", (0.3, 0.2)))]
-        parts.append("MLP head (" + " → ".join(blocks + [f"Linear {num_labels}"]) + ")")
-    else:
-        parts.append(f"linear classifier ({num_labels} classes)")
-    plain = not config.get("use_se", True) and not config.get("use_head", True)
-    # the paper's backbone is the family's name alone; another backbone is named in the title
-    title = "EfficientNet-SE" if backbone in ("EfficientNetV2", "tf_efficientnetv2_b3") else f"EfficientNet-SE ({backbone})"
-    return (f"{backbone} baseline" if plain else title), " → ".join(parts)
 
 
 def folder_image_size(model_dir: Path, config: Mapping[str, Any]) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from leuk.errors import LeukError
+from leuk.records import EVAL_RESULTS_VERSION_KEY
 
 __all__ = ["TASK_TYPE", "eval_results_to_card", "format_number", "is_number", "load_mc_summary", "meta_text", "metric_entries",
            "metric_id_and_name", "monte_carlo_table", "read_json_file", "split_eval_json"]
@@ -48,7 +49,9 @@ def read_json_file(path: str | Path, what: str) -> dict:
 
 
 def split_eval_json(data: Mapping[str, Any]) -> tuple[dict, dict]:
-    """(metrics, metadata) of an eval JSON: metrics may sit under ``metrics``/``test`` or at the top level."""
+    """(metrics, metadata) of an eval JSON: metrics may sit under ``metrics``/``test`` or at the top level. The
+    schema version (:data:`leuk.records.EVAL_RESULTS_VERSION_KEY`) marks the record, so it is in neither."""
+    data = {k: v for k, v in data.items() if k != EVAL_RESULTS_VERSION_KEY}
     for key in ("metrics", "test_metrics", "test"):
         if isinstance(data.get(key), Mapping):
             return dict(data[key]), {k: v for k, v in data.items() if k != key}

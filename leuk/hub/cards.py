@@ -19,7 +19,6 @@ from leuk.hub.architecture import (  # noqa: F401  (timm_hub_id and count_parame
     base_models,
     config_backbones,
     count_parameters_in_folder,
-    efficientnet_se_architecture,
     folder_image_size,
     timm_hub_id,
 )
@@ -38,33 +37,26 @@ from leuk.hub.card_metrics import (  # noqa: F401  (the card's metric helpers st
 )
 from leuk.hub.provenance import label_display, training_images
 from leuk.hub.recipe_text import backbone_note, recipe_name, recipe_text
+from leuk.records import upgrade_eval_results, validate_eval_results
 
 CARDS_DIR_ENV = "LEUK_MODEL_CARDS_DIR"
 LICENSE = "apache-2.0"
 
 
 
-class _Family:
-    def __init__(self, title: str, template: str, dataset_name: str, dataset_type: str, tags: list[str],
-                 sample_task: str, example_image: str):
-        self.title, self.template = title, template
-        self.dataset_name, self.dataset_type, self.tags = dataset_name, dataset_type, tags
-        #: folder of ``assets/samples`` holding images of this family's task; the file a Hub card's snippet names
-        self.sample_task, self.example_image = sample_task, example_image
-
-
+#: The tags every card carries before its family's own (``ModelFamily.card_tags``).
 _COMMON_TAGS = ("leukemia", "acute-lymphoblastic-leukemia", "microscopy", "medical-imaging")
 
-FAMILIES: dict[str, _Family] = {
-    "efficientnet_se": _Family(
-        "EfficientNet-SE", "efficientnet_se.md.j2", "C-NMC 2019 (ISBI challenge)", "c-nmc-2019",
-        [*_COMMON_TAGS, "efficientnet", "squeeze-excitation"], "cnmc", "cell.bmp",
-    ),
-    "hybridcn_nas": _Family(
-        "HybridCN-NAS", "hybridcn_nas.md.j2", "ALL image dataset (Aria et al., 2021)", "aria-all",
-        [*_COMMON_TAGS, "convnext", "nasnet", "self-attention"], "aria", "smear.jpg",
-    ),
-}
+
+def _card_family(model_type: str) -> Any:
+    """The registered family a card is written for (:class:`leuk.models.family.ModelFamily`): what its card
+    says of it (template, dataset, tags, sections) is the family's, never decided here by its name."""
+    from leuk.models import FamilyError, get_family
+
+    try:
+        return get_family(model_type)
+    except FamilyError as err:
+        raise LeukError(f"no model card for family {model_type!r}: {err}") from err
 
 
 def loading_snippet(model: str, *, image: str, revision: str | None = None, leuk_spec: str | None = None) -> str:
@@ -101,11 +93,17 @@ def loading_snippet(model: str, *, image: str, revision: str | None = None, leuk
 
 
 def example_image_path(family: str, *, relative_to: Path | None = None) -> str | None:
-    """A bundled sample image of ``family``'s task (``assets/samples/<task>/``), relative to ``relative_to`` when
-    inside it, else absolute; ``None`` when none is bundled."""
-    spec = FAMILIES.get(family)
-    folder = Path(__file__).resolve().parents[2] / "assets" / "samples" / (spec.sample_task if spec else "")
-    if spec is None or not folder.is_dir():
+    """A bundled sample image of ``family``'s task (``assets/samples/<dataset>/``, the family's
+    ``ModelFamily.dataset``), relative to ``relative_to`` when inside it, else absolute; ``None`` when none is
+    bundled or no family is registered under ``family``."""
+    from leuk.models import FamilyError, get_family
+
+    try:
+        task = get_family(family).dataset
+    except FamilyError:
+        return None
+    folder = Path(__file__).resolve().parents[2] / "assets" / "samples" / task
+    if not task or not folder.is_dir():
         return None
     from leuk.io import IMAGE_SUFFIXES
 
@@ -127,7 +125,9 @@ def model_cards_dir() -> Path:
 
 
 def template_path(name: str) -> Path:
-    path = model_cards_dir() / name
+    """The card template ``name``: a file of :func:`model_cards_dir`, or an absolute path (a family may keep its
+    template beside its code)."""
+    path = Path(name) if Path(name).is_absolute() else model_cards_dir() / name
     if not path.is_file():
         raise LeukError(f"card template {path} is missing (set {CARDS_DIR_ENV} to the model_cards folder)")
     return path
@@ -364,20 +364,21 @@ def build_model_card(
     model_dir = Path(model_dir)
     config = read_json_file(model_dir / "config.json", "model config")
     family = family or str(config.get("model_type", ""))
-    if family not in FAMILIES:
-        raise LeukError(f"no model card template for family {family!r} (known: {', '.join(FAMILIES)})")
-    spec = FAMILIES[family]
+    spec = _card_family(family)
 
     if eval_results is None and (model_dir / EVAL_RESULTS_FILE).is_file():
         eval_results = model_dir / EVAL_RESULTS_FILE
     eval_json = read_json_file(eval_results, "eval results") if isinstance(eval_results, (str, Path)) else eval_results
+    if eval_json is not None:  # older records through the one upgrade path; the card renders only a valid record
+        eval_json = validate_eval_results(upgrade_eval_results(dict(eval_json)), source=str(eval_results
+                                          if isinstance(eval_results, (str, Path)) else "eval_results"))
     metrics, eval_meta = split_eval_json(eval_json or {})
     synthetic = mentions_synthetic_data(config, eval_json, eval_meta)
     dataset_name = eval_meta.get("dataset_name") or (
-        f"Synthetic {spec.dataset_name} look-alike" if synthetic else spec.dataset_name
+        f"Synthetic {spec.card_dataset_name} look-alike" if synthetic else spec.card_dataset_name
     )
     dataset_type = eval_meta.get("dataset_type") or (
-        f"synthetic-{spec.dataset_type}" if synthetic else spec.dataset_type
+        f"synthetic-{spec.card_dataset_type}" if synthetic else spec.card_dataset_type
     )
     split = eval_meta.get("split") or eval_meta.get("dataset_split") or ("test" if eval_json else None)
     results = eval_results_to_card(eval_json, dataset_name=dataset_name, dataset_type=dataset_type,
@@ -393,18 +394,12 @@ def build_model_card(
         num_parameters = count_parameters_in_folder(model_dir)
     labels = [config.get("id2label", {}).get(str(i)) for i in range(len(config.get("id2label", {})))]
 
-    title, architecture, branches = spec.title, None, backbones
-    if family == "efficientnet_se":
-        title, architecture = efficientnet_se_architecture(config, backbones)
-    elif family == "hybridcn_nas":
-        from leuk.hub.provenance import training_summary
-
-        title = training_summary(config).title  # "HybridCN-NAS lite" for the lite preset
-        branches = backbones or [config[key] for key in ("branch_a", "branch_b") if isinstance(config.get(key), str)]
+    title, architecture = spec.describe(config, backbones)  # "HybridCN-NAS lite" for the lite preset
+    branches = spec.card_backbones(config, backbones)
+    sections = spec.card_sections
 
     label_names = [label for label in labels if label is not None]
-    cross_subject = cross_subject_context(eval_json, label_names,
-                                          unit="cells" if family == "efficientnet_se" else "images")
+    cross_subject = cross_subject_context(eval_json, label_names, unit=spec.image_unit)
     recipe = (eval_json or {}).get("recipe")
     if cross_subject is not None and backbone_init is None and isinstance(recipe, Mapping) and "pretrained" in recipe:
         backbone_init = "ImageNet weights" if recipe["pretrained"] else "random (no ImageNet weights)"
@@ -418,7 +413,7 @@ def build_model_card(
         example = example_image_path(family, relative_to=Path(__file__).resolve().parents[2]) or spec.example_image
         snippet = loading_snippet(local_path, image=example)
 
-    tags = list(spec.tags) + (["synthetic-data"] if synthetic else []) + ["leuk"]
+    tags = [*_COMMON_TAGS, *spec.card_tags] + (["synthetic-data"] if synthetic else []) + ["leuk"]
     card_data = ModelCardData(
         model_name=display_id.split("/")[-1].split(":")[-1] if results else None,
         license=LICENSE,
@@ -431,7 +426,7 @@ def build_model_card(
     )
     return ModelCard.from_template(
         card_data,
-        template_path=str(template_path(spec.template)),
+        template_path=str(template_path(spec.card_template)),
         repo_id=repo_id,
         display_id=display_id,
         leuk_spec=leuk_spec,
@@ -446,19 +441,19 @@ def build_model_card(
         dataset_name=dataset_name,
         protocol=(eval_meta.get("protocol") or config.get("protocol")
                   or (config.get("training_protocol") or {}).get("protocol")
-                  or ("patient" if family == "efficientnet_se" else None)),
+                  or spec.default_protocol),
         eval_meta_text=meta_text(eval_meta, skip=("dataset_name", "dataset_type", "command", "best_checkpoint")),
         cross_subject=cross_subject,
         all_subjects=(eval_json or {}).get("protocol") == "all-subjects",
-        backbone_note=backbone_note(config) if family == "efficientnet_se" else None,
-        comparison=comparison_context(eval_json) if family == "efficientnet_se" else None,
+        backbone_note=backbone_note(config) if "backbone_note" in sections else None,
+        comparison=comparison_context(eval_json) if "comparison" in sections else None,
         calibration=calibration_context(eval_json),
-        aria_protocols=aria_protocols_context(eval_json) if family == "hybridcn_nas" else None,
+        aria_protocols=aria_protocols_context(eval_json) if "aria_protocols" in sections else None,
         ood_text=_ood_text(model_dir),
         recipe_text=recipe_text(recipe),
         command=(eval_json or {}).get("command"),
         trained_from_scratch=backbone_init is not None and backbone_init.startswith("random"),
-        training_images=_training_images_text(eval_json, "cells" if family == "efficientnet_se" else "images"),
+        training_images=_training_images_text(eval_json, spec.image_unit),
         metrics_rows=metric_entries(metrics),
         n_eval=metrics.get("n"),
         mc_table=mc_table,

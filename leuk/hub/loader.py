@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from leuk.devices import resolve_device
 from leuk.errors import LeukError, ModelNotFoundError
-from leuk.records import CARD_FILE, EVAL_RESULTS_FILE
+from leuk.records import CARD_FILE, EVAL_RESULTS_FILE, read_eval_results
 
 DEMO_PREFIX = "demo:"
 DEMO_MODELS_ENV = "LEUK_DEMO_MODELS_DIR"
@@ -379,7 +379,7 @@ def load_model(
             return cached
         path, resolved_revision = _resolve(parsed, cache_dir, local_files_only)
         model, processor = _load_from_folder(path, device_name)
-        eval_results = _read_json(path / EVAL_RESULTS_FILE)
+        eval_results = read_eval_results(path)  # upgraded to the current schema, validated
         card_path = path / CARD_FILE
         card_text = card_path.read_text(encoding="utf-8") if card_path.is_file() else None
         from leuk.ood.detector import load_detector

@@ -17,12 +17,6 @@ from typing import Any, Mapping
 #: The cross-subject metric a one-line summary quotes, and how it is named there.
 HEADLINE_METRIC = ("f1_weighted", "weighted F1")
 
-# family -> (title, what the real data is called, what the synthetic data is called, unit of one image)
-_DATA_NAMES = {
-    "efficientnet_se": ("EfficientNet-SE", "real C-NMC cells", "synthetic C-NMC look-alike cells", "cells"),
-    "hybridcn_nas": ("HybridCN-NAS", "real Aria smears", "synthetic smears", "images"),
-}
-
 
 @dataclass(frozen=True)
 class Headline:
@@ -113,21 +107,26 @@ def _is_synthetic(config: Mapping[str, Any], eval_results: Mapping[str, Any] | N
     return None
 
 
-def _title(config: Mapping[str, Any], family: str) -> str:
-    if family == "efficientnet_se":
-        from leuk.hub.architecture import config_backbones, efficientnet_se_architecture
+def _family(model_type: str) -> Any:
+    """The registered family of ``model_type`` (:class:`leuk.models.family.ModelFamily`), or ``None``."""
+    from leuk.models import FamilyError, get_family
 
-        return efficientnet_se_architecture(config, config_backbones(config))[0]
-    title = _DATA_NAMES.get(family, (family or "model",))[0]
-    protocol = config.get("training_protocol") if isinstance(config.get("training_protocol"), Mapping) else {}
-    preset = protocol.get("preset")
-    if not isinstance(preset, str):
-        return title
-    # a preset name is the family's name with an optional variant ("hybridcn-nas-lite"); runs before the preset
-    # names recorded the variant alone ("lite", "paper" for the full model)
-    base = family.replace("_", "-")
-    variant = preset[len(base) + 1:] if preset.startswith(base + "-") else "" if preset in (base, "paper") else preset
-    return f"{title} {variant}" if variant else title
+    try:
+        return get_family(model_type)
+    except FamilyError:
+        return None
+
+
+def _title(config: Mapping[str, Any], family: str) -> str:
+    """The model's name: its family's :meth:`~leuk.models.family.ModelFamily.describe`; for a ``model_type`` no
+    family is registered under, the type with the variant of its recorded preset."""
+    from leuk.hub.architecture import config_backbones
+    from leuk.models.family import preset_title
+
+    spec = _family(family)
+    if spec is None:
+        return preset_title(family or "model", family, config)
+    return spec.describe(config, config_backbones(config))[0]
 
 
 def _block_protocol_headline(eval_results: Mapping[str, Any] | None) -> Headline | None:
@@ -196,14 +195,14 @@ def ood_threshold_rule(record: Mapping[str, Any]) -> str:
 def training_summary(config: Mapping[str, Any], eval_results: Mapping[str, Any] | None = None) -> TrainingSummary:
     """What the model of ``config`` / ``eval_results`` (a folder's two JSON files) was trained on."""
     family = str(config.get("model_type", ""))
-    names = _DATA_NAMES.get(family)
+    spec = _family(family)
     synthetic = _is_synthetic(config, eval_results)
     if synthetic is None:
         data = None
-    elif names is None:
+    elif spec is None:
         data = "synthetic data" if synthetic else "real data"
     else:
-        data = names[2] if synthetic else names[1]
+        data = spec.synthetic_data if synthetic else spec.real_data
     id2label = config.get("id2label") or {}
     label_order = [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))] if id2label else []
     subjects, n_subjects = _training_subjects(eval_results or {}, label_order)
@@ -214,7 +213,7 @@ def training_summary(config: Mapping[str, Any], eval_results: Mapping[str, Any] 
         subjects=subjects,
         n_subjects=n_subjects,
         n_images=training_images(eval_results or {}),
-        image_unit=names[3] if names else "images",
+        image_unit=spec.image_unit if spec is not None else "images",
         headline=headline_of(eval_results),
     )
 
@@ -229,10 +228,14 @@ def _read(path: Path) -> dict | None:
 
 def folder_training_summary(model_dir: str | Path) -> TrainingSummary | None:
     """:func:`training_summary` of a saved model folder; ``None`` when it has no readable ``config.json``."""
-    from leuk.hub.loader import EVAL_RESULTS_FILE
+    from leuk.records import EvalResultsError, read_eval_results
 
     folder = Path(model_dir)
     config = _read(folder / "config.json")
     if config is None:
         return None
-    return training_summary(config, _read(folder / EVAL_RESULTS_FILE))
+    try:
+        eval_results = read_eval_results(folder)
+    except EvalResultsError:  # a banner says what the records say; a broken record says nothing
+        eval_results = None
+    return training_summary(config, eval_results)

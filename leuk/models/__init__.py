@@ -24,7 +24,7 @@ from transformers import PreTrainedModel
 from leuk.errors import LeukError, ModelNotFoundError
 from leuk.models.efficientnet_se import EfficientNetSEConfig, EfficientNetSEForImageClassification
 from leuk.models.efficientnet_se.family import EfficientNetSEFamily
-from leuk.models.family import FamilyError, ModelFamily, register_family, registered_families
+from leuk.models.family import FamilyError, ModelFamily, register_family, registered_families, unregister_family
 
 
 class ModelConfigError(LeukError, ValueError):
@@ -60,7 +60,16 @@ def register_preset(name: str, factory: PresetFactory, *, description: str = "",
         raise ValueError(f"model preset {name!r} is already registered")
     _PRESETS[name] = Preset(name, factory, description, family.model_type if family is not None else "")
     if family is not None:
-        family.add_preset(name)
+        family.add_preset(name, description)
+
+
+def unregister_preset(name: str) -> Preset | None:
+    """Remove the preset ``name`` (a test's toy preset) from the registry and from its family; returns it, or
+    ``None`` when there was none."""
+    preset = _PRESETS.pop(name, None)
+    if preset is not None and preset.family in registered_families():
+        registered_families()[preset.family].remove_preset(name)
+    return preset
 
 
 def import_model_families() -> None:
@@ -250,5 +259,8 @@ __all__ = [
     "import_model_families",
     "list_families",
     "list_models",
+    "register_family",
     "register_preset",
+    "unregister_family",
+    "unregister_preset",
 ]

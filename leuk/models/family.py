@@ -15,6 +15,13 @@ a model only through this contract, never through the family's internals:
 - **its training engine**: :attr:`ModelFamily.engine`, the dotted name of a module with the engine's
   functions (imported when a command needs it, so choosing a family never imports torch training code);
   :meth:`ModelFamily.finetune_refusal` says why Monte Carlo ``finetune`` mode cannot train the family, or ``None``;
+- **its training command**: :attr:`ModelFamily.train_command` names the module behind its ``leuk train``
+  target(s), :meth:`ModelFamily.train_targets` the targets;
+- **what cards and banners say of it** (:mod:`leuk.hub` asks these, never the family's name):
+  :meth:`ModelFamily.describe` (its name and architecture, read from a ``config.json``),
+  :meth:`ModelFamily.card_backbones`, :attr:`ModelFamily.real_data` / :attr:`ModelFamily.synthetic_data` /
+  :attr:`ModelFamily.image_unit`, the card's template, dataset, tags, example image, default protocol and the
+  optional sections that apply (:attr:`ModelFamily.card_sections`);
 - **one record schema** for every family: ``training_split.json`` and ``eval_results.json`` are read and
   written by :mod:`leuk.records`.
 
@@ -28,11 +35,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from leuk.errors import LeukError
 
-__all__ = ["ClassifierView", "FamilyError", "ModelFamily", "register_family", "registered_families"]
+__all__ = ["CARD_SECTIONS", "ClassifierView", "FamilyError", "ModelFamily", "preset_title", "register_family",
+           "registered_families", "unregister_family"]
 
 
 class FamilyError(LeukError, ValueError):
@@ -58,7 +66,8 @@ class ModelFamily:
     model_type: str = ""
     #: the family's name for people ("EfficientNet-SE")
     title: str = ""
-    #: the dataset layout its presets are trained on by default (``cnmc`` or ``aria``)
+    #: the dataset layout its presets are trained on by default (``cnmc`` or ``aria``); a bundled demo's card
+    #: names a sample of ``assets/samples/<dataset>/``
     dataset: str = "cnmc"
     #: dotted module name of the training engine (``leuk.training.<...>``)
     engine: str = ""
@@ -70,14 +79,50 @@ class ModelFamily:
     #: preprocessing, segmentation, cells, top features), which the serving layer's pipeline view draws
     has_phases: bool = False
 
+    # ---- what cards and banners say of the family (class attributes; see the methods below) -----------------
+    #: what its real and its synthetic training data are called in a banner ("real C-NMC cells")
+    real_data: str = "real data"
+    synthetic_data: str = "synthetic data"
+    #: what one image of its data is ("cells", "images")
+    image_unit: str = "images"
+    #: the model card's Jinja template: a file name in ``model_cards/`` or an absolute path
+    card_template: str = "generic.md.j2"
+    #: the dataset a card's ``model-index`` names (and its ``synthetic-`` twin when the data was synthetic)
+    card_dataset_name: str = "unspecified dataset"
+    card_dataset_type: str = "unspecified"
+    #: the family's own card tags (the common leukemia/microscopy tags come first)
+    card_tags: tuple[str, ...] = ()
+    #: the image file a Hub card's loading snippet names (a bundled demo's card names a file of
+    #: ``assets/samples/<dataset>/``)
+    example_image: str = "image.png"
+    #: the evaluation protocol a card names when the records say none ("patient"), or ``None``
+    default_protocol: Optional[str] = None
+    #: the optional card sections that apply to the family's models (a subset of :data:`CARD_SECTIONS`)
+    card_sections: frozenset[str] = frozenset()
+    #: dotted name of the module behind the family's ``leuk train`` target(s): ``add_target_arguments(parser)``,
+    #: ``run_target(args) -> int`` and an optional one-line ``HELP`` (imported only when ``leuk train`` runs);
+    #: ``""``: the family has no ``leuk train`` target
+    train_command: str = ""
+
     # ---- presets and processor ------------------------------------------------------------------------
     def __init__(self) -> None:
         self._presets: list[str] = []
+        self._descriptions: dict[str, str] = {}
 
-    def add_preset(self, name: str) -> None:
+    def add_preset(self, name: str, description: str = "") -> None:
         """Called by :func:`leuk.models.register_preset` for each preset of the family."""
         if name not in self._presets:
             self._presets.append(name)
+        self._descriptions[name] = description
+
+    def remove_preset(self, name: str) -> None:
+        """Called by :func:`leuk.models.unregister_preset`."""
+        self._presets = [other for other in self._presets if other != name]
+        self._descriptions.pop(name, None)
+
+    def preset_description(self, name: str) -> str:
+        """The one-line description the preset was registered with (``""`` when none)."""
+        return self._descriptions.get(name, "")
 
     def presets(self) -> list[str]:
         """The family's preset names as registered with :func:`leuk.models.register_preset`, sorted."""
@@ -131,6 +176,26 @@ class ModelFamily:
         """Why Monte Carlo ``finetune`` mode cannot train this family, or ``None`` when it can."""
         return None
 
+    # ---- its training command ---------------------------------------------------------------------------
+    def train_targets(self) -> dict[str, Optional[str]]:
+        """``leuk train`` target name -> its one-line help (``None``: the command module's ``HELP``); the default is
+        one target named after the family (``hybridcn-nas``), none without :attr:`train_command`."""
+        return {self.model_type.replace("_", "-"): None} if self.train_command else {}
+
+    def train_target_defaults(self, target: str) -> dict[str, Any]:
+        """Argument defaults ``leuk train`` sets for ``target`` (e.g. the preset a per-preset target trains)."""
+        return {}
+
+    # ---- what cards and banners say ---------------------------------------------------------------------
+    def describe(self, config: Mapping[str, Any], backbones: list[str]) -> tuple[str, Optional[str]]:
+        """(name, one-line architecture or ``None``) of a saved model, from its ``config.json`` and the backbones
+        it names: by default the family's title with the variant of the preset it was trained as."""
+        return preset_title(self.title or self.model_type or "model", self.model_type, config), None
+
+    def card_backbones(self, config: Mapping[str, Any], backbones: list[str]) -> list[str]:
+        """The backbones a card lists (by default those the config names)."""
+        return backbones
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_type!r})"
 
@@ -146,6 +211,31 @@ def register_family(family: ModelFamily) -> ModelFamily:
     return family
 
 
+def unregister_family(model_type: str) -> Optional[ModelFamily]:
+    """Remove the family registered under ``model_type`` (a test's toy family); returns it, or ``None``."""
+    return _FAMILIES.pop(model_type, None)
+
+
 def registered_families() -> dict[str, ModelFamily]:
     """The families registered so far, by ``model_type`` (see :func:`leuk.models.list_families`)."""
     return dict(_FAMILIES)
+
+
+#: The optional sections of a model card a family may ask for (:attr:`ModelFamily.card_sections`):
+#: ``backbone_note`` (why a backbone departs from the paper's), ``comparison`` (the shipped recipe beside the
+#: others run on the same folds), ``aria_protocols`` (image-level and file-number-block folds, the
+#: segmentation reference).
+CARD_SECTIONS = frozenset({"backbone_note", "comparison", "aria_protocols"})
+
+
+def preset_title(title: str, model_type: str, config: Mapping[str, Any]) -> str:
+    """``title`` with the variant of the preset a config records (``training_protocol.preset``):
+    ``HybridCN-NAS lite`` for ``hybridcn-nas-lite``. A preset name is the family's name with an optional variant;
+    runs before the preset names recorded the variant alone (``lite``; ``paper`` for the full model)."""
+    protocol = config.get("training_protocol") if isinstance(config.get("training_protocol"), Mapping) else {}
+    preset = protocol.get("preset")
+    if not isinstance(preset, str):
+        return title
+    base = model_type.replace("_", "-")
+    variant = preset[len(base) + 1:] if preset.startswith(base + "-") else "" if preset in (base, "paper") else preset
+    return f"{title} {variant}" if variant else title

@@ -74,7 +74,9 @@ def metrics_table(eval_results: dict | None) -> "pd.DataFrame":
     """Every finite number in a model's ``eval_results.json`` as ``metric`` / ``value`` rows (nested keys joined by dots)."""
     import pandas as pd
 
-    rows = list(_flatten(eval_results or {}))
+    from leuk.records import EVAL_RESULTS_VERSION_KEY
+
+    rows = [row for row in _flatten(eval_results or {}) if row[0] != EVAL_RESULTS_VERSION_KEY]  # a marker, no figure
     return pd.DataFrame(rows, columns=["metric", "value"])
 
 

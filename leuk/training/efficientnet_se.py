@@ -17,7 +17,6 @@ The run, in order:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -34,6 +33,7 @@ from leuk.records import (
     SPLIT_FILE,
     relative_path,
     training_split_record,
+    write_eval_results,
     write_training_split,
 )
 
@@ -484,7 +484,7 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
             "validation": fit.validation_metrics,
             "test": test_metrics,
         }
-        (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(eval_results, indent=2) + "\n", encoding="utf-8")
+        write_eval_results(output_dir, eval_results)
         trainer.save_state()
     trainer.accelerator.wait_for_everyone()
     return TrainResult(

@@ -7,7 +7,7 @@ HybridCN-NAS model without reaching into its extractor.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from leuk.models.family import ClassifierView, ModelFamily
 
@@ -25,6 +25,20 @@ class HybridCNNASFamily(ModelFamily):
     pooled_description = ("fused feature vector of both branches, z-scored with the training statistics "
                           "(before mRMR)")
     has_phases = True
+    real_data = "real Aria smears"
+    synthetic_data = "synthetic smears"
+    image_unit = "images"
+    card_template = "hybridcn_nas.md.j2"
+    card_dataset_name = "ALL image dataset (Aria et al., 2021)"
+    card_dataset_type = "aria-all"
+    card_tags = ("convnext", "nasnet", "self-attention")
+    example_image = "smear.jpg"
+    card_sections = frozenset({"aria_protocols"})
+    train_command = "leuk.cli.train_hybrid"
+
+    def card_backbones(self, config: Mapping[str, Any], backbones: list[str]) -> list[str]:
+        """The backbones the config names, else its two branches."""
+        return backbones or [config[key] for key in ("branch_a", "branch_b") if isinstance(config.get(key), str)]
 
     def forward_features(self, model: Any, pixel_values: Any) -> Any:
         """The raw fused feature vector ``(N, num_features)`` of both branches, on the segmenter's cell mask."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from leuk.records import EVAL_RESULTS_FILE, SPLIT_PARTS, training_split_record, write_training_split
+from leuk.records import SPLIT_PARTS, training_split_record, write_eval_results, write_training_split
 from leuk.training.hybridcn_nas.cache import StageCache, json_default
 from leuk.training.hybridcn_nas.data import PixelBank, load_table
 from leuk.training.hybridcn_nas.head import fit_head
@@ -158,8 +157,7 @@ def train_hybridcn_nas(
         "validation": validation_metrics,
         "test": test_metrics,
     }
-    (out_dir / EVAL_RESULTS_FILE).write_text(json.dumps(eval_results, indent=2, default=json_default) + "\n",
-                                            encoding="utf-8")
+    write_eval_results(out_dir, eval_results, default=json_default)
     write_training_split(out_dir, split_record)
     from leuk.ood import fit_after_training  # on the training patients' images only; threshold from validation
 

@@ -175,6 +175,7 @@ def cross_validate(args: argparse.Namespace, workspace: Path, stain_target: dict
                 print(json.dumps(records[-1]), flush=True)
     records += reused_records(args, records)
     return {"protocols": {p: PROTOCOLS[p] for p in args.protocols}, "n_folds": args.folds, "seed": args.seed,
+            "shipped": args.shipped_name or args.model_name,
             "summary": summarise_folds(records), "folds": records,
             "paper": {"accuracy": PAPER_ACCURACY, "protocol": "image-level split (as reported)"},
             "note": "Aria records no patient ids: both figures may have patients on both sides of a split; "
@@ -199,6 +200,24 @@ def reused_records(args: argparse.Namespace, records: list[dict]) -> list[dict]:
             raise SystemExit(f"--reuse {args.reuse}: {record['model']} {key} has other rows than this run's fold")
         kept.append({**record, "reused_from": str(args.reuse)})
     return kept
+
+
+def update_record(args: argparse.Namespace, cross_validation: dict) -> int:
+    """Put this run's cross-validation table into an existing model folder's record (its weights unchanged:
+    the shipped model stays the one it is) and re-render its card."""
+    from leuk.hub.cards import write_model_card
+    from leuk.records import read_eval_results, write_eval_results
+
+    folder = Path(args.update_record)
+    results = read_eval_results(folder)
+    if results is None:
+        raise SystemExit(f"{folder} has no eval_results.json")
+    results["cross_validation"] = cross_validation
+    write_eval_results(folder, results)
+    write_model_card(folder)
+    print(json.dumps(cross_validation["summary"], indent=2))
+    print(f"cross-validation table of {folder} replaced (weights unchanged), card rendered")
+    return 0
 
 
 def train_shipped(args: argparse.Namespace, workspace: Path, stain_target: dict) -> Path:
@@ -279,6 +298,12 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", type=Path,
                         help="an earlier model folder's eval_results.json: its fold records of models not run "
                              "here join the table (checked to be the same folds)")
+    parser.add_argument("--shipped-name",
+                        help="the table's row of the shipped model (default: --model-name; e.g. 'HybridCN-NAS lite' "
+                             "with --update-record when the earlier model stays shipped)")
+    parser.add_argument("--update-record", type=Path, metavar="FOLDER",
+                        help="train nothing new: write the cross-validation table into FOLDER's eval_results.json "
+                             "and re-render its card (the shipped model unchanged)")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -292,6 +317,8 @@ def main(argv=None) -> int:
     cross_validation = None if args.skip_cv else cross_validate(args, workspace, stain_target)
     if args.cv_only:
         return 0
+    if args.update_record is not None:
+        return update_record(args, cross_validation)
     model_dir = train_shipped(args, workspace, stain_target)
 
     results_path = model_dir / "eval_results.json"
@@ -312,7 +339,9 @@ def main(argv=None) -> int:
     results["segmentation_reference"] = reference_dice(args.data, segmenters)
     results["command"] = "python train/train_real_hybridcn_nas.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results["recipe_runtime_s"] = round(time.perf_counter() - started, 1)
-    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    from leuk.records import write_eval_results
+
+    write_eval_results(model_dir, results)
     print(json.dumps({k: results[k] for k in ("segmentation_reference",)}, indent=2))
     if cross_validation is not None:
         print(json.dumps(cross_validation["summary"], indent=2))

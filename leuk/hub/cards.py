@@ -309,9 +309,27 @@ def aria_protocols_context(eval_json: Mapping[str, Any] | None) -> dict | None:
                   for name, scores in reference.items() if isinstance(scores, Mapping) and "dice" in scores]
     if not rows and not segmenters:
         return None
+    shipped = block.get("shipped") or next((row["model"] for row in rows if row["model"].startswith("HybridCN")), None)
     return {"rows": rows, "gaps": gaps, "descriptions": dict(descriptions), "paper": block.get("paper"),
+            "shipped": shipped, "shortfalls": _shortfalls(summary, shipped),
             "note": block.get("note"), "n_folds": block.get("n_folds"), "segmenters": segmenters,
             "n_reference": reference.get("n"), "reference": reference.get("reference")}
+
+
+def _shortfalls(summary: Mapping[str, Any], shipped: str | None) -> list[dict]:
+    """Per protocol, the models of the table whose mean accuracy beats the shipped model's, and by how much
+    (what a card must say in its first lines)."""
+    found = []
+    for protocol, by_model in summary.items():
+        if protocol == "gap_image_minus_block" or not isinstance(by_model, Mapping) or shipped not in by_model:
+            continue
+        own = (by_model[shipped].get("accuracy") or {}).get("mean")
+        for model, figures in by_model.items():
+            other = (figures.get("accuracy") or {}).get("mean") if isinstance(figures, Mapping) else None
+            if model != shipped and is_number(own) and is_number(other) and other > own:
+                found.append({"protocol": protocol, "model": model, "by": f"{other - own:.3f}",
+                              "accuracy": f"{other:.3f}", "own": f"{own:.3f}"})
+    return found
 
 
 def _training_images_text(eval_json: Mapping[str, Any] | None, unit: str) -> str | None:

@@ -12,6 +12,8 @@ a model only through this contract, never through the family's internals:
   Carlo head or the out-of-distribution detector reads; ``False``: raw logits, before the temperature),
   :meth:`ModelFamily.branch_layers` (the layers explanations may hook), :meth:`ModelFamily.classifier_view`
   (for feature-selecting families: the classifier and the input it receives);
+- **the smear path**: :meth:`ModelFamily.has_segmenter` (whether a model finds cells) and
+  :meth:`ModelFamily.cell_mask` (the cells it finds, with its own threshold);
 - **its training engine**: :attr:`ModelFamily.engine`, the dotted name of a module with the engine's
   functions (imported when a command needs it, so choosing a family never imports torch training code);
   :meth:`ModelFamily.finetune_refusal` says why Monte Carlo ``finetune`` mode cannot train the family, or ``None``;
@@ -158,6 +160,18 @@ class ModelFamily:
     def classifier_view(self, model: Any, pixel_values: Any) -> ClassifierView:
         """The classifier and its input for a feature-selecting family; others raise :class:`FamilyError`."""
         raise FamilyError(f"{self.title} has no separate feature-selecting classifier")
+
+    # ---- a family whose models find cells (the smear path) -------------------------------------------------
+    def has_segmenter(self, model: Any) -> bool:
+        """Whether ``model`` carries a cell segmenter that :meth:`cell_mask` can run (``False`` by default)."""
+        return False
+
+    def cell_mask(self, model: Any, pixel_values: Any, size: Optional[tuple[int, int]] = None) -> Any:
+        """The cells ``model``'s segmenter finds in one preprocessed ``(1, C, H, W)`` image, as a ``(height,
+        width)`` bool numpy array at ``size`` (``(height, width)``; default the input's): the model's own
+        probabilities and threshold, the mask its phase view splits into cells. Families without a segmenter
+        raise :class:`FamilyError`."""
+        raise FamilyError(f"{self.title} has no cell segmenter")
 
     def load_pretrained(self, model: Any, source: str = "auto") -> str:
         """Fill the model's backbone(s) with ImageNet weights through :mod:`leuk.models.pretrained`

@@ -23,7 +23,8 @@ a model only through this contract, never through the family's internals:
   :meth:`ModelFamily.describe` (its name and architecture, read from a ``config.json``),
   :meth:`ModelFamily.card_backbones`, :attr:`ModelFamily.real_data` / :attr:`ModelFamily.synthetic_data` /
   :attr:`ModelFamily.image_unit`, the card's template, dataset, tags, example image, default protocol and the
-  optional sections that apply (:attr:`ModelFamily.card_sections`);
+  optional sections that apply (:attr:`ModelFamily.card_sections`), which model of a cross-validation summary
+  is its own (:meth:`ModelFamily.headline_model`);
 - **one record schema** for every family: ``training_split.json`` and ``eval_results.json`` are read and
   written by :mod:`leuk.records`.
 
@@ -37,7 +38,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from leuk.errors import LeukError
 
@@ -209,6 +210,12 @@ class ModelFamily:
     def card_backbones(self, config: Mapping[str, Any], backbones: list[str]) -> list[str]:
         """The backbones a card lists (by default those the config names)."""
         return backbones
+
+    def headline_model(self, names: Sequence[str]) -> Optional[str]:
+        """Which model of a ``cross_validation`` summary (its models by name: the family's own and the baselines run
+        on the same folds) is the family's own, whose figure a banner and a card headline: by default the first
+        name that begins with the family's :attr:`title`; ``None`` when none does."""
+        return next((name for name in names if self.title and name.startswith(self.title)), None)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_type!r})"

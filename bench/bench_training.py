@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from leuk.data.synthetic import write_cnmc
     from leuk.models.efficientnet_se import EfficientNetSEImageProcessor
-    from leuk.training.efficientnet_se import TrainOptions, _build_model, _load_table
+    from leuk.training.efficientnet_se import TrainOptions, _build_model, load_table
 
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if args.device == "cuda" and not cuda:
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         patients = 12
         write_cnmc(data, patients=patients, images_per_patient=math.ceil(n_images / patients), size=file_side, seed=0)
         written_s = time.perf_counter() - started
-        paths, labels, _, label_names = _load_table(TrainOptions(data=str(data), out=""))
+        paths, labels, _, label_names = load_table(TrainOptions(data=str(data), out=""))
         # mixed classes in any prefix, so the few validation images (the first batch) hold both labels
         chosen = np.random.default_rng(0).permutation(_balanced_subset(labels, batch))
         train_paths, train_labels = [paths[i] for i in chosen], labels[chosen]

@@ -23,7 +23,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,13 @@ from leuk.errors import ImageReadError, LeukError
 from leuk.io import ImageSource, read_image
 from leuk.models.outputs import logits_of
 
-__all__ = ["Engine", "InferenceRuntimeError", "Prediction", "Predictor", "RUNTIMES", "default_device"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from leuk.verdict import Verdict
+
+__all__ = ["Engine", "InferenceRuntimeError", "Prediction", "Predictor", "RUNTIMES", "default_device",
+           "failed_prediction"]
 
 #: the forward-pass runtimes :class:`Predictor` offers (see the module docstring)
 RUNTIMES = ("eager", "compile", "cudagraphs", "onnx")
@@ -60,18 +66,41 @@ class Prediction:
     #: largest |z| of the image statistics and its threshold (the detector's cheap gate)
     ood_stats_score: float | None = None
     ood_stats_threshold: float | None = None
-    #: the verdict of :func:`leuk.verdict.image_verdict`
+    #: the verdict of :func:`leuk.verdict.image_verdict`, decided by :class:`Predictor` with the threshold in force
     uncertain: bool = False
     reasons: list[str] = field(default_factory=list)
+    #: what the verdict did not check (no out-of-distribution detector); ``None`` when it checked everything
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
         """True when the input was read and classified."""
         return self.error is None
 
+    @property
+    def verdict(self) -> "Verdict":
+        """This prediction's :class:`leuk.verdict.Verdict` (what every surface renders)."""
+        from leuk.verdict import Verdict
+
+        return Verdict.from_reasons(self.reasons, note=self.note)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form (what ``leuk predict --json`` writes; the verdict's ``note`` is left out, as in the
+        records written before it was kept here)."""
+        record = asdict(self)
+        record.pop("note")
+        return record
+
+
+def failed_prediction(source: str, error: str) -> Prediction:
+    """The prediction of an input that could not be read: the error and its verdict (unreadable, uncertain).
+    For a surface that reads its inputs itself (the apps' pixel limit) and hands only the readable ones on."""
+    from leuk.verdict import image_verdict
+
+    prediction = Prediction(source=source, error=error)
+    verdict = image_verdict(None, None, error)
+    prediction.uncertain, prediction.reasons, prediction.note = verdict.uncertain, list(verdict.reasons), verdict.note
+    return prediction
 
 
 def default_device() -> torch.device:
@@ -195,7 +224,10 @@ class Predictor:
 
     def preprocess(self, src: ImageSource) -> torch.Tensor:
         """Decode one input with :func:`leuk.io.read_image` and run the image processor: a CHW float tensor."""
-        image = read_image(src)
+        return self._process(read_image(src), src)
+
+    def _process(self, image: "Image.Image", src: ImageSource) -> torch.Tensor:
+        """The image processor on an image already decoded from ``src`` (named in the error)."""
         try:
             pixel_values = self.processor(images=image, return_tensors="pt")["pixel_values"]
         except Exception as err:  # a processor failure is this input's failure, not the batch's
@@ -204,13 +236,14 @@ class Predictor:
         return pixel_values[0]
 
     def _decode(self, src: ImageSource, statistics: bool) -> tuple[torch.Tensor, np.ndarray | None]:
-        """:meth:`preprocess`, and the image statistics of :func:`leuk.ood.image_statistics` when asked."""
+        """:meth:`preprocess`, and the image statistics of :func:`leuk.ood.image_statistics` when asked, of the
+        one decoding of ``src``."""
+        image = read_image(src)
         if not statistics:
-            return self.preprocess(src), None
+            return self._process(image, src), None
         from leuk.ood.statistics import image_statistics
 
-        image = read_image(src)
-        return self.preprocess(image), image_statistics(image)
+        return self._process(image, src), image_statistics(image)
 
     def _preprocess_safely(self, src: ImageSource, statistics: bool = False
                            ) -> tuple[torch.Tensor, np.ndarray | None] | str:
@@ -282,9 +315,13 @@ class Predictor:
     # -- public entry point ------------------------------------------------------------------------
 
     def predict_images(
-        self, images: Sequence[ImageSource], *, names: Sequence[str] | None = None, progress: bool = False
+        self, images: Sequence[ImageSource], *, names: Sequence[str] | None = None, progress: bool = False,
+        uncertain_below: float | None = None,
     ) -> list[Prediction]:
-        """Classify paths, bytes, PIL images or arrays; one :class:`Prediction` per input, in order."""
+        """Classify paths, bytes, PIL images or arrays; one :class:`Prediction` per input, in order, each with its
+        verdict (:func:`leuk.verdict.image_verdict`). ``uncertain_below`` is the verdict threshold in force for
+        this call (``None``: the predictor's own, :attr:`uncertain_below`): the one place the verdict is decided."""
+        threshold = self.uncertain_below if uncertain_below is None else float(uncertain_below)
         images = list(images)
         names = list(names) if names is not None else [_source_name(src, i) for i, src in enumerate(images)]
         if len(names) != len(images):
@@ -307,7 +344,7 @@ class Predictor:
                 current = [future.result() for future in pending]
                 next_start = start + self.batch_size
                 pending = submit(next_start) if next_start < len(images) else []  # decode ahead of the forward
-                results.extend(self._classify_chunk(current, names[start:start + self.batch_size]))
+                results.extend(self._classify_chunk(current, names[start:start + self.batch_size], threshold))
                 if bar is not None:
                     bar.update(len(current))
         if bar is not None:
@@ -315,7 +352,7 @@ class Predictor:
         return results
 
     def _classify_chunk(self, items: list[tuple[torch.Tensor, np.ndarray | None] | str],
-                        names: list[str]) -> list[Prediction]:
+                        names: list[str], threshold: float) -> list[Prediction]:
         from leuk.verdict import image_verdict
 
         good = [i for i, item in enumerate(items) if not isinstance(item, str)]
@@ -344,8 +381,9 @@ class Predictor:
                     prediction.ood_stats_score, prediction.ood_stats_threshold = check.stats_score, check.stats_threshold
         for prediction, check in zip(chunk, checks):
             verdict = image_verdict(prediction.top_probability, check, prediction.error,
-                                    threshold=self.uncertain_below, ood_note=self.ood_note)
+                                    threshold=threshold, ood_note=self.ood_note)
             prediction.uncertain, prediction.reasons = verdict.uncertain, list(verdict.reasons)
+            prediction.note = verdict.note
         return chunk
 
     # Architecture-document name of the same call.

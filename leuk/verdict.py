@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["HELP_MARKDOWN", "UNCERTAIN_BELOW", "Verdict", "image_verdict", "patient_verdict", "selective_threshold",
+__all__ = ["HELP_MARKDOWN", "UNCERTAIN_BELOW", "Verdict", "image_verdict", "patient_verdict", "rule_text",
+           "selective_threshold",
            "selective_summary"]
 
 #: An image (or a patient mean) whose calibrated top probability is below this is "uncertain", unless the model
@@ -50,6 +51,15 @@ checked on its probability alone.
 stain batch that happens to sit near a class mean), and anything a 10-number colour summary and the network's own
 features cannot tell apart. A confident verdict is not a correct answer; this is not a medical device.
 """
+
+
+
+def rule_text(threshold: float = UNCERTAIN_BELOW) -> str:
+    """The verdict rule of :data:`HELP_MARKDOWN` in one line, at the ``threshold`` in force (what a results page
+    says under its table; the help says it in full)."""
+    return (f"Uncertain: unreadable, out of distribution (unlike the training images), or top probability below "
+            f"{threshold:.2f} (this model's threshold); a patient with any such image is uncertain too.")
+
 
 OOD_PREFIX = "out of distribution"
 UNREADABLE_PREFIX = "unreadable"

@@ -60,3 +60,30 @@ def test_train_targets_come_from_the_families():
     assert targets["hybridcn-nas"] == get_family("hybridcn_nas").train_command
     effse = get_family("efficientnet_se")
     assert set(effse.presets()) <= set(targets) and effse.train_target_defaults("resnet50") == {"preset": "resnet50"}
+
+
+def test_the_headline_model_of_a_cross_validation_summary_is_the_familys_answer():
+    """``leuk.hub.provenance`` asks the family which model of a ``cross_validation`` summary is its own (issue #29)
+    instead of matching a name prefix of its own."""
+    from leuk.hub.provenance import headline_of
+    from leuk.models import get_family
+
+    hybrid, single = get_family("hybridcn_nas"), get_family("efficientnet_se")
+    names = ["plain CNN", "HybridCN-NAS lite", "HybridCN-NAS"]
+    assert hybrid.headline_model(names) == "HybridCN-NAS lite"
+    assert single.headline_model(names) is None
+    record = {"cross_validation": {"summary": {"block": {
+        "plain CNN": {"accuracy": {"mean": 0.5, "sd": 0.1}, "n_folds": 5},
+        "HybridCN-NAS lite": {"accuracy": {"mean": 0.8, "sd": 0.05, "min": 0.7, "max": 0.9}, "n_folds": 5}}}}}
+    headline = headline_of(record, hybrid)
+    assert (headline.mean, headline.n_folds, headline.protocol) == (0.8, 5, "file-number-block")
+    assert headline_of(record, single) is None and headline_of(record) is None
+
+
+def test_the_streamlit_results_page_says_the_verdict_rule_of_leuk_verdict():
+    from leuk import serving
+    from leuk.verdict import rule_text
+
+    assert "0.83" in rule_text(0.83) and serving.uncertainty_rule is rule_text
+    page = (ROOT / "streamlit_app" / "views" / "predict.py").read_text(encoding="utf-8")
+    assert "uncertainty_rule(" in page and "top probability below" not in page

@@ -70,3 +70,32 @@ def test_what_a_family_says_of_its_phases_and_pooled_vector_holds_for_its_model(
     family = family_of(model)
     assert family.has_phases == callable(getattr(model, "stages", None))
     assert family.pooled_description
+
+
+def test_the_segmenter_is_asked_of_the_family_and_its_mask_is_the_models_own():
+    """The smear path asks the contract (issue #29): ``has_segmenter`` instead of probing attributes, and
+    ``cell_mask`` thresholds the model's own probabilities, resized first, at its own ``mask_threshold``."""
+    import cv2
+    import numpy as np
+
+    torch.manual_seed(0)
+    hybrid = create_model("hybridcn-nas-lite").eval()
+    family = family_of(hybrid)
+    assert family.has_segmenter(hybrid)
+    pixels = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        probability = hybrid.cell_probabilities(pixels)[0, 0].numpy()
+    hybrid.config.mask_threshold = float(np.median(probability))  # a threshold that splits this random U-Net's map
+    expected = cv2.resize(probability, (90, 70), interpolation=cv2.INTER_LINEAR) > hybrid.config.mask_threshold
+    mask = family.cell_mask(hybrid, pixels, size=(70, 90))
+    assert mask.dtype == bool and mask.shape == (70, 90) and 0 < mask.mean() < 1
+    assert np.array_equal(mask, expected)
+    assert family.cell_mask(hybrid, pixels).shape == (128, 128)
+    hybrid.segmenter = None
+    assert not family.has_segmenter(hybrid)
+    with pytest.raises(FamilyError):
+        family.cell_mask(hybrid, pixels)
+    single = create_model("efficientnet-se-test")
+    assert not family_of(single).has_segmenter(single)
+    with pytest.raises(FamilyError):
+        family_of(single).cell_mask(single, torch.rand(1, 3, 64, 64))

@@ -165,3 +165,29 @@ def test_render_panel_fills_the_cell_under_the_original():
     fig = render_panel(np.zeros((64, 64, 3), np.uint8), list(exps.values()), curves=True)
     texts = [t.get_text() for t in fig.axes[2].texts]
     assert texts and "explained:" in texts[0] and "deletion AUC" in texts[0]
+
+
+@pytest.mark.parametrize("threshold", [0.01, 0.999])
+def test_serving_renders_the_verdict_the_predictor_decides_at_the_threshold_in_force(registry, threshold):
+    """The verdict is decided once, by the prediction engine, with the caller's threshold (issue #29): what
+    serving shows per image is exactly what ``Predictor.predict_images(..., uncertain_below=threshold)`` says,
+    for a threshold that is not the model's own."""
+    from leuk import serving
+    from leuk.inference import Predictor
+
+    reg, folders = registry
+    loaded = reg.get(folders["cnmc"])
+    assert threshold != loaded.uncertain_below
+    paths = [str(p) for p in CNMC_SAMPLES[:3]]
+    result = serving.classify(paths, folders["cnmc"], threshold=threshold, registry=reg)
+    predictions = Predictor.from_loaded(loaded, device="cpu", batch_size=2).predict_images(
+        paths, uncertain_below=threshold)
+    assert result.threshold == threshold
+    for item, prediction in zip(result.images, predictions):
+        assert item.label == prediction.label
+        assert (item.uncertain, item.reasons, item.note) == (prediction.uncertain, prediction.reasons, prediction.note)
+        assert item.verdict == prediction.verdict
+    low = [any(r.startswith("low calibrated probability") for r in item.reasons) for item in result.images]
+    assert all(low) if threshold > 0.5 else not any(low)
+    if threshold > 0.5:
+        assert all(f"< {threshold:.2f}" in "; ".join(item.reasons) for item in result.images)

@@ -175,11 +175,11 @@ def test_half_precision_weights_load_and_predict_on_cpu(tmp_path, cnmc_dataset):
 
     from leuk.models import create_model
     from leuk.models.efficientnet_se import EfficientNetSEImageProcessor
-    from leuk.training.efficientnet_se import _save_model
+    from leuk.training.efficientnet_se import save_model
 
     model = create_model(PRESET).eval()
     processor = EfficientNetSEImageProcessor.from_model_config(model.config)
-    _save_model(model, processor, tmp_path, "float16")
+    save_model(model, processor, tmp_path, "float16")
     from safetensors.torch import load_file
 
     assert {t.dtype for t in load_file(tmp_path / "model.safetensors").values() if t.is_floating_point()} == {

@@ -110,19 +110,14 @@ def cross_subject_evaluation(
     from leuk.data.splits import leave_one_rare_subject_out
     from leuk.metrics import classification_metrics
     from leuk.records import training_split_record, write_eval_results
-    from leuk.training.efficientnet_se import (
-        _load_table,
-        _predict_saved,
-        fit_split,
-        looks_synthetic,
-    )
+    from leuk.training.efficientnet_se import fit_split, load_table, looks_synthetic, predict_saved
 
     options.validate()
     out = Path(out)
     data_root = Path(options.data).resolve()
     if not data_root.is_dir():
         raise LeukError(f"data folder {options.data} does not exist")
-    paths, labels, groups, label_names = _load_table(options)
+    paths, labels, groups, label_names = load_table(options)
     try:
         splits = leave_one_rare_subject_out(labels, groups, seed=options.seed, val_size=val_size)
     except ValueError as err:
@@ -150,7 +145,7 @@ def cross_subject_evaluation(
             "test_patients": split_info["test"]["patients"],
             "calibration": "temperature scaling on validation images of the training subjects"})
         test_paths = [paths[i] for i in split.test]
-        probs = _predict_saved(fold_dir, test_paths, options)
+        probs = predict_saved(fold_dir, test_paths, options)
         y_true, subjects = labels[split.test], groups[split.test]
         test_metrics = classification_metrics(y_true, probs, label_names)
         record = {
@@ -194,7 +189,7 @@ def _save_with_records(fit: Any, options: Any, folder: Path, split_info: dict[st
     ``training_split.json`` and an out-of-distribution detector fitted on its training images only (the
     threshold from its validation images)."""
     from leuk.records import write_training_split
-    from leuk.training.efficientnet_se import _save_model
+    from leuk.training.efficientnet_se import save_model
 
     state = fit.trainer.state
     fit.model.config.training_protocol = {
@@ -207,7 +202,7 @@ def _save_with_records(fit: Any, options: Any, folder: Path, split_info: dict[st
         "data": "synthetic (leuk synth)" if synthetic else "real",
     }
     folder.mkdir(parents=True, exist_ok=True)
-    _save_model(fit.model, fit.processor, folder, options.dtype)
+    save_model(fit.model, fit.processor, folder, options.dtype)
     write_training_split(folder, split_info)
     if getattr(options, "fit_ood", True):
         from leuk.ood import fit_after_training
@@ -226,14 +221,14 @@ def train_all_subjects(options: Any, out: str | Path, *, val_size: float = VAL_S
     """
     from leuk.data.splits import all_subjects_split
     from leuk.records import training_split_record
-    from leuk.training.efficientnet_se import _load_table, fit_split, looks_synthetic
+    from leuk.training.efficientnet_se import load_table, fit_split, looks_synthetic
 
     options.validate()
     out = Path(out)
     data_root = Path(options.data).resolve()
     if not data_root.is_dir():
         raise LeukError(f"data folder {options.data} does not exist")
-    paths, labels, groups, label_names = _load_table(options)
+    paths, labels, groups, label_names = load_table(options)
     split = all_subjects_split(labels, groups, seed=options.seed, val_size=val_size)
     started = time.perf_counter()
     fit = fit_split(dataclasses.replace(options, out=str(out)), split, paths, labels, label_names, out)
@@ -293,10 +288,10 @@ def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | 
     and its test images (``training_split.json``) are predicted again through the saved folder for the
     pooled figures; a fold whose recomputed weighted F1 differs from its record is refused."""
     from leuk.metrics import classification_metrics
-    from leuk.training.efficientnet_se import EVAL_RESULTS_FILE, SPLIT_FILE, _load_table, _predict_saved
+    from leuk.training.efficientnet_se import EVAL_RESULTS_FILE, SPLIT_FILE, load_table, predict_saved
 
     data_root = Path(options.data).resolve()
-    paths, labels, groups, label_names = _load_table(options)
+    paths, labels, groups, label_names = load_table(options)
     row_of = {Path(path).resolve().relative_to(data_root).as_posix(): i for i, path in enumerate(paths)}
     records, all_true, all_probs, oof = [], [], [], []
     for fold_dir in sorted((Path(d) for d in fold_dirs), key=lambda d: d.name):
@@ -306,7 +301,7 @@ def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | 
         if missing:
             raise LeukError(f"{fold_dir}: {len(missing)} test image(s) are not in {data_root}, e.g. {missing[0]}")
         rows = np.asarray([row_of[rel] for rel in split["test"]["images"]], dtype=np.int64)
-        probs = _predict_saved(fold_dir, [paths[i] for i in rows], options)
+        probs = predict_saved(fold_dir, [paths[i] for i in rows], options)
         again = classification_metrics(labels[rows], probs, label_names)["f1_weighted"]
         if abs(again - record["test"]["f1_weighted"]) > 1e-6:
             raise LeukError(f"{fold_dir}: its saved model gives weighted F1 {again:.6f}, its record says "

@@ -129,26 +129,31 @@ def _title(config: Mapping[str, Any], family: str) -> str:
     return spec.describe(config, config_backbones(config))[0]
 
 
-def _block_protocol_headline(eval_results: Mapping[str, Any] | None) -> Headline | None:
-    """The HybridCN-NAS accuracy over the file-number-block folds of a ``cross_validation`` block (real Aria)."""
+def _block_protocol_headline(eval_results: Mapping[str, Any] | None, family: Any) -> Headline | None:
+    """The accuracy of the family's own model (:meth:`leuk.models.family.ModelFamily.headline_model`) over the
+    file-number-block folds of a ``cross_validation`` block (real Aria); ``None`` without a family."""
     block = (eval_results or {}).get("cross_validation")
     summary = block.get("summary") if isinstance(block, Mapping) else None
     by_model = (summary or {}).get("block") if isinstance(summary, Mapping) else None
-    for model, figures in (by_model or {}).items():
-        spread = figures.get("accuracy") if isinstance(figures, Mapping) and model.startswith("HybridCN") else None
-        if isinstance(spread, Mapping) and _number(spread.get("mean")) is not None:
-            n_folds = figures.get("n_folds")
-            return Headline("accuracy", "accuracy", float(spread["mean"]), _number(spread.get("sd")),
-                            int(n_folds) if isinstance(n_folds, int) else None, _number(spread.get("min")),
-                            _number(spread.get("max")), protocol="file-number-block")
+    if family is None or not isinstance(by_model, Mapping):
+        return None
+    model = family.headline_model([str(name) for name in by_model])
+    figures = by_model.get(model) if model is not None else None
+    spread = figures.get("accuracy") if isinstance(figures, Mapping) else None
+    if isinstance(spread, Mapping) and _number(spread.get("mean")) is not None:
+        n_folds = figures.get("n_folds")
+        return Headline("accuracy", "accuracy", float(spread["mean"]), _number(spread.get("sd")),
+                        int(n_folds) if isinstance(n_folds, int) else None, _number(spread.get("min")),
+                        _number(spread.get("max")), protocol="file-number-block")
     return None
 
 
-def headline_of(eval_results: Mapping[str, Any] | None) -> Headline | None:
-    """The headline figure of an ``eval_results.json``: cross-subject (C-NMC) or file-number-block folds
-    (Aria), or ``None`` when it has neither."""
+def headline_of(eval_results: Mapping[str, Any] | None, family: Any = None) -> Headline | None:
+    """The headline figure of an ``eval_results.json``: cross-subject (C-NMC) or, for the model of ``family``
+    (a :class:`leuk.models.family.ModelFamily`), its file-number-block folds (Aria); ``None`` when it has
+    neither."""
     if (eval_results or {}).get("cross_subject") is None:
-        return _block_protocol_headline(eval_results)
+        return _block_protocol_headline(eval_results, family)
     block = (eval_results or {}).get("cross_subject")
     over = ((block or {}).get("summary") or {}).get("over_folds") if isinstance(block, Mapping) else None
     spread = (over or {}).get(HEADLINE_METRIC[0]) if isinstance(over, Mapping) else None
@@ -214,7 +219,7 @@ def training_summary(config: Mapping[str, Any], eval_results: Mapping[str, Any] 
         n_subjects=n_subjects,
         n_images=training_images(eval_results or {}),
         image_unit=spec.image_unit if spec is not None else "images",
-        headline=headline_of(eval_results),
+        headline=headline_of(eval_results, spec),
     )
 
 

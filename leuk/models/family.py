@@ -12,6 +12,8 @@ a model only through this contract, never through the family's internals:
   Carlo head or the out-of-distribution detector reads; ``False``: raw logits, before the temperature),
   :meth:`ModelFamily.branch_layers` (the layers explanations may hook), :meth:`ModelFamily.classifier_view`
   (for feature-selecting families: the classifier and the input it receives);
+- **the smear path**: :meth:`ModelFamily.has_segmenter` (whether a model finds cells) and
+  :meth:`ModelFamily.cell_mask` (the cells it finds, with its own threshold);
 - **its training engine**: :attr:`ModelFamily.engine`, the dotted name of a module with the engine's
   functions (imported when a command needs it, so choosing a family never imports torch training code);
   :meth:`ModelFamily.finetune_refusal` says why Monte Carlo ``finetune`` mode cannot train the family, or ``None``;
@@ -21,7 +23,8 @@ a model only through this contract, never through the family's internals:
   :meth:`ModelFamily.describe` (its name and architecture, read from a ``config.json``),
   :meth:`ModelFamily.card_backbones`, :attr:`ModelFamily.real_data` / :attr:`ModelFamily.synthetic_data` /
   :attr:`ModelFamily.image_unit`, the card's template, dataset, tags, example image, default protocol and the
-  optional sections that apply (:attr:`ModelFamily.card_sections`);
+  optional sections that apply (:attr:`ModelFamily.card_sections`), which model of a cross-validation summary
+  is its own (:meth:`ModelFamily.headline_model`);
 - **one record schema** for every family: ``training_split.json`` and ``eval_results.json`` are read and
   written by :mod:`leuk.records`.
 
@@ -35,7 +38,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from leuk.errors import LeukError
 
@@ -159,6 +162,18 @@ class ModelFamily:
         """The classifier and its input for a feature-selecting family; others raise :class:`FamilyError`."""
         raise FamilyError(f"{self.title} has no separate feature-selecting classifier")
 
+    # ---- a family whose models find cells (the smear path) -------------------------------------------------
+    def has_segmenter(self, model: Any) -> bool:
+        """Whether ``model`` carries a cell segmenter that :meth:`cell_mask` can run (``False`` by default)."""
+        return False
+
+    def cell_mask(self, model: Any, pixel_values: Any, size: Optional[tuple[int, int]] = None) -> Any:
+        """The cells ``model``'s segmenter finds in one preprocessed ``(1, C, H, W)`` image, as a ``(height,
+        width)`` bool numpy array at ``size`` (``(height, width)``; default the input's): the model's own
+        probabilities and threshold, the mask its phase view splits into cells. Families without a segmenter
+        raise :class:`FamilyError`."""
+        raise FamilyError(f"{self.title} has no cell segmenter")
+
     def load_pretrained(self, model: Any, source: str = "auto") -> str:
         """Fill the model's backbone(s) with ImageNet weights through :mod:`leuk.models.pretrained`
         (``source``: ``auto``, ``hub``, ``package`` or a file); returns where they came from and records it
@@ -195,6 +210,12 @@ class ModelFamily:
     def card_backbones(self, config: Mapping[str, Any], backbones: list[str]) -> list[str]:
         """The backbones a card lists (by default those the config names)."""
         return backbones
+
+    def headline_model(self, names: Sequence[str]) -> Optional[str]:
+        """Which model of a ``cross_validation`` summary (its models by name: the family's own and the baselines run
+        on the same folds) is the family's own, whose figure a banner and a card headline: by default the first
+        name that begins with the family's :attr:`title`; ``None`` when none does."""
+        return next((name for name in names if self.title and name.startswith(self.title)), None)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_type!r})"

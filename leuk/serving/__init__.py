@@ -26,6 +26,7 @@ from leuk.serving.classify import (
     classify,
 )
 from leuk.verdict import HELP_MARKDOWN as UNCERTAINTY_HELP
+from leuk.verdict import rule_text as uncertainty_rule
 from leuk.verdict import Verdict
 from leuk.serving.explanations import (
     BASELINE_METHODS,
@@ -100,6 +101,7 @@ __all__ = [
     "NOT_A_MEDICAL_DEVICE",
     "NO_MODEL_HELP",
     "UNCERTAINTY_HELP",
+    "uncertainty_rule",
     "UNCERTAIN_BELOW",
     "Verdict",
     "ClassifyResult",

@@ -80,6 +80,15 @@ def _all_label(labels: Sequence[str]) -> str | None:
     return next((label for label in labels if label.lower() == "all"), None)
 
 
+def share_all(assessed: Sequence[SmearCell], labels: Sequence[str]) -> float | None:
+    """Share of the ``assessed`` cells called ALL (``None`` when none was assessed or no label is ALL): what a
+    smear's and the patient's rows report."""
+    all_label = _all_label(labels)
+    if not assessed or all_label is None:
+        return None
+    return sum(cell.result.label == all_label for cell in assessed) / len(assessed)
+
+
 def _is_cell_model(loaded: Any) -> bool:
     """A single-cell ALL/HEM model: an ``all`` class and no smear phases."""
     family = getattr(loaded, "family", None)
@@ -133,9 +142,7 @@ class SmearResult:
     @property
     def share_all(self) -> float | None:
         """Share of the assessed cells called ALL (``None`` when none was assessed)."""
-        if not self.assessed or self.all_label is None:
-            return None
-        return self.counts()[self.all_label] / len(self.assessed)
+        return share_all(self.assessed, self.labels)
 
     @property
     def n_uncertain(self) -> int:
@@ -282,13 +289,12 @@ class SmearsResult:
     def patient_row(self) -> dict[str, Any]:
         classified = [c for s in self.smears for c in s.classified]
         assessed = [c for s in self.smears for c in s.assessed]
-        all_label = _all_label(self.labels)
-        called = sum(c.result.label == all_label for c in assessed)
+        share = share_all(assessed, self.labels)
         agg = self.aggregate
         row: dict[str, Any] = {"row": "patient", "smear": f"{len(self.smears)} smears", "cell": "",
                                "cells_found": sum(len(s.cells) for s in self.smears), "classified": len(classified),
                                "skipped": sum(len(s.skipped) for s in self.smears),
-                               "share_all": round(called / len(assessed), 4) if assessed else None,
+                               "share_all": None if share is None else round(share, 4),
                                "uncertain_cells": sum(s.n_uncertain for s in self.smears),
                                "not_assessed_cells": len(classified) - len(assessed),
                                "label": "" if agg is None else agg.label or NOT_ASSESSED,

@@ -345,36 +345,24 @@ def classify_images(
     detector = loaded.ood_detector
     threshold = loaded.uncertain_below if threshold is None else float(threshold)
 
-    results: list[ImageResult] = []
+    # each upload is decoded once, here (the apps' pixel limit, errors named by the display name); the prediction
+    # engine classifies the decoded images and decides every verdict, with the threshold in force
+    from leuk.inference import failed_prediction
+
+    predictions: list[Any] = []
     decoded = []
     for src, display in zip(images, names):
         try:
-            decoded.append((len(results), read_image(src, max_pixels=MAX_APP_PIXELS, name=display)))
-            results.append(ImageResult(name=display))
+            decoded.append((len(predictions), read_image(src, max_pixels=MAX_APP_PIXELS, name=display)))
+            predictions.append(None)
         except ImageReadError as err:
-            results.append(ImageResult(name=display, error=str(err)))
-
+            predictions.append(failed_prediction(display, str(err)))
     if decoded:
-        predictor = _predictor(registry, name)
-        predictions = predictor.predict_images(
-            [image for _, image in decoded], names=[results[i].name for i, _ in decoded]
-        )
-        for (index, _), prediction in zip(decoded, predictions):
-            item = results[index]
-            if prediction.error is not None:
-                item.error = prediction.error
-                continue
-            item.label = prediction.label
-            item.probabilities = dict(prediction.probabilities)
-            item.top_probability = prediction.top_probability
-            item.ood_score, item.ood_threshold = prediction.ood_score, prediction.ood_threshold
-            verdict = image_verdict(item.top_probability, _ood_result(prediction), None, threshold=threshold,
-                                    ood_note=loaded.ood_note)
-            item.uncertain, item.reasons, item.note = verdict.uncertain, list(verdict.reasons), verdict.note
-    for item in results:
-        if item.error is not None:
-            verdict = image_verdict(None, None, item.error)
-            item.uncertain, item.reasons = verdict.uncertain, list(verdict.reasons)
+        classified = _predictor(registry, name).predict_images(
+            [image for _, image in decoded], names=[names[i] for i, _ in decoded], uncertain_below=threshold)
+        for (index, _), prediction in zip(decoded, classified):
+            predictions[index] = prediction
+    results = [_image_result(display, prediction) for display, prediction in zip(names, predictions)]
 
     failures = [item.error for item in results if item.error is not None]
     if len(failures) == len(results):
@@ -397,11 +385,12 @@ def classify_images(
 classify = gpu()(classify_images)
 
 
-def _ood_result(prediction: Any) -> Any:
-    """The :class:`leuk.ood.OODResult` a prediction carries (``None`` when no detector ran)."""
-    from leuk.ood import OODResult
-
-    if prediction.ood_score is None:
-        return None
-    return OODResult(score=prediction.ood_score, threshold=prediction.ood_threshold,
-                     stats_score=prediction.ood_stats_score, stats_threshold=prediction.ood_stats_threshold)
+def _image_result(name: str, prediction: Any) -> ImageResult:
+    """The view of one :class:`leuk.inference.Prediction` (its verdict as the prediction engine decided it)."""
+    if prediction.error is not None:
+        return ImageResult(name=name, error=prediction.error, uncertain=prediction.uncertain,
+                           reasons=list(prediction.reasons))
+    return ImageResult(name=name, label=prediction.label, probabilities=dict(prediction.probabilities),
+                       top_probability=prediction.top_probability, ood_score=prediction.ood_score,
+                       ood_threshold=prediction.ood_threshold, uncertain=prediction.uncertain,
+                       reasons=list(prediction.reasons), note=prediction.note)

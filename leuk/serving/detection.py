@@ -22,8 +22,8 @@ from leuk.serving.smear_geometry import (
     rescale_cells,
 )
 
-__all__ = ["CLASSICAL_NAME", "Found", "SEGMENTERS", "SEGMENTER_LABELS", "find_white_cells", "unet_mask",
-           "working_scale"]
+__all__ = ["CLASSICAL_NAME", "Found", "SEGMENTERS", "SEGMENTER_LABELS", "find_white_cells", "has_segmenter",
+           "unet_mask", "working_scale"]
 
 #: Ways of finding cells: the best measured (today the colour rule), the U-Net of a HybridCN-NAS model, the colour
 #: rule (``bench/bench_smear_cells.py`` scores each on the box-level reference).
@@ -37,23 +37,15 @@ SEGMENTER_LABELS = {
 CLASSICAL_NAME = "colour threshold (leuk.segmentation.classical_cell_mask)"
 
 def unet_mask(loaded: Any, rgb: np.ndarray) -> np.ndarray:
-    """The HybridCN-NAS model's segmenter mask of ``rgb`` at its own size (the model's preprocessing and
-    threshold), as the model itself sees the smear."""
-    import cv2
-    import torch
-
-    model = loaded.model
-    parameter = next(model.parameters())
-    pixels = loaded.processor(images=[rgb], return_tensors="pt")["pixel_values"].to(parameter.device, parameter.dtype)
-    with torch.no_grad():
-        probability = model.cell_probabilities(pixels)[0, 0].float().cpu().numpy()
-    probability = cv2.resize(probability, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return probability > float(model.config.mask_threshold)
+    """The segmenter mask of ``rgb`` at its own size, as the model itself sees the smear: the model's preprocessing,
+    then its family's :meth:`leuk.models.family.ModelFamily.cell_mask` (its own probabilities and threshold)."""
+    pixels = loaded.processor(images=[rgb], return_tensors="pt")["pixel_values"]
+    return loaded.family.cell_mask(loaded.model, pixels, size=rgb.shape[:2])
 
 
-def _has_segmenter(loaded: Any) -> bool:
-    return getattr(loaded.model, "segmenter", None) is not None and callable(
-        getattr(loaded.model, "cell_probabilities", None))
+def has_segmenter(loaded: Any) -> bool:
+    """Whether a loaded model finds cells (asked of its family: :meth:`ModelFamily.has_segmenter`)."""
+    return loaded.family is not None and loaded.family.has_segmenter(loaded.model)
 
 
 #: Smallest white-cell region the colour rule keeps at the red-cell scale: 0.15 of a red cell's area (20 px on an
@@ -122,7 +114,7 @@ def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_mode
         registry = registry or get_registry()
         name = segmenter_model or _segmenter_name(registry, required=True)
         loaded = registry.get(name)
-        if not _has_segmenter(loaded):
+        if not has_segmenter(loaded):
             raise LeukError(f"model {name!r} has no cell segmenter: choose a HybridCN-NAS model")
         mask, found_by = unet_mask(loaded, work), f"U-Net of {name}"
     else:
@@ -136,7 +128,7 @@ def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_mode
 
 
 def _segmenter_name(registry: ModelRegistry, *, required: bool) -> str | None:
-    names = registry.names_where(_has_segmenter)
+    names = registry.names_where(has_segmenter)
     if names:
         return names[0]
     if required:

@@ -199,18 +199,20 @@ def distance_peaks(mask: np.ndarray, separation: float, depth: float) -> np.ndar
     return (distance >= top - 1e-4) & (distance >= depth) & (binary > 0)
 
 
-def find_cells(rgb: np.ndarray, mask: np.ndarray, *, peak_ratio: float = 0.7,
+def find_cells(rgb: np.ndarray, mask: np.ndarray, *, peak_ratio: float | None = None,
                seeds: np.ndarray | None = None) -> list[SmearCell]:
     """The white cells of a binary ``mask`` of smear ``rgb``: one per region of the watershed
     :func:`leuk.segmentation.split_cells` (touching cells split on the saddle of the distance map), numbered
-    in reading order (``seeds``: one per cell, e.g. :func:`distance_peaks`, instead of the ratio), with the reason
+    in reading order (``seeds``: one per cell, e.g. :func:`distance_peaks`, instead of the ratio; ``peak_ratio``
+    ``None``: the watershed's own default, the value HybridCN-NAS records as ``watershed_peak_ratio``), with the reason
     when a cell must not be classified (too small, cut by the border,
     overlapping: judged from the contacts between regions and their shapes)."""
     from leuk.segmentation import split_cells
 
     mask = _fill_holes(np.asarray(mask, dtype=bool))
     height, width = mask.shape
-    labels, regions = split_cells(mask, peak_ratio=peak_ratio, seeds=seeds)
+    ratio = {} if peak_ratio is None else {"peak_ratio": peak_ratio}
+    labels, regions = split_cells(mask, seeds=seeds, **ratio)
     contacts = _contacts(labels)
     diameters = {r["label"]: float(np.sqrt(4 * r["area"] / np.pi)) for r in regions}
     largest = max(diameters.values(), default=0.0)

@@ -46,7 +46,10 @@ __all__ = [
     "finetune_for_monte_carlo",
     "fit_classifier",
     "fit_split",
+    "load_table",
     "looks_synthetic",
+    "predict_saved",
+    "save_model",
     "train_efficientnet_se",
 ]
 
@@ -159,8 +162,9 @@ def looks_synthetic(root: str | Path) -> bool:
     return any((root / marker).exists() for marker in _SYNTHETIC_MARKERS)
 
 
-def _load_table(options: TrainOptions):
-    """(paths, labels, patient ids, label names) of the dataset folder."""
+def load_table(options: TrainOptions) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+    """(paths, labels, patient ids, label names) of the dataset folder ``options.data`` (layout
+    ``options.dataset``); raises :class:`LeukError` for an unknown layout or an empty folder."""
     from leuk import data as leuk_data
 
     loaders: dict[str, Callable[[Any], Any]] = {"cnmc": leuk_data.load_cnmc, "aria": leuk_data.load_aria}
@@ -425,7 +429,7 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
     if not data_root.is_dir():
         raise LeukError(f"data folder {options.data} does not exist")
 
-    paths, labels, groups, label_names = _load_table(options)
+    paths, labels, groups, label_names = load_table(options)
     try:
         split = train_val_test_split(labels, groups, test_size=options.test_size, val_size=options.val_size,
                                      seed=options.seed, protocol=options.protocol)
@@ -448,7 +452,7 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
     test_metrics: dict[str, Any] = {}
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
-        _save_model(model, processor, output_dir, options.dtype)
+        save_model(model, processor, output_dir, options.dtype)
         write_training_split(output_dir, split_info)
         if options.fit_ood:
             from leuk.ood import fit_after_training
@@ -547,14 +551,14 @@ def finetune_for_monte_carlo(
     return np.asarray([[p.probabilities[name] for name in predictor.label_names] for p in predictions])
 
 
-def _save_model(model, processor, output_dir: Path, dtype: str) -> None:
-    """Save model and processor with :func:`leuk.hub.save.save_model_folder`."""
+def save_model(model: Any, processor: Any, output_dir: Path, dtype: str) -> None:
+    """Save model and processor as a model folder in ``dtype`` with :func:`leuk.hub.save.save_model_folder`."""
     from leuk.hub.save import save_model_folder
 
     save_model_folder(model, processor, output_dir, dtype=dtype)
 
 
-def _predict_saved(output_dir: Path, paths: list[str], options: TrainOptions) -> np.ndarray:
+def predict_saved(output_dir: Path, paths: list[str], options: TrainOptions) -> np.ndarray:
     """Calibrated class probabilities ``(len(paths), n_classes)`` of the model as saved in ``output_dir``,
     through the one loader and the one prediction engine."""
     from leuk.hub import load_model
@@ -571,7 +575,7 @@ def _predict_saved(output_dir: Path, paths: list[str], options: TrainOptions) ->
 
 def _evaluate_saved(output_dir: Path, test_paths: list[str], test_labels: np.ndarray, label_names: list[str],
                     options: TrainOptions) -> dict[str, Any]:
-    """Test metrics of the model as saved (see :func:`_predict_saved`)."""
+    """Test metrics of the model as saved (see :func:`predict_saved`)."""
     from leuk.metrics import classification_metrics
 
-    return classification_metrics(test_labels, _predict_saved(output_dir, test_paths, options), label_names)
+    return classification_metrics(test_labels, predict_saved(output_dir, test_paths, options), label_names)

@@ -113,8 +113,7 @@ def show(batch: batching.BatchResult) -> None:
     st.download_button("Download CSV (one row per image)", batch.csv_bytes(), file_name=CSV_NAME, mime="text/csv",
                        on_click="ignore", icon=":material/download:", key="predict_csv")
     threshold = serving.get_registry().get(result.model_name).uncertain_below
-    notes = [f"Uncertain: unreadable, out of distribution (unlike the training images), or top probability below "
-             f"{threshold:.2f} (this model's threshold); a patient with any such image is uncertain too."]
+    notes = [serving.uncertainty_rule(threshold)]
     notes.append(f"Out-of-distribution check: {result.ood_reference}." if result.ood_reference
                  else f"No out-of-distribution check: {result.ood_note}.")
     st.caption(" ".join(notes))

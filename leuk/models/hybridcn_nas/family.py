@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from leuk.models.family import ClassifierView, ModelFamily
+from leuk.models.family import ClassifierView, FamilyError, ModelFamily
 
 __all__ = ["HybridCNNASFamily"]
 
@@ -66,6 +66,28 @@ class HybridCNNASFamily(ModelFamily):
         all_names = model.extractor.feature_names()
         names = [all_names[int(i)] for i in model.selected_indices.tolist()]
         return ClassifierView(model.classifier, selected, names, int(model.config.token_size))
+
+    def has_segmenter(self, model: Any) -> bool:
+        """Whether the model was built with its Attention U-Net (``config.use_segmenter``)."""
+        return getattr(model, "segmenter", None) is not None
+
+    def cell_mask(self, model: Any, pixel_values: Any, size: tuple[int, int] | None = None) -> Any:
+        """The U-Net's cell probabilities of the one image in ``pixel_values``, resized (bilinear) to ``size`` and
+        thresholded at the model's ``config.mask_threshold``: the mask ``model.stages`` splits into cells (not the
+        branch gate, which falls back to all ones when the U-Net finds almost nothing)."""
+        import cv2
+        import numpy as np
+        import torch
+
+        if not self.has_segmenter(model):
+            raise FamilyError("this HybridCN-NAS model was built without its segmenter (use_segmenter=False)")
+        parameter = next(model.parameters())
+        with torch.no_grad():
+            probability = model.cell_probabilities(pixel_values.to(parameter.device, parameter.dtype))
+        probability = probability[0, 0].float().cpu().numpy()
+        if size is not None and tuple(size) != probability.shape:
+            probability = cv2.resize(probability, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        return np.asarray(probability > float(model.config.mask_threshold))
 
     def load_pretrained(self, model: Any, source: str = "auto", branches: tuple[str, ...] = ("a", "b")) -> str:
         """ImageNet weights for the CNN branches named in ``branches`` (``"a"``, ``"b"``), each through

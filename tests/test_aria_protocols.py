@@ -228,8 +228,9 @@ def test_card_and_banner_show_both_protocols_the_baseline_and_the_reference_dice
     # a table with a second hybrid names the shipped one; a model it beats is not a shortfall
     block = eval_results["cross_validation"]
     extra = [{**r, "model": "HybridCN-NAS lite, ImageNet", "accuracy": r["accuracy"] - 0.05} for r in records]
-    block.update(summary=summarise_folds(records + extra), folds=records + extra, shipped="HybridCN-NAS lite")
+    block.update(summary=summarise_folds(extra + records), folds=extra + records, shipped="HybridCN-NAS lite")
     (folder / "eval_results.json").write_text(json.dumps(eval_results), encoding="utf-8")
     head = str(build_model_card(folder)).split("## Model details")[0]
     assert head.count("it scores accuracy") == 1 and "accuracy 0.8300 ± 0.0283" in head
     assert "HybridCN-NAS lite, ImageNet\n> by" not in head and "plain CNN" in head
+    assert "file-number-block accuracy 0.830 ± 0.028 over 2 folds" in folder_training_summary(folder).text

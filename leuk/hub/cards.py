@@ -35,7 +35,7 @@ from leuk.hub.card_metrics import (  # noqa: F401  (the card's metric helpers st
     read_json_file,
     split_eval_json,
 )
-from leuk.hub.provenance import label_display, training_images
+from leuk.hub.provenance import label_display, shipped_model, training_images
 from leuk.hub.recipe_text import backbone_note, recipe_name, recipe_text
 from leuk.records import upgrade_eval_results, validate_eval_results
 
@@ -287,9 +287,11 @@ def _spread_text(figures: Any) -> str:
     return text
 
 
-def aria_protocols_context(eval_json: Mapping[str, Any] | None) -> dict | None:
-    """What a card shows of the ``cross_validation`` block (both protocols, every model) and of the
-    ``segmentation_reference`` block of an ``eval_results.json``; ``None`` when neither is there."""
+def aria_protocols_context(eval_json: Mapping[str, Any] | None, family: Any = None) -> dict | None:
+    """What a card shows of the ``cross_validation`` block (both protocols, every model; ``shipped``: the row
+    of these weights, :func:`leuk.hub.provenance.shipped_model` with ``family``, a
+    :class:`~leuk.models.family.ModelFamily`) and of the ``segmentation_reference`` block of an
+    ``eval_results.json``; ``None`` when neither is there."""
     eval_json = eval_json or {}
     block = eval_json.get("cross_validation") if isinstance(eval_json.get("cross_validation"), Mapping) else {}
     summary = block.get("summary") if isinstance(block.get("summary"), Mapping) else {}
@@ -309,7 +311,7 @@ def aria_protocols_context(eval_json: Mapping[str, Any] | None) -> dict | None:
                   for name, scores in reference.items() if isinstance(scores, Mapping) and "dice" in scores]
     if not rows and not segmenters:
         return None
-    shipped = block.get("shipped") or next((row["model"] for row in rows if row["model"].startswith("HybridCN")), None)
+    shipped = shipped_model(block, [row["model"] for row in rows], family)
     return {"rows": rows, "gaps": gaps, "descriptions": dict(descriptions), "paper": block.get("paper"),
             "shipped": shipped, "shortfalls": _shortfalls(summary, shipped),
             "note": block.get("note"), "n_folds": block.get("n_folds"), "segmenters": segmenters,
@@ -466,7 +468,7 @@ def build_model_card(
         backbone_note=backbone_note(config) if "backbone_note" in sections else None,
         comparison=comparison_context(eval_json) if "comparison" in sections else None,
         calibration=calibration_context(eval_json),
-        aria_protocols=aria_protocols_context(eval_json) if "aria_protocols" in sections else None,
+        aria_protocols=aria_protocols_context(eval_json, spec) if "aria_protocols" in sections else None,
         ood_text=_ood_text(model_dir),
         recipe_text=recipe_text(recipe),
         command=(eval_json or {}).get("command"),

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 #: The cross-subject metric a one-line summary quotes, and how it is named there.
 HEADLINE_METRIC = ("f1_weighted", "weighted F1")
@@ -129,6 +129,16 @@ def _title(config: Mapping[str, Any], family: str) -> str:
     return spec.describe(config, config_backbones(config))[0]
 
 
+def shipped_model(block: Mapping[str, Any] | None, names: Sequence[str], family: Any) -> str | None:
+    """Which model of a ``cross_validation`` block's table is the one shipped: the block's ``shipped`` entry
+    when it names one of ``names`` (a table with a second recipe of the family), else the family's
+    :meth:`~leuk.models.family.ModelFamily.headline_model`; ``None`` when neither knows."""
+    named = (block or {}).get("shipped") if isinstance(block, Mapping) else None
+    if named in names:
+        return str(named)
+    return family.headline_model(list(names)) if family is not None else None
+
+
 def _block_protocol_headline(eval_results: Mapping[str, Any] | None, family: Any) -> Headline | None:
     """The accuracy of the family's own model (:meth:`leuk.models.family.ModelFamily.headline_model`) over the
     file-number-block folds of a ``cross_validation`` block (real Aria); ``None`` without a family."""
@@ -137,7 +147,7 @@ def _block_protocol_headline(eval_results: Mapping[str, Any] | None, family: Any
     by_model = (summary or {}).get("block") if isinstance(summary, Mapping) else None
     if family is None or not isinstance(by_model, Mapping):
         return None
-    model = family.headline_model([str(name) for name in by_model])
+    model = shipped_model(block, [str(name) for name in by_model], family)
     figures = by_model.get(model) if model is not None else None
     spread = figures.get("accuracy") if isinstance(figures, Mapping) else None
     if isinstance(spread, Mapping) and _number(spread.get("mean")) is not None:

@@ -174,8 +174,12 @@ def cross_validate(args: argparse.Namespace, workspace: Path, stain_target: dict
                 records_path.write_text(json.dumps([r for r in records if r["protocol"] == protocol], indent=2) + "\n")
                 print(json.dumps(records[-1]), flush=True)
     records += reused_records(args, records)
+    recipes = {args.model_name: args.model_recipe} if args.model_recipe else {}
+    for record in records:
+        if record.get("recipe"):
+            recipes.setdefault(record["model"], record["recipe"])
     return {"protocols": {p: PROTOCOLS[p] for p in args.protocols}, "n_folds": args.folds, "seed": args.seed,
-            "shipped": args.shipped_name or args.model_name,
+            "shipped": args.shipped_name or args.model_name, "recipes": recipes,
             "summary": summarise_folds(records), "folds": records,
             "paper": {"accuracy": PAPER_ACCURACY, "protocol": "image-level split (as reported)"},
             "note": "Aria records no patient ids: both figures may have patients on both sides of a split; "
@@ -298,6 +302,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", type=Path,
                         help="an earlier model folder's eval_results.json: its fold records of models not run "
                              "here join the table (checked to be the same folds)")
+    parser.add_argument("--model-recipe", help="one line on the hybrid's recipe for the table's legend")
     parser.add_argument("--shipped-name",
                         help="the table's row of the shipped model (default: --model-name; e.g. 'HybridCN-NAS lite' "
                              "with --update-record when the earlier model stays shipped)")

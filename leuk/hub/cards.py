@@ -314,6 +314,7 @@ def aria_protocols_context(eval_json: Mapping[str, Any] | None, family: Any = No
     shipped = shipped_model(block, [row["model"] for row in rows], family)
     return {"rows": rows, "gaps": gaps, "descriptions": dict(descriptions), "paper": block.get("paper"),
             "shipped": shipped, "shortfalls": _shortfalls(summary, shipped),
+            "recipes": dict(block.get("recipes")) if isinstance(block.get("recipes"), Mapping) else {},
             "note": block.get("note"), "n_folds": block.get("n_folds"), "segmenters": segmenters,
             "n_reference": reference.get("n"), "reference": reference.get("reference")}
 

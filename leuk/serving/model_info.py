@@ -121,6 +121,8 @@ class Evaluation:
     note: str = ""
     #: Which record the figures come from: ``cross_subject``, ``cross_validation``, ``test``, ``metrics`` or ``""``.
     source: str = ""
+    #: In a ``cross_validation`` table with baselines: the row (``model``) of these weights, when the record says.
+    shipped: str | None = None
 
 
 def evaluation_tables(eval_results: Mapping[str, Any] | None, label_names: list[str] | None = None) -> Evaluation:
@@ -137,6 +139,7 @@ def evaluation_tables(eval_results: Mapping[str, Any] | None, label_names: list[
 
     record = eval_results if isinstance(eval_results, Mapping) else {}
     notes: list[str] = []
+    shipped = None
     context = cross_subject_context(record, label_names)
     if context is not None and context["metrics"]:
         block = record["cross_subject"]
@@ -181,6 +184,7 @@ def evaluation_tables(eval_results: Mapping[str, Any] | None, label_names: list[
                          f"{len(aria['descriptions']) or 'its'} protocols" + (f" ({described})" if described else "")
                          + "." + (f" {aria['note']}" if aria["note"] else ""))
             source, title = "cross_validation", f"Per fold ({len(breakdown)} folds: protocol × model × fold)"
+            shipped = aria["shipped"]
         else:
             split = next((key for key in ("test", "metrics") if isinstance(record.get(key), Mapping)), "")
             metrics = record.get(split) or {}
@@ -198,7 +202,7 @@ def evaluation_tables(eval_results: Mapping[str, Any] | None, label_names: list[
                      f"images are confident and {calibration['confident_accuracy']} of those are right "
                      f"(target {calibration['target']}).")
     return Evaluation(headline=headline, breakdown=breakdown, breakdown_title=title, note="\n\n".join(notes),
-                      source=source)
+                      source=source, shipped=shipped)
 
 
 def from_pretrained_snippet(loaded: "LoadedModel") -> str:

@@ -36,8 +36,12 @@ def _mean_sd(info: serving.ModelInfo) -> pd.DataFrame | None:
     if evaluation is None or evaluation.headline.empty or "mean ± sd over folds" not in evaluation.headline:
         return None
     frame = evaluation.headline
-    if "protocol" in frame:  # cross-validation records: one column per protocol and model, no pooled figure
-        label = frame["metric"] + " · " + frame["protocol"] + " · " + frame["model"]
+    if "protocol" in frame:  # cross-validation records: one row per protocol (and model), no pooled figure
+        if evaluation.shipped in set(frame["model"]):  # these weights' rows; the baselines are in the model's tab
+            frame = frame[frame["model"] == evaluation.shipped]
+            label = frame["metric"] + " · " + frame["protocol"]
+        else:
+            label = frame["metric"] + " · " + frame["protocol"] + " · " + frame["model"]
         return pd.DataFrame({"metric": label, info.name: frame["mean ± sd over folds"]})
     pooled = frame["pooled"].map(lambda v: "" if pd.isna(v) else f" (pooled {v:.3f})")
     return pd.DataFrame({"metric": frame["metric"], info.name: frame["mean ± sd over folds"] + pooled})

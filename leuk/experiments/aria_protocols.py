@@ -211,22 +211,39 @@ def train_plain_cnn(images: np.ndarray, labels: np.ndarray, fold: ProtocolFold, 
     """Train :class:`PlainCNN` (or ``model``, any module from images to ``n_labels`` logits) from scratch on
     ``fold.train`` (flips and quarter turns, class weights, one-cycle AdamW), keep the epoch with the lowest
     validation loss and return the test rows' softmax."""
-    import copy
-
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     if pixels.shape[-1] != image_size:
         pixels = F.interpolate(pixels, size=(image_size, image_size), mode="area")
     pixels = (pixels - pixels[fold.train].mean(dim=(0, 2, 3), keepdim=True)) / pixels[fold.train].std(
         dim=(0, 2, 3), keepdim=True)
+    model = PlainCNN(n_labels) if model is None else model
+
+    def inputs(rows: np.ndarray, draw: tuple[bool, int]) -> Any:
+        batch = pixels[rows].flip(-1) if draw[0] else pixels[rows]
+        return torch.rot90(batch, draw[1], dims=(-2, -1))
+
+    return _fit_classifier(model, inputs, labels, fold, n_labels, epochs=epochs, batch_size=batch_size, lr=lr,
+                           seed=seed)
+
+
+def _fit_classifier(model: Any, inputs: Any, labels: np.ndarray, fold: ProtocolFold, n_labels: int, *,
+                    epochs: int, batch_size: int, lr: float, seed: int) -> np.ndarray:
+    """The baselines' one training loop: ``model`` on ``inputs(rows, (flip, quarter turns))`` of ``fold.train``
+    (one draw of :data:`PLAIN_DRAWS` per batch; ``(False, 0)`` to evaluate), class weights, one-cycle AdamW, the
+    epoch with the lowest validation loss; returns the test rows' softmax."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(seed)
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     counts = torch.bincount(targets[fold.train], minlength=n_labels).float()
     weights = counts.sum() / counts.clamp(min=1) / n_labels
-    model = PlainCNN(n_labels) if model is None else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     steps = max(len(fold.train) // batch_size, 1)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.2)
@@ -234,7 +251,7 @@ def train_plain_cnn(images: np.ndarray, labels: np.ndarray, fold: ProtocolFold, 
     def predict(rows: np.ndarray) -> torch.Tensor:
         model.eval()
         with torch.no_grad():
-            return torch.cat([model(pixels[rows[i:i + 256]]) for i in range(0, len(rows), 256)])
+            return torch.cat([model(inputs(rows[i:i + 256], (False, 0))) for i in range(0, len(rows), 256)])
 
     best_loss, best_state = float("inf"), None
     for _ in range(epochs):
@@ -242,11 +259,9 @@ def train_plain_cnn(images: np.ndarray, labels: np.ndarray, fold: ProtocolFold, 
         order = fold.train[torch.randperm(len(fold.train), generator=generator).numpy()]
         for step in range(steps):
             rows = order[step * batch_size:(step + 1) * batch_size]
-            batch = pixels[rows]
-            if torch.rand(1, generator=generator).item() < 0.5:
-                batch = batch.flip(-1)
-            batch = torch.rot90(batch, int(torch.randint(4, (1,), generator=generator)), dims=(-2, -1))
-            loss = F.cross_entropy(model(batch), targets[rows], weight=weights)
+            flip = torch.rand(1, generator=generator).item() < 0.5
+            turns = int(torch.randint(4, (1,), generator=generator))
+            loss = F.cross_entropy(model(inputs(rows, (flip, turns))), targets[rows], weight=weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -303,48 +318,14 @@ def train_imagenet_head(features: np.ndarray, labels: np.ndarray, fold: Protocol
     ``features`` (:func:`imagenet_features`), trained as :func:`train_plain_cnn` trains the plain CNN (the same
     draws of flips and turns, class weights, one-cycle AdamW, the epoch with the lowest validation loss);
     returns the test rows' softmax."""
-    import copy
-
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     bank = torch.from_numpy(features)
-    targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    counts = torch.bincount(targets[fold.train], minlength=n_labels).float()
-    weights = counts.sum() / counts.clamp(min=1) / n_labels
     model = nn.Sequential(nn.Dropout(0.2), nn.Linear(bank.shape[-1], n_labels))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
-    steps = max(len(fold.train) // batch_size, 1)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=0.2)
-
-    def predict(rows: np.ndarray) -> torch.Tensor:
-        model.eval()
-        with torch.no_grad():
-            return model(bank[0][rows])
-
-    best_loss, best_state = float("inf"), None
-    for _ in range(epochs):
-        model.train()
-        order = fold.train[torch.randperm(len(fold.train), generator=generator).numpy()]
-        for step in range(steps):
-            rows = order[step * batch_size:(step + 1) * batch_size]
-            flip = torch.rand(1, generator=generator).item() < 0.5
-            turns = int(torch.randint(4, (1,), generator=generator))
-            loss = F.cross_entropy(model(bank[PLAIN_DRAWS.index((flip, turns))][rows]), targets[rows], weight=weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-        if len(fold.val):
-            val_loss = float(F.cross_entropy(predict(fold.val), targets[fold.val]))
-            if val_loss < best_loss:
-                best_loss, best_state = val_loss, copy.deepcopy(model.state_dict())
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return torch.softmax(predict(fold.test), dim=1).numpy().astype(np.float64)
+    return _fit_classifier(model, lambda rows, draw: bank[PLAIN_DRAWS.index(draw)][rows], labels, fold, n_labels,
+                           epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
 
 
 #: stage files that are the same in every fold (given a fixed stain target and the shared U-Net)

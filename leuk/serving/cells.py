@@ -29,6 +29,7 @@ from leuk.io import ImageSource, read_image
 from leuk.serving.assessment import NOT_ASSESSED, UNLIKE_TRAINING, left_out_text, not_assessed_markdown
 from leuk.serving.classify import MAX_APP_PIXELS, MAX_IMAGES, PatientAggregate, aggregate, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
+from leuk.serving.rows import SMEAR_CELL, PredictionRow
 from leuk.serving.runtime import gpu
 from leuk.serving.detection import SEGMENTERS, find_white_cells
 from leuk.serving.smear_geometry import (
@@ -202,6 +203,8 @@ class SmearResult:
         return row
 
     def cell_rows(self) -> list[dict[str, Any]]:
+        """One row per cell of :meth:`SmearsResult.table`: where it is, whether it was classified, and its
+        prediction in the columns of :data:`leuk.serving.rows.SMEAR_CELL` (blank for a skipped cell)."""
         rows = []
         for cell in self.cells:
             item = cell.result
@@ -210,12 +213,8 @@ class SmearResult:
                                    "x0": x0, "y0": y0, "x1": x1, "y1": y1, "diameter_px": round(cell.diameter, 1),
                                    "scale": round(cell.scale, 3) if cell.scale else None,
                                    "status": "skipped" if cell.skipped else "classified",
-                                   "skip_reason": cell.skipped or "", "label": item.label if item else ""}
-            row.update({f"p_{label}": None if item is None else item.probabilities.get(label) for label in self.labels})
-            row["assessed"] = None if item is None else item.assessed
-            row["ood_score"] = None if item is None or item.ood_score is None else round(item.ood_score, 2)
-            row["verdict"] = "" if item is None else item.verdict.word
-            row["reasons"] = "" if item is None or not item.uncertain else "; ".join(item.reasons)
+                                   "skip_reason": cell.skipped or ""}
+            row.update(SMEAR_CELL.render(None if item is None else PredictionRow.of(item, self.name), self.labels))
             rows.append(row)
         return rows
 
@@ -313,8 +312,7 @@ class SmearsResult:
         if patient or (patient is None and len(self.smears) > 1):
             rows.append(self.patient_row())
         columns = ["row", "smear", "cell", "segmenter", "x0", "y0", "x1", "y1", "diameter_px", "scale", "status",
-                   "skip_reason", "label", *(f"p_{n}" for n in self.labels), "assessed", "ood_score", "verdict",
-                   "reasons", "cells_found", "classified", "skipped", "red_cells", "red_cell_px",
+                   "skip_reason", *SMEAR_CELL.headers(self.labels), "cells_found", "classified", "skipped", "red_cells", "red_cell_px",
                    *(f"skipped {r}" for r in (SKIP_SMALL, SKIP_BORDER, SKIP_OVERLAP)),
                    *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "not_assessed_cells", "note"]
         return pd.DataFrame(rows).reindex(columns=columns)

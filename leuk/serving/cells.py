@@ -101,6 +101,18 @@ def cell_model_names(registry: ModelRegistry | None = None) -> list[str]:
     return (registry or get_registry()).names_where(_is_cell_model)
 
 
+def cell_model_for(selected: str | None, registry: ModelRegistry | None = None) -> str | None:
+    """The model an app's smear view classifies the cells with: ``selected`` when it classifies single cells,
+    else the first configured model that does (``None`` when none does)."""
+    names = cell_model_names(registry)
+    return selected if selected in names else (names[0] if names else None)
+
+
+#: The two inputs of the apps' classify view: cells cut out onto black (C-NMC), or smear photos (every white cell
+#: found, :func:`classify_smears`); the second is the smear mode.
+MODES = ("Single cells", "Smear")
+
+
 # ---------------------------------------------------------------------------------------------- results
 
 

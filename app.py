@@ -165,31 +165,20 @@ def upload_replaces_sample(files: Any, sample: str | None) -> tuple[Any, None]:
     return gr.update(value=kept or None), None
 
 
-#: The Classify tab's two inputs: cells cut out onto black (C-NMC), or smear photos (every white cell found).
-MODES = ("Single cells", "Smear")
-#: How the Smear mode finds white cells: (shown, value of ``leuk.serving.classify_smears(segmenter=...)``).
-SEGMENTER_CHOICES = [(label, value) for value, label in serving.SEGMENTER_LABELS.items()]
-
-
 def classify_mode(mode: str) -> tuple[Any, ...]:
-    """Show the single-cell or the smear controls and results."""
-    smear = mode == MODES[1]
+    """Show the single-cell or the smear controls and results (:data:`leuk.serving.MODES`)."""
+    smear = mode == serving.MODES[1]
     return tuple(gr.update(visible=smear if index % 2 else not smear) for index in range(6))
-
-
-def _cell_model(model_name: str) -> str | None:
-    """The selected model when it classifies single cells, else the first configured one that does."""
-    return model_name if model_name in serving.cell_model_names() else None
 
 
 @user_errors("classify the smear")
 def classify_smear(files: Sequence[str] | None, model_name: str, segmenter: str = "auto") -> tuple[Any, ...]:
     """Every white cell of the uploaded smears (one patient): boxes coloured by call, cell crops, tables.
-    ``segmenter``: ``auto``, ``unet`` or ``classical`` (:data:`SEGMENTER_CHOICES`)."""
+    ``segmenter``: ``auto``, ``unet`` or ``classical`` (:data:`leuk.serving.SEGMENTER_CHOICES`)."""
     paths = _paths(files)
     if not paths:
         raise gr.Error("Upload one or more smear images first.", title="Nothing to classify")
-    result = serving.classify_smears_gpu(paths, _cell_model(model_name), segmenter=segmenter or "auto")
+    result = serving.classify_smears_gpu(paths, serving.cell_model_for(model_name), segmenter=segmenter or "auto")
     boxes = [(smear.annotated(), smear.headline) for smear in result.smears if smear.error is None]
     crops = [cell.crop for smear in result.smears for cell in smear.classified]
     return (boxes, result.summary_markdown, [(image, caption) for smear in result.smears
@@ -375,7 +364,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Classify", id="classify", elem_id="tab-classify"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        mode = gr.Radio(list(MODES), value=MODES[0], label="Input", elem_id="classify-mode",
+                        mode = gr.Radio(list(serving.MODES), value=serving.MODES[0], label="Input", elem_id="classify-mode",
                                         info="single cells cut out onto black (as C-NMC), or smear photos: every "
                                              "white cell is found, cut out and classified")
                         files = gr.File(file_count="multiple", file_types=["image"],
@@ -383,7 +372,7 @@ def build_demo() -> gr.Blocks:
                                         elem_id="classify-files")
                         classify_button = gr.Button("Classify", variant="primary")
                         with gr.Column(visible=False) as smear_controls:
-                            segmenter = gr.Dropdown(choices=SEGMENTER_CHOICES, value="auto", label="Cell finder",
+                            segmenter = gr.Dropdown(choices=serving.SEGMENTER_CHOICES, value="auto", label="Cell finder",
                                                     elem_id="smear-segmenter")
                             smear_button = gr.Button("Find and classify every white cell", variant="primary")
                         # the gallery's own label floats over its first row: say what the samples are above it

@@ -19,13 +19,12 @@ EXPLAINED_KEY = "smear_explained"
 RENDERED_KEY = "smear_rendered"
 CSV_NAME = "leuk_smear_cells.csv"
 COLUMNS = 6
-SEGMENTERS = serving.SEGMENTER_LABELS
 
 
 def cell_model(selected: str) -> str | None:
-    """The selected model when it classifies single cells, else the first configured one that does."""
-    names = ui.attempt("list the single-cell models", serving.cell_model_names) or []
-    return selected if selected in names else (names[0] if names else None)
+    """:func:`leuk.serving.cell_model_for` (the selected model when it classifies single cells, else the first
+    configured one that does), with its error shown on the page."""
+    return ui.attempt("list the single-cell models", serving.cell_model_for, selected)
 
 
 def run(selected: str) -> None:
@@ -130,7 +129,7 @@ def page(selected: str) -> None:
     """The Smear mode's controls and its last result."""
     st.file_uploader("Smear images of one patient (PNG, JPG, BMP, TIFF)", type=ui.UPLOAD_TYPES,
                      accept_multiple_files=True, key="smear_files")
-    st.selectbox("Cell finder", list(SEGMENTERS), format_func=SEGMENTERS.get, key="smear_segmenter")
+    st.selectbox("Cell finder", list(serving.SEGMENTER_LABELS), format_func=serving.SEGMENTER_LABELS.get, key="smear_segmenter")
     if st.button("Find and classify every white cell", type="primary", icon=":material/play_arrow:",
                  key="smear_run"):
         st.session_state.pop(EXPLAINED_KEY, None)

@@ -100,3 +100,29 @@ def test_a_stage_cache_recorded_before_branch_loss_weight_stays_valid(tmp_path):
     cache.save_json("run.json", older)
     cache.check_run(record, upgrade=lambda stored: {**stored, "options": upgraded_fingerprint(stored["options"])})
     assert cache.load_json("run.json")["options"]["branch_loss_weight"] == 0.0
+
+
+def test_efficientnet_se_options_have_one_source_of_defaults():
+    """``leuk train``, ``train/train_efficientnet_se.py`` and ``train/train_real_efficientnet_se.py`` parse one
+    option set, :class:`TrainOptions`: its field defaults, or a recipe's values where a script fixes them."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    from leuk.training.efficientnet_se import TrainOptions
+    from leuk.training.options import TRAIN_DEFAULTS, add_train_options, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_options(parser)
+    args = parser.parse_args(["--data", "d", "--out", "o"])
+    assert options_from_args(args, model="efficientnet-se") == TrainOptions(data="d", out="o")
+    parsed = {name: getattr(args, name) for name in TRAIN_DEFAULTS if hasattr(args, name)}
+    assert parsed == {name: TRAIN_DEFAULTS[name] for name in parsed} and len(parsed) > 30
+
+    path = Path(__file__).resolve().parents[1] / "train" / "train_real_efficientnet_se.py"
+    spec = importlib.util.spec_from_file_location("train_real_efficientnet_se", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    options = script.recipe_options(script.build_parser().parse_args(["--data", "d", "--work", "w", "--lr", "3e-4"]))
+    recipe = {**script.RECIPE, "lr": 3e-4}
+    assert options == TrainOptions(data="d", out="w", dataset="cnmc", synthetic=False, **recipe)

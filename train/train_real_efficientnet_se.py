@@ -62,8 +62,18 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from leuk.training.options import add_train_options, options_from_args  # noqa: E402  (no torch: OMP is set below)
+
+if TYPE_CHECKING:
+    from leuk.training.efficientnet_se import TrainOptions
+
+#: the recipe: values of :class:`leuk.training.efficientnet_se.TrainOptions` fields (and the preset), where it
+#: departs from their defaults
 RECIPE = {
     "model": "efficientnet-se-lite0", "pretrained": True, "image_size": 128, "epochs": 10.0, "batch_size": 32,
     "lr": 1e-3, "backbone_lr_scale": 0.5, "warmup_ratio": 0.05, "patience": 4, "seed": 0, "dtype": "float16",
@@ -74,9 +84,22 @@ FOLD_VAL_SIZE = 0.12
 #: confident calls must be at least this often right on the out-of-fold predictions
 TARGET_ACCURACY = 0.95
 FINAL_DIR = "final"
+#: the options of the engine (:class:`leuk.training.efficientnet_se.TrainOptions`) this script exposes, with the
+#: recipe's values as their defaults; the other knobs of ``RECIPE`` are fixed
+EXPOSED = ("image_size", "epochs", "batch_size", "lr", "backbone_lr_scale", "patience", "seed", "augment_preset",
+           "pretrained", "progress")
 
 
-def main(argv: list[str] | None = None) -> int:
+def recipe_options(args: argparse.Namespace) -> "TrainOptions":
+    """The engine's options of a run of this script: the exposed ones as parsed, the rest of ``RECIPE`` fixed,
+    on real C-NMC data (``--data``), written under ``--work``."""
+    fixed = {name: value for name, value in RECIPE.items() if name not in EXPOSED and name != "model"}
+    return options_from_args(args, model=args.model, data=str(args.data), out=str(args.work), dataset="cnmc",
+                             synthetic=False, **fixed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """This script's options: its own steps and paths, and the engine's options of :data:`EXPOSED`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="C-NMC_Leukemia folder (official layout)")
@@ -97,17 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not train folds: assemble cross_subject.json in --work from fold folders trained "
                              "separately (with --cv-only: nothing else)")
     parser.add_argument("--model", default=RECIPE["model"], help="model preset")
-    parser.add_argument("--image-size", type=int, default=RECIPE["image_size"])
-    parser.add_argument("--epochs", type=float, default=RECIPE["epochs"])
-    parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
-    parser.add_argument("--lr", type=float, default=RECIPE["lr"])
-    parser.add_argument("--backbone-lr-scale", type=float, default=RECIPE["backbone_lr_scale"])
-    parser.add_argument("--patience", type=int, default=RECIPE["patience"])
-    parser.add_argument("--seed", type=int, default=RECIPE["seed"])
-    parser.add_argument("--augment-preset", choices=("paper", "strong"), default=RECIPE["augment_preset"])
-    parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=RECIPE["pretrained"],
-                        help="start from ImageNet backbone weights (an installed package, else the Hub)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_train_options(parser, only=EXPOSED, defaults=RECIPE)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.collect and args.final_only:
         parser.error("--collect assembles the cross-validation; --final-only trains the all-subject model alone")
@@ -119,15 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         cross_subject_evaluation,
         train_all_subjects,
     )
-    from leuk.training.efficientnet_se import TrainOptions
 
-    options = TrainOptions(
-        data=str(args.data), out=str(args.work), model=args.model, dataset="cnmc", image_size=args.image_size,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr_scale=args.backbone_lr_scale,
-        warmup_ratio=RECIPE["warmup_ratio"], patience=args.patience, seed=args.seed, dtype=RECIPE["dtype"],
-        augment_preset=args.augment_preset, save_total_limit=RECIPE["save_total_limit"], pretrained=args.pretrained,
-        progress=args.progress, synthetic=False,
-    )
+    options = recipe_options(args)
     if args.final_only:
         record = train_all_subjects(options, args.work / FINAL_DIR, val_size=FOLD_VAL_SIZE)
         print(f"all-subject model in {args.work / FINAL_DIR}: {record['epochs_trained']} epochs, "

@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     from leuk.errors import LeukError
     from leuk.hub import load_model
     from leuk.inference import Predictor
-    from leuk.serving.assessment import NOT_ASSESSED, NOT_ASSESSED_OOD, is_assessed
-    from leuk.verdict import Verdict
+    from leuk.serving.assessment import NOT_ASSESSED, NOT_ASSESSED_OOD
+    from leuk.serving.rows import CLI_CSV, PredictionRow, json_record
 
     if args.batch_size < 1:
         raise LeukError("--batch-size must be at least 1")
@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {loaded.ood_note}", file=sys.stderr)
     predictions = predictor.predict_images(files, progress=len(files) > 4 * args.batch_size)
 
-    assessed = [is_assessed(Verdict.from_reasons(p.reasons)) and p.ok for p in predictions]
+    records = [PredictionRow.of(p, p.source) for p in predictions]
+    assessed = [record.assessed for record in records]
     rows = []
     for prediction, answer in zip(predictions, assessed):
         if prediction.ok:
@@ -129,18 +130,14 @@ def run(args: argparse.Namespace) -> int:
     if rows:
         print(_table(rows))
     if args.json:
-        records = [{**p.to_dict(), "assessed": answer} for p, answer in zip(predictions, assessed)]
-        args.json.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps([json_record(p, r) for p, r in zip(predictions, records)], indent=2) + "\n",
+                             encoding="utf-8")
     if args.csv:
         with args.csv.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["file", "label", "probability", *(f"p_{n}" for n in predictor.label_names),
-                             "ood_score", "assessed", "uncertain", "reasons", "error"])
-            for p, answer in zip(predictions, assessed):
-                writer.writerow([p.source, p.label or "", "" if p.top_probability is None else p.top_probability,
-                                 *(p.probabilities.get(n, "") for n in predictor.label_names),
-                                 "" if p.ood_score is None else p.ood_score, answer, p.uncertain, "; ".join(p.reasons),
-                                 p.error or ""])
+            writer.writerow(CLI_CSV.headers(predictor.label_names))
+            for record in records:
+                writer.writerow(CLI_CSV.render(record, predictor.label_names).values())
     left_out = sum(p.ok and not answer for p, answer in zip(predictions, assessed))
     if left_out:
         print(f"{left_out} of {len(predictions)} file(s) {NOT_ASSESSED_OOD}: no class given (CSV/JSON keep the "

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
-
-import torch
+from typing import TYPE_CHECKING, Iterator
 
 from leuk.errors import LeukError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ExplainError(LeukError, ValueError):
@@ -17,6 +18,8 @@ class ExplainError(LeukError, ValueError):
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Run a block with torch's global generator seeded, leaving the caller's random state untouched."""
+    import torch
+
     devices = []
     if device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]

@@ -67,6 +67,7 @@ from leuk.explain.model_view import (
     resolve_target,
     unwrap_model,
 )
+from leuk.explain.methods import METHOD_OPTIONS, METHODS, canonical_method, resolve_methods  # noqa: F401  (re-exported)
 from leuk.explain.twin import FOLD_MAX_PARAMETERS, attribution_twin, compiled_forward  # noqa: F401  (re-exported)
 from leuk.models import fusion
 from leuk.models.outputs import LogitsOnly, logits_of  # noqa: F401  (logits_of re-exported)
@@ -77,53 +78,8 @@ from leuk.explain.faithfulness import (
     make_baseline,
 )
 
-METHODS: tuple[str, ...] = ("gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad", "occlusion")
-
-_ALIASES = {
-    "grad-cam": "gradcam",
-    "grad_cam": "gradcam",
-    "guided-gradcam": "guided_gradcam",
-    "guided-grad-cam": "guided_gradcam",
-    "guided_grad_cam": "guided_gradcam",
-    "ig": "integrated_gradients",
-    "integrated-gradients": "integrated_gradients",
-    "integratedgradients": "integrated_gradients",
-    "smooth-grad": "smoothgrad",
-    "smooth_grad": "smoothgrad",
-}
-
-#: Options each method understands (besides ``internal_batch_size``), with their defaults.
-METHOD_OPTIONS: dict[str, dict[str, Any]] = {
-    "gradcam": {},
-    "guided_gradcam": {"guided": "all"},
-    "integrated_gradients": {"n_steps": 50, "baseline": "black", "ig_method": "gausslegendre"},
-    "smoothgrad": {"nt_samples": 16, "noise": 0.15, "smoothgrad_base": "saliency", "n_steps": 16, "seed": 0},
-    "occlusion": {"window": None, "stride": None, "baseline": "black"},
-}
-
 #: Default number of images per forward/backward inside IG, SmoothGrad and occlusion, per device type.
 DEFAULT_INTERNAL_BATCH = {"cpu": 8, "cuda": 64}
-
-
-def canonical_method(name: str) -> str:
-    """The canonical name of a method (``"IG"`` -> ``"integrated_gradients"``); raises :class:`ExplainError`."""
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in METHODS:
-        raise ExplainError(f"unknown explanation method {name!r}: use one of {', '.join(METHODS)} (or 'all')")
-    return key
-
-
-def resolve_methods(methods: Union[str, Sequence[str]]) -> list[str]:
-    """``"all"``, a comma-separated string or a list -> canonical method names, in the order given, no repeats."""
-    if isinstance(methods, str):
-        if methods.strip().lower() == "all":
-            return list(METHODS)
-        methods = [m for m in methods.split(",") if m.strip()]
-    names = [canonical_method(m) for m in methods]
-    if not names:
-        raise ExplainError(f"no explanation method given: use one of {', '.join(METHODS)} (or 'all')")
-    return list(dict.fromkeys(names))
 
 
 @contextlib.contextmanager

@@ -30,8 +30,7 @@ from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
 from leuk.explain._util import ExplainError, seeded
-
-BASELINES: tuple[str, ...] = ("blur", "black", "mean", "zero")
+from leuk.explain.methods import BASELINES
 #: Smallest range of the target's log-odds (nats) over both curves for which the deletion/insertion curves can
 #: rank maps; below it the model barely reacts to any of the perturbed images.
 MIN_LOGODDS_RANGE = 0.5

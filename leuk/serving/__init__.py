@@ -6,7 +6,8 @@
   :mod:`leuk.verdict` with the model's out-of-distribution check), :func:`explain_image` (attribution overlay,
   faithfulness and the same verdict), :func:`pipeline_stages` (HybridCN-NAS, with the verdict),
   :func:`classify_smears` (every white cell of a smear found, cut out C-NMC-style and classified: the two models
-  as one workflow, :mod:`leuk.serving.cells`);
+  as one workflow, :mod:`leuk.serving.cells`; the apps' :data:`MODES`, :data:`SEGMENTER_CHOICES` and the cell model
+  a smear view uses, :func:`cell_model_for`);
 - results: :func:`montecarlo_report` (bundled runs, folders or dataset repos: chart data, tests, leakage gap);
 - texts: :data:`NOT_A_MEDICAL_DEVICE`, :func:`banner_for` / :func:`model_banner` (what a model's records say it was
   trained on, :func:`training_summary_for`); samples: :func:`list_samples`, :func:`samples_description`.
@@ -67,10 +68,12 @@ from leuk.serving.montecarlo import (
 from leuk.serving.notices import NO_MODEL_HELP, NOT_A_MEDICAL_DEVICE, demo_banner, model_banner
 from leuk.ood import ReferenceStatistics, image_statistics
 from leuk.serving.pipeline import PipelineResult, pipeline_model_names, pipeline_stages
-from leuk.serving.detection import SEGMENTER_LABELS
+from leuk.serving.detection import SEGMENTER_CHOICES, SEGMENTER_LABELS
 from leuk.serving.cells import (
+    MODES,
     SmearResult,
     SmearsResult,
+    cell_model_for,
     cell_model_names,
     classify_smears,
     classify_smears_gpu,
@@ -122,13 +125,16 @@ __all__ = [
     "banner_for",
     "bundled_runs",
     "choose_device",
+    "cell_model_for",
     "cell_model_names",
+    "MODES",
     "choose_input",
     "classify",
     "classify_smears",
     "classify_smears_gpu",
     "demo_banner",
     "explain_image",
+    "SEGMENTER_CHOICES",
     "SEGMENTER_LABELS",
     "explain_baseline_choices",
     "explain_method_choices",

@@ -21,6 +21,7 @@ from leuk.io import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageSource
 from leuk.serving.assessment import NOT_ASSESSED
 from leuk.serving.classify import ClassifyResult, ImageResult, aggregate, classify
 from leuk.serving.registry import ModelRegistry, get_registry
+from leuk.serving.rows import BATCH_CSV, PredictionRow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,20 +132,11 @@ class BatchResult:
         known = any(pid is not None for pid in self.patient_ids)
         rows = []
         for item, patient in zip(self.result.images, self.patient_ids):
-            row: dict[str, object] = {"file": item.name}
-            if known:
-                row["patient_id"] = patient or ""
-            row["label"] = item.label or ""
-            row.update({f"p_{name}": item.probabilities.get(name) for name in self.labels})
-            row["top_probability"] = item.top_probability
-            row["assessed"] = item.assessed
-            row["uncertain"] = bool(item.uncertain)
-            row["uncertain_reasons"] = "; ".join(item.reasons)
-            row["ood_score"] = item.ood_score
-            row["error"] = item.error or ""
-            rows.append(row)
-        columns = ["file", *(["patient_id"] if known else []), "label", *(f"p_{n}" for n in self.labels),
-                   "top_probability", "assessed", "uncertain", "uncertain_reasons", "ood_score", "error"]
+            row = BATCH_CSV.render(PredictionRow.of(item, item.name), self.labels)
+            # the batch's own column, after the file
+            rows.append({"file": row.pop("file"), **({"patient_id": patient or ""} if known else {}), **row})
+        headers = BATCH_CSV.headers(self.labels)
+        columns = [headers[0], *(["patient_id"] if known else []), *headers[1:]]
         return pd.DataFrame(rows, columns=columns)
 
     def display_table(self) -> "pd.DataFrame":

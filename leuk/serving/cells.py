@@ -29,6 +29,7 @@ from leuk.io import ImageSource, read_image
 from leuk.serving.assessment import NOT_ASSESSED, UNLIKE_TRAINING, left_out_text, not_assessed_markdown
 from leuk.serving.classify import MAX_APP_PIXELS, MAX_IMAGES, PatientAggregate, aggregate, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
+from leuk.serving.rows import SMEAR_CELL, PredictionRow
 from leuk.serving.runtime import gpu
 from leuk.serving.detection import SEGMENTERS, find_white_cells
 from leuk.serving.smear_geometry import (
@@ -98,6 +99,18 @@ def _is_cell_model(loaded: Any) -> bool:
 def cell_model_names(registry: ModelRegistry | None = None) -> list[str]:
     """Configured single-cell models (an ``all`` class, no smear phases) that can classify cut-out cells."""
     return (registry or get_registry()).names_where(_is_cell_model)
+
+
+def cell_model_for(selected: str | None, registry: ModelRegistry | None = None) -> str | None:
+    """The model an app's smear view classifies the cells with: ``selected`` when it classifies single cells,
+    else the first configured model that does (``None`` when none does)."""
+    names = cell_model_names(registry)
+    return selected if selected in names else (names[0] if names else None)
+
+
+#: The two inputs of the apps' classify view: cells cut out onto black (C-NMC), or smear photos (every white cell
+#: found, :func:`classify_smears`); the second is the smear mode.
+MODES = ("Single cells", "Smear")
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -202,6 +215,8 @@ class SmearResult:
         return row
 
     def cell_rows(self) -> list[dict[str, Any]]:
+        """One row per cell of :meth:`SmearsResult.table`: where it is, whether it was classified, and its
+        prediction in the columns of :data:`leuk.serving.rows.SMEAR_CELL` (blank for a skipped cell)."""
         rows = []
         for cell in self.cells:
             item = cell.result
@@ -210,12 +225,8 @@ class SmearResult:
                                    "x0": x0, "y0": y0, "x1": x1, "y1": y1, "diameter_px": round(cell.diameter, 1),
                                    "scale": round(cell.scale, 3) if cell.scale else None,
                                    "status": "skipped" if cell.skipped else "classified",
-                                   "skip_reason": cell.skipped or "", "label": item.label if item else ""}
-            row.update({f"p_{label}": None if item is None else item.probabilities.get(label) for label in self.labels})
-            row["assessed"] = None if item is None else item.assessed
-            row["ood_score"] = None if item is None or item.ood_score is None else round(item.ood_score, 2)
-            row["verdict"] = "" if item is None else item.verdict.word
-            row["reasons"] = "" if item is None or not item.uncertain else "; ".join(item.reasons)
+                                   "skip_reason": cell.skipped or ""}
+            row.update(SMEAR_CELL.render(None if item is None else PredictionRow.of(item, self.name), self.labels))
             rows.append(row)
         return rows
 
@@ -313,8 +324,7 @@ class SmearsResult:
         if patient or (patient is None and len(self.smears) > 1):
             rows.append(self.patient_row())
         columns = ["row", "smear", "cell", "segmenter", "x0", "y0", "x1", "y1", "diameter_px", "scale", "status",
-                   "skip_reason", "label", *(f"p_{n}" for n in self.labels), "assessed", "ood_score", "verdict",
-                   "reasons", "cells_found", "classified", "skipped", "red_cells", "red_cell_px",
+                   "skip_reason", *SMEAR_CELL.headers(self.labels), "cells_found", "classified", "skipped", "red_cells", "red_cell_px",
                    *(f"skipped {r}" for r in (SKIP_SMALL, SKIP_BORDER, SKIP_OVERLAP)),
                    *(f"n_{n}" for n in self.labels), "share_all", "uncertain_cells", "not_assessed_cells", "note"]
         return pd.DataFrame(rows).reindex(columns=columns)

@@ -25,6 +25,7 @@ from leuk.serving.assessment import (
     not_assessed_text,
 )
 from leuk.serving.registry import ModelRegistry, get_registry
+from leuk.serving.rows import APP_TABLE, PredictionRow
 from leuk.serving.runtime import gpu
 from leuk.verdict import UNCERTAIN_BELOW, Verdict, image_verdict, patient_verdict
 
@@ -126,20 +127,7 @@ class ClassifyResult:
         label and no probability (they are in :meth:`probability_details`)."""
         import pandas as pd
 
-        rows = []
-        for item in self.images:
-            shown = item.assessed
-            row: dict[str, Any] = {"image": item.name, "label": item.shown_label if item.error is None else "",
-                                   "top probability": _round(item.top_probability) if shown else None}
-            row.update({f"p({name})": _round(item.probabilities.get(name)) if shown else None
-                        for name in self.labels})
-            row["OOD score"] = _round(item.ood_score, 2)
-            row["verdict"] = item.verdict.word
-            # an unreadable image: its error once, without the file name the row already shows
-            row["reasons"] = "; ".join(item.reasons) if item.uncertain and item.error is None else ""
-            error = item.error or ""
-            row["error"] = error[len(item.name) + 2:] if error.startswith(f"{item.name}: ") else error
-            rows.append(row)
+        rows = [APP_TABLE.render(PredictionRow.of(item, item.name), self.labels) for item in self.images]
         return pd.DataFrame(rows)
 
     def aggregate_table(self) -> "pd.DataFrame":
@@ -257,10 +245,6 @@ class ClassifyResult:
             return NOT_ASSESSED
         single = self.single
         return dict(single.probabilities) if single is not None else dict(self.aggregate.mean_probabilities)
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(float(value), digits)
 
 
 def _display_name(src: Any, index: int) -> str:

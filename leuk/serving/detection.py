@@ -22,7 +22,7 @@ from leuk.serving.smear_geometry import (
     rescale_cells,
 )
 
-__all__ = ["CLASSICAL_NAME", "Found", "SEGMENTERS", "SEGMENTER_LABELS", "find_white_cells", "has_segmenter",
+__all__ = ["CLASSICAL_NAME", "Found", "SEGMENTERS", "SEGMENTER_CHOICES", "SEGMENTER_LABELS", "find_white_cells", "has_segmenter",
            "unet_mask", "working_scale"]
 
 #: Ways of finding cells: the best measured (today the colour rule), the U-Net of a HybridCN-NAS model, the colour
@@ -34,6 +34,8 @@ SEGMENTER_LABELS = {
     "unet": "U-Net of the HybridCN-NAS model, at the red-cell scale",
     "classical": "colour rule at the red-cell scale",
 }
+#: The finders as ``(shown, value)`` pairs, in :data:`SEGMENTERS` order: a choice widget's options in both apps.
+SEGMENTER_CHOICES: list[tuple[str, str]] = [(label, value) for value, label in SEGMENTER_LABELS.items()]
 CLASSICAL_NAME = "colour threshold (leuk.segmentation.classical_cell_mask)"
 
 def unet_mask(loaded: Any, rgb: np.ndarray) -> np.ndarray:

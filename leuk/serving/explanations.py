@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from leuk.explain import BASELINE_METHODS, BASELINES, GRADCAM_METHODS, METHOD_TITLES, METHODS
 from leuk.io import ImageSource, read_image
 from leuk.serving.assessment import verdict_headline
 from leuk.verdict import UNCERTAIN_BELOW
@@ -18,25 +19,19 @@ from leuk.serving.classify import MAX_APP_PIXELS, classify_images
 from leuk.serving.registry import ModelRegistry, get_registry
 from leuk.serving.runtime import gpu
 
-#: The methods the apps offer (the names of :data:`leuk.explain.METHODS`), cheapest useful first.
-EXPLAIN_METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients", "guided_gradcam", "smoothgrad", "occlusion")
-METHOD_TITLES = {
-    "gradcam": "Grad-CAM",
-    "integrated_gradients": "Integrated Gradients",
-    "guided_gradcam": "Guided Grad-CAM",
-    "smoothgrad": "SmoothGrad",
-    "occlusion": "Occlusion",
-}
+#: The methods the apps offer: every one of :data:`leuk.explain.METHODS` (names, titles and aliases are
+#: :mod:`leuk.explain`'s), the cheapest useful ones first.
+EXPLAIN_METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients",
+                                    *(name for name in METHODS if name not in ("gradcam", "integrated_gradients")))
 #: Lighter settings used on CPU so that one explanation takes seconds, not minutes.
 CPU_OPTIONS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"n_steps": 16},
     "smoothgrad": {"nt_samples": 8},
 }
 FAITHFULNESS_STEPS = 10
-#: Reference images Integrated Gradients and Occlusion can start from (``black`` first: the default), and the
-#: methods that use one.
-EXPLAIN_BASELINES: tuple[str, ...] = ("black", "blur", "mean", "zero")
-BASELINE_METHODS: tuple[str, ...] = ("integrated_gradients", "occlusion")
+#: Reference images Integrated Gradients and Occlusion (:data:`leuk.explain.BASELINE_METHODS`) can start from
+#: (:data:`leuk.explain.BASELINES`, ``black`` first: the default).
+EXPLAIN_BASELINES: tuple[str, ...] = ("black", *(name for name in BASELINES if name != "black"))
 BASELINE_TITLES = {
     "black": "black (no cell: credits the cell as a whole)",
     "blur": "blurred image (which fine structure, e.g. chromatin, drove the call)",
@@ -48,8 +43,6 @@ BASELINE_TITLES = {
 IG_STEPS_CHOICES: tuple[int | None, ...] = (None, 16, 32, 64, 128, 256)
 #: Methods that read the IG steps setting.
 IG_STEPS_METHODS: tuple[str, ...] = ("integrated_gradients",)
-#: Methods whose map is a Grad-CAM (non-negative, coarse: it can be empty, and it spills onto the background).
-GRADCAM_METHODS: tuple[str, ...] = ("gradcam", "guided_gradcam")
 #: A pixel whose brightest channel is at most this (0-255) is background of a cell segmented onto black.
 BLACK_LEVEL = 12
 #: Share of the picture that must be black before it is treated as a segmented cell on black.

@@ -552,8 +552,8 @@ def finetune_for_monte_carlo(
 
 
 def save_model(model: Any, processor: Any, output_dir: Path, dtype: str) -> None:
-    """Save model and processor as a model folder in ``dtype`` with :func:`leuk.hub.save.save_model_folder`."""
-    from leuk.hub.save import save_model_folder
+    """Save model and processor as a model folder in ``dtype`` with :func:`leuk.models.save.save_model_folder`."""
+    from leuk.models.save import save_model_folder
 
     save_model_folder(model, processor, output_dir, dtype=dtype)
 

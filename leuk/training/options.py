@@ -1,22 +1,49 @@
-"""Command-line options of the EfficientNet-SE training engine, shared by ``leuk train`` and
-``train/train_efficientnet_se.py`` (light to import: no torch)."""
+"""Command-line options of the EfficientNet-SE training engine, shared by ``leuk train``,
+``train/train_efficientnet_se.py`` and ``train/train_real_efficientnet_se.py`` (light to import: no torch).
+
+The one option set is :class:`leuk.training.efficientnet_se.TrainOptions`: its field defaults are the options'
+defaults; a recipe (a script's fixed values) overrides some of them through ``defaults=`` and may expose only
+some of them (``only=``); :func:`options_from_args` turns parsed arguments back into one ``TrainOptions``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Any, Collection, Mapping
 
 from leuk.training.efficientnet_se import AUGMENT_PRESETS, CACHE_MODES, DTYPES, MIXED_PRECISION, SCHEDULERS, TrainOptions
 
-__all__ = ["add_train_options", "options_from_args"]
+__all__ = ["TRAIN_DEFAULTS", "add_train_options", "options_from_args"]
 
-_DEFAULTS = TrainOptions(data="", out="")
+#: The default of every :class:`TrainOptions` field (``data`` and ``out`` have none): the one source of them.
+TRAIN_DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(TrainOptions)
+                                  if field.default is not dataclasses.MISSING}
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """Add every :class:`TrainOptions` knob (``--data`` and ``--out`` required) to ``parser``."""
-    d = _DEFAULTS
+class _Group:
+    """An argument group that adds only the options whose destination ``only`` names (every one when ``None``)."""
+
+    def __init__(self, group: argparse._ArgumentGroup, only: Collection[str] | None) -> None:
+        self.group, self.only = group, only
+
+    def add_argument(self, *flags: str, **kwargs: Any) -> None:
+        dest = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
+        if self.only is None or dest in self.only:
+            self.group.add_argument(*flags, **kwargs)
+
+
+def add_train_options(parser: argparse.ArgumentParser, *, only: Collection[str] | None = None,
+                      defaults: Mapping[str, Any] | None = None) -> None:
+    """Add the :class:`TrainOptions` knobs to ``parser``: every one (``--data`` and ``--out`` required), or the
+    fields named in ``only``; ``defaults`` overrides the dataclass defaults (a recipe's values)."""
+    d = argparse.Namespace(**{**TRAIN_DEFAULTS, **(defaults or {})})
     bool_flag = argparse.BooleanOptionalAction
-    data = parser.add_argument_group("data")
+
+    def group(title: str) -> _Group:
+        return _Group(parser.add_argument_group(title), only)
+
+    data = group("data")
     data.add_argument("--data", required=True, help="dataset folder (C-NMC or Aria layout)")
     data.add_argument("--out", required=True, help="output folder of the trained model")
     data.add_argument("--dataset", choices=("cnmc", "aria"), default=d.dataset, help="layout of --data")
@@ -26,7 +53,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-size", type=float, default=d.val_size, help="share of patients for validation")
     data.add_argument("--seed", type=int, default=d.seed, help="seed of the split, initialisation and sampling")
     data.add_argument("--image-size", type=int, default=d.image_size,
-                      help="square input size in pixels (default: the preset's)")
+                      help="square input size in pixels (default: "
+                           + ("the preset's" if d.image_size is None else "%(default)s") + ")")
     data.add_argument("--balanced", action=bool_flag, default=d.balanced,
                       help="oversample minority classes in the training set")
     data.add_argument("--augment", action=bool_flag, default=d.augment, help="on-device training augmentation")
@@ -39,7 +67,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--synthetic", action=bool_flag, default=None,
                       help="mark the data as synthetic in the saved model (default: detected)")
 
-    optim = parser.add_argument_group("optimisation")
+    optim = group("optimisation")
     optim.add_argument("--epochs", type=float, default=d.epochs, help="maximum number of epochs")
     optim.add_argument("--max-steps", type=int, default=d.max_steps,
                        help="stop after this many optimiser steps (overrides --epochs when > 0)")
@@ -71,7 +99,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--resume", nargs="?", const="latest", default=d.resume, metavar="CHECKPOINT",
                        help="resume from a checkpoint folder, or the latest one in OUT/checkpoints")
 
-    output = parser.add_argument_group("output")
+    output = group("output")
     output.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="dtype of the saved weights")
     output.add_argument("--save-total-limit", type=int, default=d.save_total_limit,
                         help="checkpoints kept besides the best one")
@@ -81,8 +109,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--quiet", action="store_true", help="no progress bars and no training log lines")
 
 
-def options_from_args(args: argparse.Namespace, *, model: str) -> TrainOptions:
-    """The :class:`TrainOptions` of parsed arguments, for the model preset ``model``."""
+def options_from_args(args: argparse.Namespace, *, model: str, **fixed: Any) -> TrainOptions:
+    """The :class:`TrainOptions` of parsed arguments, for the model preset ``model``; ``fixed`` sets the fields
+    a script does not expose (its recipe's fixed values, its own paths) and wins over ``args``."""
     fields = {name: getattr(args, name) for name in TrainOptions.__dataclass_fields__ if hasattr(args, name)}
-    fields["model"] = model
+    fields.update(fixed, model=model)
     return TrainOptions(**fields)

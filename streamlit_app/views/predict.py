@@ -123,10 +123,9 @@ def show(batch: batching.BatchResult) -> None:
 
 st.title("Predict")
 model_name = ui.require_model()
-MODES = ("Single cells", "Smear")
-if st.radio("Input", MODES, horizontal=True, key="predict_mode",
+if st.radio("Input", serving.MODES, horizontal=True, key="predict_mode",
             help="single cells cut out onto black (as C-NMC), or smear photos: every white cell is found, cut "
-                 "out onto black and classified") == MODES[1]:
+                 "out onto black and classified") == serving.MODES[1]:
     st.markdown("Upload smear photos of one patient: every white cell is found (at the scale where the smear's red "
                 "cells are 13 px across, so any magnification gives the same cells), cut out onto black at the "
                 "C-NMC cell scale and classified by the single-cell model, with a row per cell and a summary per "

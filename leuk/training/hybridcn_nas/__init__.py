@@ -22,13 +22,11 @@ on the test patients: ``eval_results.json``.
 The package is split by stage: :mod:`.options` (presets and every knob), :mod:`.data` (rows, masks, pixel
 bank, stain target), :mod:`.cache` (the stage files), :mod:`.optim` (small training helpers),
 :mod:`.stages` (stages 1-7), :mod:`.head` (stage 8), :mod:`.engine` (the whole run and its records). The
-ablation study (``leuk ablate``) lives in :mod:`leuk.experiments.ablation`; its names stay importable from
-here. Every public name below keeps its signature and behaviour.
+ablation study (``leuk ablate``) lives in :mod:`leuk.experiments.ablation` (a floor above the engines).
+Every public name below keeps its signature and behaviour.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from leuk.records import EVAL_RESULTS_FILE, SPLIT_FILE
 from leuk.training.hybridcn_nas.cache import StageCache
@@ -45,11 +43,6 @@ from leuk.training.hybridcn_nas.options import (
     HybridTrainOptions,
 )
 from leuk.training.hybridcn_nas.stages import FeatureStages, run_feature_stages
-
-#: names of the ablation study, which moved to :mod:`leuk.experiments.ablation` (imported on first use: that
-#: module imports this package's stages, so importing it here would run in a circle)
-_ABLATION_NAMES = ("ABLATION_METRICS", "ABLATION_STUDIES", "AblationVariant", "ablation_markdown",
-                   "ablation_variants", "held_out_monte_carlo", "run_ablation")
 
 __all__ = [
     "EVAL_RESULTS_FILE",
@@ -73,14 +66,4 @@ __all__ = [
     "read_mask",
     "run_feature_stages",
     "train_hybridcn_nas",
-    *_ABLATION_NAMES,
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ABLATION_NAMES:
-        from leuk.experiments import ablation
-
-        return getattr(ablation, name)
-    raise AttributeError(f"module 'leuk.training.hybridcn_nas' has no attribute {name!r}")
-

@@ -119,7 +119,7 @@ def train_hybridcn_nas(
     model.set_feature_selection(stored["mean"].numpy(), stored["scale"].numpy(), stored["indices"].numpy())
     model.eval()
 
-    from leuk.hub.save import save_model_folder
+    from leuk.models.save import save_model_folder
 
     save_model_folder(model, processor, out_dir, dtype=options.save_dtype)
 

@@ -386,6 +386,16 @@ class Predictor:
             prediction.note = verdict.note
         return chunk
 
+    def probability_matrix(self, images: Sequence[ImageSource], *, progress: bool = False) -> np.ndarray:
+        """Calibrated class probabilities ``(len(images), n_classes)``, columns in :attr:`label_names` order, for
+        scoring a model on a labelled set. One image that cannot be read refuses the call (``ImageReadError``):
+        a score over fewer images than asked would be a different score."""
+        predictions = self.predict_images(images, progress=progress)
+        failed = [p for p in predictions if not p.ok]
+        if failed:
+            raise ImageReadError(f"{len(failed)} image(s) could not be read, e.g. {failed[0].error}")
+        return np.asarray([[p.probabilities[name] for name in self.label_names] for p in predictions])
+
     # Architecture-document name of the same call.
     def predict(self, images: Iterable[ImageSource], **kwargs: Any) -> list[Prediction]:
         """Alias of :meth:`predict_images`."""

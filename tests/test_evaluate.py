@@ -13,7 +13,7 @@ from leuk.cli import main
 
 @pytest.fixture(scope="module")
 def run_dir(cnmc_root, tmp_path_factory) -> Path:
-    from leuk.training import train_efficientnet_se
+    from leuk.experiments.runs import train_efficientnet_se
 
     out = tmp_path_factory.mktemp("evaluate") / "model"
     train_efficientnet_se(data=cnmc_root, out=out, model="efficientnet-se-test", max_steps=3, batch_size=16,

@@ -115,7 +115,7 @@ def test_out_of_distribution_is_never_confident_alone_or_in_a_batch():
 @pytest.fixture(scope="module")
 def trained(cnmc_root, tmp_path_factory):
     """A tiny EfficientNet-SE trained for two steps on a private copy of the synthetic C-NMC set."""
-    from leuk.training.efficientnet_se import train_efficientnet_se
+    from leuk.experiments.runs import train_efficientnet_se
 
     data = tmp_path_factory.mktemp("ood_data") / "cnmc"
     shutil.copytree(cnmc_root, data)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from leuk.errors import LeukError
-from leuk.training import SPLIT_FILE, TrainOptions, train_efficientnet_se
+from leuk.experiments.runs import train_efficientnet_se
+from leuk.training import SPLIT_FILE, TrainOptions
 from leuk.training.data import ClassBalancedSampler, processed_uint8
 
 REPO = Path(__file__).resolve().parents[1]
@@ -249,3 +250,21 @@ def test_cross_subject_folds_score_unseen_subjects_from_the_saved_models(cnmc_ro
     for key, spread in result["summary"]["over_folds"].items():
         assert collected["summary"]["over_folds"][key] == pytest.approx(spread)
     assert collected["pooled_test"]["f1_weighted"] == pytest.approx(result["pooled_test"]["f1_weighted"])
+
+
+@pytest.mark.slow
+def test_a_seeded_run_repeats_exactly_and_another_seed_does_not(cnmc_root, tmp_path):
+    """The model's random initial weights are drawn from the run's seed (the Trainer seeds only after the model
+    is built): the same seed gives the same saved weights, bit for bit; another seed gives other weights."""
+    from safetensors.numpy import load_file
+
+    def weights(name: str, seed: int) -> dict[str, np.ndarray]:
+        out = tmp_path / name
+        train_efficientnet_se(data=cnmc_root, out=out, model=PRESET, max_steps=2, batch_size=8, seed=seed,
+                              augment=False, progress=False, fit_ood=False)
+        return load_file(str(out / "model.safetensors"))
+
+    first, again, other = weights("a", 0), weights("b", 0), weights("c", 1)
+    assert first.keys() == again.keys() == other.keys()
+    assert all(np.array_equal(first[key], again[key]) for key in first)
+    assert any(not np.array_equal(first[key], other[key]) for key in first)

@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from leuk.data.synthetic import write_aria
-    from leuk.training.hybridcn_nas import EVAL_RESULTS_FILE, HybridTrainOptions, train_hybridcn_nas
+    from leuk.experiments.runs import train_hybridcn_nas
+    from leuk.training.hybridcn_nas import EVAL_RESULTS_FILE, HybridTrainOptions
 
     wall, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory(prefix="hybrid-demo-") as temporary:

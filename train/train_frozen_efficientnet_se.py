@@ -66,17 +66,6 @@ def save_with_records(fit, processor, folder: Path, recipe, split_info: dict, da
     fit_after_training(folder, data_root, batch_size=32)
 
 
-def saved_probabilities(folder: Path, paths: list[str]) -> np.ndarray:
-    """Calibrated probabilities of the model as saved (the one loader and the one prediction engine)."""
-    from leuk.hub import load_model
-    from leuk.inference import Predictor
-
-    loaded = load_model(str(folder.resolve()))
-    predictor = Predictor(loaded.model, loaded.processor, batch_size=32)
-    predictions = predictor.predict_images(paths, progress=False)
-    return np.asarray([[p.probabilities[name] for name in predictor.label_names] for p in predictions])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the C-NMC folder (C-NMC_Leukemia)")
@@ -96,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         out_of_fold_rows,
         per_subject_accuracy,
     )
+    from leuk.experiments.runs import predict_saved
     from leuk.experiments.shipping import ship_all_subject_model
     from leuk.metrics import classification_metrics
     from leuk.models import create_model, family_of
@@ -133,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             "split": "leave-one-rare-subject-out", "fold": index, "n_folds": len(splits),
             "test_patients": split_info["test"]["patients"],
             "calibration": "temperature scaling on validation images of the training subjects"})
-        probs = saved_probabilities(fold_dir, [paths[i] for i in split.test])
+        probs = predict_saved(fold_dir, [paths[i] for i in split.test])
         y_true, subjects = labels[split.test], groups[split.test]
-        val_probs = saved_probabilities(fold_dir, [paths[i] for i in split.val])
+        val_probs = predict_saved(fold_dir, [paths[i] for i in split.val])
         record = {
             "fold": index, "train_subjects": split_info["train"]["patients"],
             "test_subjects": split_info["test"]["patients"],
@@ -177,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         validation="images of the training subjects, for early stopping and checkpoint selection only")
     save_with_records(fit, processor, final_dir, recipe, split_info, data_root,
                       {"split": "all-subjects", "test_patients": []})
-    val_probs = saved_probabilities(final_dir, [paths[i] for i in split.val])
+    val_probs = predict_saved(final_dir, [paths[i] for i in split.val])
     (final_dir / "eval_results.json").write_text(json.dumps({
         "model": recipe.model, "protocol": "all-subjects", "split": "none (every subject trained on)",
         "synthetic": False, "train_subjects": split_info["train"]["patients"],

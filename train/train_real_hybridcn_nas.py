@@ -229,7 +229,8 @@ def train_shipped(args: argparse.Namespace, workspace: Path, stain_target: dict)
     resumes the fold's stages (its split, U-Net, extractor, features), refits the same seeded head, saves,
     reloads and scores the fold's test blocks once, and fits the OOD detector on its training images."""
     from leuk.experiments.aria_protocols import BLOCKS_FILE
-    from leuk.training.hybridcn_nas import StageCache, train_hybridcn_nas
+    from leuk.experiments.runs import train_hybridcn_nas
+    from leuk.training.hybridcn_nas import StageCache
 
     stages = StageCache(args.work / "cv" / FIRST_FOLD)
     if not stages.has("stain.json"):

@@ -37,7 +37,8 @@ def is_main_process() -> bool:
 def run_engine_target(args: argparse.Namespace) -> int:
     """Train the preset ``args.preset`` with the EfficientNet-SE engine and print the test figures."""
     from leuk.metrics import format_metrics
-    from leuk.training.efficientnet_se import EVAL_RESULTS_FILE, train_efficientnet_se
+    from leuk.experiments.runs import train_efficientnet_se
+    from leuk.records import EVAL_RESULTS_FILE
     from leuk.training.options import options_from_args
 
     result = train_efficientnet_se(options_from_args(args, model=args.preset))

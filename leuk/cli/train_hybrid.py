@@ -145,7 +145,8 @@ def options_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Train, save and print the test figures."""
     from leuk.metrics import format_metrics
-    from leuk.training.hybridcn_nas import EVAL_RESULTS_FILE, train_hybridcn_nas
+    from leuk.experiments.runs import train_hybridcn_nas
+    from leuk.records import EVAL_RESULTS_FILE
 
     result = train_hybridcn_nas(args.data, args.out, options_from_args(args), restart=args.restart)
     segmentation = result.segmentation.get("test") or {}

@@ -110,7 +110,8 @@ def cross_subject_evaluation(
     from leuk.data.splits import leave_one_rare_subject_out
     from leuk.metrics import classification_metrics
     from leuk.records import training_split_record, write_eval_results
-    from leuk.training.efficientnet_se import fit_split, load_table, looks_synthetic, predict_saved
+    from leuk.experiments.runs import predict_saved
+    from leuk.training.efficientnet_se import fit_split, load_table, looks_synthetic
 
     options.validate()
     out = Path(out)
@@ -288,7 +289,8 @@ def collect_cross_subject(options: Any, fold_dirs: list[str | Path], out: str | 
     and its test images (``training_split.json``) are predicted again through the saved folder for the
     pooled figures; a fold whose recomputed weighted F1 differs from its record is refused."""
     from leuk.metrics import classification_metrics
-    from leuk.training.efficientnet_se import EVAL_RESULTS_FILE, SPLIT_FILE, load_table, predict_saved
+    from leuk.experiments.runs import predict_saved
+    from leuk.training.efficientnet_se import EVAL_RESULTS_FILE, SPLIT_FILE, load_table
 
     data_root = Path(options.data).resolve()
     paths, labels, groups, label_names = load_table(options)

@@ -14,7 +14,7 @@ Modes:
   pooled features, class-weighted loss, early stopping on the iteration's validation loss, temperature
   fitted on validation) is trained and tested. Seeded, deterministic, fast on a CPU.
 - ``finetune``: the whole model (a preset) is trained per iteration on the same split by its family's
-  training engine (``finetune_for_monte_carlo`` of :attr:`leuk.models.family.ModelFamily.engine`; best
+  training engine (``fit_for_monte_carlo`` of :attr:`leuk.models.family.ModelFamily.engine`; best
   checkpoint and temperature chosen on validation only; slow, for GPUs). A family that cannot be retrained
   per iteration says why (:meth:`~leuk.models.family.ModelFamily.finetune_refusal`: HybridCN-NAS trains in
   stages) and the run refuses to start.
@@ -236,14 +236,18 @@ def finetune_engine(model: str) -> Any:
 def _finetune_probabilities(model: str, dataset: Any, split: Any, *, seed: int, image_size: int | None,
                             batch_size: int, pretrained: bool, device: str | None, options: dict[str, Any],
                             run_dir: Path) -> np.ndarray:
-    """Train preset ``model`` on one iteration's split with its engine's ``finetune_for_monte_carlo``
-    (selection and calibration on validation only) and return its test probabilities."""
+    """Train preset ``model`` on one iteration's split with its engine's ``fit_for_monte_carlo`` (selection and
+    calibration on validation only) and return its test probabilities through :class:`leuk.inference.Predictor`."""
+    from leuk.inference import Predictor
+
     engine = finetune_engine(model)
     with _single_process_environment():
-        return engine.finetune_for_monte_carlo(
-            model, dataset, train=split.train, val=split.val, test=split.test, seed=int(seed),
-            output_dir=run_dir, image_size=image_size, batch_size=batch_size, pretrained=pretrained,
-            device=device, **options)
+        fit = engine.fit_for_monte_carlo(
+            model, dataset, train=split.train, val=split.val, seed=int(seed), output_dir=run_dir,
+            image_size=image_size, batch_size=batch_size, pretrained=pretrained, device=device, **options)
+    paths = [str(p) for p in dataset.select_columns(["path"])["path"]]
+    predictor = Predictor(fit.model, fit.processor, device=device, batch_size=batch_size)
+    return predictor.probability_matrix([paths[i] for i in np.asarray(split.test, dtype=np.int64)])
 
 
 # ----------------------------------------------------------------------------------------------- running

@@ -1,9 +1,11 @@
-"""Training engines.
+"""Training engines: they fit a model and save its folder; the finishing step (the out-of-distribution
+detector, the one test evaluation through the saved folder) and the whole run as ``leuk train`` starts it live a
+floor up, in :mod:`leuk.experiments.runs` (``train_efficientnet_se``, ``train_hybridcn_nas``).
 
 - :mod:`leuk.training.efficientnet_se`: EfficientNet-SE and its baselines with the transformers ``Trainer``
-  (``train_efficientnet_se``; ``finetune_for_monte_carlo`` is the same engine for one Monte Carlo iteration);
-- :mod:`leuk.training.hybridcn_nas`: the staged HybridCN-NAS engine (``train_hybridcn_nas``, imported on
-  first use).
+  (``train_and_save``; ``fit_for_monte_carlo`` is the same engine for one Monte Carlo iteration);
+- :mod:`leuk.training.hybridcn_nas`: the staged HybridCN-NAS engine (``train_and_save``, imported on first use
+  as ``leuk.training.hybridcn_nas``).
 
 Heavy imports (torch, transformers) happen when a function is called, not on import.
 """
@@ -16,24 +18,26 @@ from leuk.training.efficientnet_se import (
     EVAL_RESULTS_FILE,
     SPLIT_FILE,
     FitResult,
+    SavedRun,
     TrainOptions,
     TrainResult,
-    finetune_for_monte_carlo,
     fit_classifier,
-    train_efficientnet_se,
+    fit_for_monte_carlo,
+    train_and_save,
 )
 
-_HYBRID_NAMES = ("HybridTrainOptions", "HybridTrainResult", "train_hybridcn_nas")
+_HYBRID_NAMES = ("HybridTrainOptions", "HybridTrainResult")
 
 __all__ = [
     "EVAL_RESULTS_FILE",
     "SPLIT_FILE",
     "FitResult",
+    "SavedRun",
     "TrainOptions",
     "TrainResult",
-    "finetune_for_monte_carlo",
     "fit_classifier",
-    "train_efficientnet_se",
+    "fit_for_monte_carlo",
+    "train_and_save",
     *_HYBRID_NAMES,
 ]
 

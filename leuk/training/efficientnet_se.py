@@ -9,9 +9,12 @@ The run, in order:
    early stopping and best-checkpoint selection on validation weighted F1, resumable, multi-process
    under ``torchrun``/``accelerate launch`` with no code change);
 4. fit the softmax temperature on validation logits and store it in the model config;
-5. save model and processor (safetensors), ``training_split.json``, then evaluate ONCE on the test
-   patients through the saved folder and :class:`leuk.inference.Predictor` (the same path as
-   ``leuk evaluate``) and write ``eval_results.json``.
+5. save model and processor (safetensors) and ``training_split.json`` (:func:`train_and_save`).
+
+The finishing step runs a floor up, in :func:`leuk.experiments.runs.train_efficientnet_se` (the whole run as
+``leuk train`` starts it): fit the out-of-distribution detector, evaluate ONCE on the test patients through the
+saved folder and :class:`leuk.inference.Predictor` (the same path as ``leuk evaluate``) and write
+``eval_results.json`` (:meth:`SavedRun.close`).
 """
 
 from __future__ import annotations
@@ -43,14 +46,14 @@ __all__ = [
     "TrainOptions",
     "FitResult",
     "TrainResult",
-    "finetune_for_monte_carlo",
+    "SavedRun",
     "fit_classifier",
+    "fit_for_monte_carlo",
     "fit_split",
     "load_table",
     "looks_synthetic",
-    "predict_saved",
     "save_model",
-    "train_efficientnet_se",
+    "train_and_save",
 ]
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -182,8 +185,13 @@ def load_table(options: TrainOptions) -> tuple[list[str], np.ndarray, np.ndarray
 
 
 def _build_model(options: TrainOptions, label_names: list[str]):
+    from transformers import set_seed
+
     from leuk.models import create_model, family_of
 
+    # The Trainer seeds only once it is built, after the model: without this the random initial weights (the
+    # head, or all of a from-scratch model) differ from run to run and a seeded run cannot be repeated.
+    set_seed(options.seed)
     overrides: dict[str, Any] = {}
     if options.image_size:
         overrides["image_size"] = options.image_size
@@ -412,12 +420,92 @@ def fit_split(options: TrainOptions, split: Any, paths: Sequence[str], labels: n
     )
 
 
-def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any) -> TrainResult:
-    """Train, calibrate, save and test a model of the EfficientNet-SE family; see the module docstring.
+@dataclass
+class SavedRun:
+    """A trained model saved to ``output_dir`` with its ``training_split.json``, before the finishing step
+    (the out-of-distribution detector, the one test evaluation and ``eval_results.json``), which the services
+    floor runs: :func:`leuk.experiments.runs.train_efficientnet_se`."""
 
-    Pass a :class:`TrainOptions` or its fields as keywords (``data`` and ``out`` are required). Returns the
-    test and validation metrics. Every process of a distributed run calls this; only the main process
-    writes files.
+    options: TrainOptions
+    output_dir: Path
+    data_root: Path
+    paths: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    split: Any
+    split_info: dict[str, Any]
+    fit: FitResult
+    started: float
+
+    @property
+    def is_main_process(self) -> bool:
+        """Only the main process of a distributed run writes files and runs the finishing step."""
+        return bool(self.fit.trainer.is_world_process_zero())
+
+    @property
+    def test_paths(self) -> list[str]:
+        return [self.paths[i] for i in self.split.test]
+
+    @property
+    def test_labels(self) -> np.ndarray:
+        return self.labels[self.split.test]
+
+    def record(self, test_metrics: dict[str, Any]) -> dict[str, Any]:
+        """The run's ``eval_results.json`` with the test figures of the saved model."""
+        options, split_info, fit = self.options, self.split_info, self.fit
+        state = fit.trainer.state
+        return {
+            "model": options.model,
+            "protocol": options.protocol,
+            "split": "test",
+            "synthetic": split_info["synthetic"],
+            "dataset": f"{'synthetic ' if split_info['synthetic'] else ''}{options.dataset} ({self.data_root.name})",
+            "seed": options.seed,
+            "temperature": fit.temperature,
+            "test_patients_hash": split_info["test_patients_hash"],
+            "split_sizes": {name: {k: split_info[name][k] for k in ("n_patients", "n_images", "per_class")}
+                            for name in ("train", "val", "test")},
+            "best_checkpoint": {
+                "path": relative_path(state.best_model_checkpoint, self.output_dir) if state.best_model_checkpoint
+                else None,
+                "validation_f1_weighted": state.best_metric,
+                "global_step": state.best_global_step,
+            },
+            "training": {
+                "global_step": int(state.global_step),
+                "epochs": round(float(state.epoch or 0.0), 3),
+                "train_loss": fit.train_loss,
+                "runtime_s": round(time.perf_counter() - self.started, 1),
+                "world_size": fit.trainer.args.world_size,
+            },
+            "validation": fit.validation_metrics,
+            "test": test_metrics,
+        }
+
+    def close(self, test_metrics: dict[str, Any]) -> TrainResult:
+        """Write ``eval_results.json`` (main process), the trainer state, wait for every process; the result."""
+        trainer = self.fit.trainer
+        if self.is_main_process:
+            write_eval_results(self.output_dir, self.record(test_metrics))
+            trainer.save_state()
+        trainer.accelerator.wait_for_everyone()
+        return TrainResult(
+            output_dir=self.output_dir,
+            test_metrics=test_metrics,
+            validation_metrics=self.fit.validation_metrics,
+            temperature=self.fit.temperature,
+            best_checkpoint=trainer.state.best_model_checkpoint,
+            best_validation_f1=trainer.state.best_metric,
+            split=self.split_info,
+        )
+
+
+def train_and_save(options: TrainOptions | None = None, /, **fields: Any) -> SavedRun:
+    """Split, train, calibrate and save a model of the EfficientNet-SE family (steps 1-5 of the module
+    docstring, without the test evaluation); see :class:`SavedRun` for what comes after.
+
+    Pass a :class:`TrainOptions` or its fields as keywords (``data`` and ``out`` are required). Every process
+    of a distributed run calls this; only the main process writes files.
     """
     from leuk.data.splits import train_val_test_split
 
@@ -444,71 +532,24 @@ def train_efficientnet_se(options: TrainOptions | None = None, /, **fields: Any)
             raise LeukError(f"the {name} split of {data_root} is empty: the dataset has too few patients")
 
     fit = fit_split(options, split, paths, labels, label_names, output_dir)
-    trainer, model, processor = fit.trainer, fit.model, fit.processor
-    model.config.training_protocol = _protocol(options, split_info, trainer, fit.use_bf16, fit.augment)
+    model = fit.model
+    model.config.training_protocol = _protocol(options, split_info, fit.trainer, fit.use_bf16, fit.augment)
     if split_info["synthetic"]:
         model.config.training_data = "synthetic C-NMC/Aria look-alike rendered by leuk synth (not patient data)"
-
-    test_metrics: dict[str, Any] = {}
-    if trainer.is_world_process_zero():
+    saved = SavedRun(options, output_dir, data_root, paths, labels, label_names, split, split_info, fit, started)
+    if saved.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        save_model(model, processor, output_dir, options.dtype)
+        save_model(model, fit.processor, output_dir, options.dtype)
         write_training_split(output_dir, split_info)
-        if options.fit_ood:
-            from leuk.ood import fit_after_training
-
-            fit_after_training(output_dir, data_root, batch_size=options.eval_batch_size or options.batch_size)
-        test_metrics = _evaluate_saved(output_dir, [paths[i] for i in split.test], labels[split.test],
-                                       label_names, options)
-        state = trainer.state
-        eval_results = {
-            "model": options.model,
-            "protocol": options.protocol,
-            "split": "test",
-            "synthetic": split_info["synthetic"],
-            "dataset": f"{'synthetic ' if split_info['synthetic'] else ''}{options.dataset} ({data_root.name})",
-            "seed": options.seed,
-            "temperature": fit.temperature,
-            "test_patients_hash": split_info["test_patients_hash"],
-            "split_sizes": {name: {k: split_info[name][k] for k in ("n_patients", "n_images", "per_class")}
-                            for name in ("train", "val", "test")},
-            "best_checkpoint": {
-                "path": relative_path(state.best_model_checkpoint, output_dir) if state.best_model_checkpoint
-                else None,
-                "validation_f1_weighted": state.best_metric,
-                "global_step": state.best_global_step,
-            },
-            "training": {
-                "global_step": int(state.global_step),
-                "epochs": round(float(state.epoch or 0.0), 3),
-                "train_loss": fit.train_loss,
-                "runtime_s": round(time.perf_counter() - started, 1),
-                "world_size": trainer.args.world_size,
-            },
-            "validation": fit.validation_metrics,
-            "test": test_metrics,
-        }
-        write_eval_results(output_dir, eval_results)
-        trainer.save_state()
-    trainer.accelerator.wait_for_everyone()
-    return TrainResult(
-        output_dir=output_dir,
-        test_metrics=test_metrics,
-        validation_metrics=fit.validation_metrics,
-        temperature=fit.temperature,
-        best_checkpoint=trainer.state.best_model_checkpoint,
-        best_validation_f1=trainer.state.best_metric,
-        split=split_info,
-    )
+    return saved
 
 
-def finetune_for_monte_carlo(
+def fit_for_monte_carlo(
     model: str,
     dataset: Any,
     *,
     train: np.ndarray,
     val: np.ndarray,
-    test: np.ndarray,
     seed: int,
     output_dir: str | Path,
     image_size: int | None = None,
@@ -516,21 +557,19 @@ def finetune_for_monte_carlo(
     pretrained: bool = False,
     device: str | None = None,
     **options: Any,
-) -> np.ndarray:
+) -> FitResult:
     """Train preset ``model`` on rows ``train`` (selection and calibration on ``val``) of a
-    :func:`leuk.data.load_cnmc`/``load_aria`` dataset; return the calibrated test probabilities
-    ``(len(test), n_classes)`` in the order of ``test``. ``options`` are :class:`TrainOptions` fields.
-    Checkpoints go to ``output_dir`` and are removed afterwards.
+    :func:`leuk.data.load_cnmc`/``load_aria`` dataset and return the calibrated model in memory (the Monte
+    Carlo runner scores the test rows with :class:`leuk.inference.Predictor`). ``options`` are
+    :class:`TrainOptions` fields. Checkpoints go to ``output_dir`` and are removed afterwards.
     """
     import shutil
-
-    from leuk.inference import Predictor
 
     label_names = list(dataset.features["label"].names)
     table = dataset.select_columns(["path", "label"])
     paths = [str(p) for p in table["path"]]
     labels = np.asarray(table["label"], dtype=np.int64)
-    train, val, test = (np.asarray(part, dtype=np.int64) for part in (train, val, test))
+    train, val = (np.asarray(part, dtype=np.int64) for part in (train, val))
     run_options = TrainOptions(data="", out=str(output_dir), model=model, seed=seed, image_size=image_size,
                                batch_size=batch_size, pretrained=pretrained, progress=False, quiet=True,
                                save_total_limit=1, use_cpu=device == "cpu", **options)
@@ -542,13 +581,8 @@ def finetune_for_monte_carlo(
         val_paths=[paths[i] for i in val], val_labels=labels[val],
         label_names=label_names, options=run_options, output_dir=Path(output_dir),
     )
-    predictor = Predictor(fit.model, processor, device=device, batch_size=batch_size)
-    predictions = predictor.predict_images([paths[i] for i in test])
-    failed = [p for p in predictions if not p.ok]
-    if failed:
-        raise LeukError(f"{len(failed)} test image(s) could not be read, e.g. {failed[0].error}")
     shutil.rmtree(Path(output_dir) / CHECKPOINTS_DIR, ignore_errors=True)
-    return np.asarray([[p.probabilities[name] for name in predictor.label_names] for p in predictions])
+    return fit
 
 
 def save_model(model: Any, processor: Any, output_dir: Path, dtype: str) -> None:
@@ -556,26 +590,3 @@ def save_model(model: Any, processor: Any, output_dir: Path, dtype: str) -> None
     from leuk.models.save import save_model_folder
 
     save_model_folder(model, processor, output_dir, dtype=dtype)
-
-
-def predict_saved(output_dir: Path, paths: list[str], options: TrainOptions) -> np.ndarray:
-    """Calibrated class probabilities ``(len(paths), n_classes)`` of the model as saved in ``output_dir``,
-    through the one loader and the one prediction engine."""
-    from leuk.hub import load_model
-    from leuk.inference import Predictor
-
-    loaded = load_model(str(output_dir.resolve()))
-    predictor = Predictor(loaded.model, loaded.processor, batch_size=options.eval_batch_size or options.batch_size)
-    predictions = predictor.predict_images(paths, progress=options.progress)
-    failed = [p for p in predictions if not p.ok]
-    if failed:
-        raise LeukError(f"{len(failed)} test image(s) could not be read, e.g. {failed[0].error}")
-    return np.asarray([[p.probabilities[name] for name in predictor.label_names] for p in predictions])
-
-
-def _evaluate_saved(output_dir: Path, test_paths: list[str], test_labels: np.ndarray, label_names: list[str],
-                    options: TrainOptions) -> dict[str, Any]:
-    """Test metrics of the model as saved (see :func:`predict_saved`)."""
-    from leuk.metrics import classification_metrics
-
-    return classification_metrics(test_labels, predict_saved(output_dir, test_paths, options), label_names)

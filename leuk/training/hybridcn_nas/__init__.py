@@ -17,13 +17,14 @@ Stages (each writes its result under ``<out>/stages`` and is skipped when that r
    them (early stopping on validation loss) and the temperature fitted on validation logits.
 
 Then the assembled model is saved (weights, processor, remote code), reloaded from disk and evaluated ONCE
-on the test patients: ``eval_results.json``.
+on the test patients: ``eval_results.json`` (:func:`train_and_save`). The whole run as ``leuk train
+hybridcn-nas`` starts it, with the out-of-distribution detector fitted on the training images at the end, is
+:func:`leuk.experiments.runs.train_hybridcn_nas` (a floor above the engines).
 
 The package is split by stage: :mod:`.options` (presets and every knob), :mod:`.data` (rows, masks, pixel
 bank, stain target), :mod:`.cache` (the stage files), :mod:`.optim` (small training helpers),
 :mod:`.stages` (stages 1-7), :mod:`.head` (stage 8), :mod:`.engine` (the whole run and its records). The
 ablation study (``leuk ablate``) lives in :mod:`leuk.experiments.ablation` (a floor above the engines).
-Every public name below keeps its signature and behaviour.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 from leuk.records import EVAL_RESULTS_FILE, SPLIT_FILE
 from leuk.training.hybridcn_nas.cache import StageCache
 from leuk.training.hybridcn_nas.data import AriaTable, PixelBank, fit_stain_target, load_table, read_mask
-from leuk.training.hybridcn_nas.engine import HybridTrainResult, train_hybridcn_nas
+from leuk.training.hybridcn_nas.engine import HybridTrainResult, train_and_save
 from leuk.training.hybridcn_nas.head import HeadFit, fit_head
 from leuk.training.hybridcn_nas.optim import make_optimizer
 from leuk.training.hybridcn_nas.options import (
@@ -65,5 +66,5 @@ __all__ = [
     "make_optimizer",
     "read_mask",
     "run_feature_stages",
-    "train_hybridcn_nas",
+    "train_and_save",
 ]

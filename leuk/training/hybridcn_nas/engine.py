@@ -1,4 +1,5 @@
-"""The whole HybridCN-NAS run: stages, head, assembly, save, one test evaluation and the shared records."""
+"""The HybridCN-NAS engine: stages, head, assembly, save, one test evaluation and the shared records (the
+out-of-distribution detector is fitted by :mod:`leuk.experiments.runs`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from leuk.training.hybridcn_nas.head import fit_head
 from leuk.training.hybridcn_nas.options import STAGES_DIR, HybridTrainOptions
 from leuk.training.hybridcn_nas.stages import run_feature_stages
 
-__all__ = ["HybridTrainResult", "train_hybridcn_nas"]
+__all__ = ["HybridTrainResult", "train_and_save"]
 
 
 @dataclass
@@ -49,7 +50,7 @@ def _evaluate(model, pixels: PixelBank, rows: np.ndarray, labels: np.ndarray, la
     return classification_metrics(labels[rows], probabilities, label_names), probabilities
 
 
-def train_hybridcn_nas(
+def train_and_save(
     data_dir: str | Path,
     out_dir: str | Path,
     options: Optional[HybridTrainOptions] = None,
@@ -57,7 +58,9 @@ def train_hybridcn_nas(
     work_dir: str | Path | None = None,
     restart: bool = False,
 ) -> HybridTrainResult:
-    """Train HybridCN-NAS on an Aria-layout folder and save it to ``out_dir`` (see the module docstring).
+    """Train HybridCN-NAS on an Aria-layout folder, save it to ``out_dir`` and score it once on the test patients
+    (see the module docstring). The out-of-distribution detector is fitted a floor up, by
+    :func:`leuk.experiments.runs.train_hybridcn_nas` (the whole run as ``leuk train hybridcn-nas`` starts it).
 
     Stage files go to ``work_dir`` (default ``<out_dir>/stages``); an interrupted run resumes from the last
     finished stage. ``restart`` deletes them first.
@@ -159,7 +162,4 @@ def train_hybridcn_nas(
     }
     write_eval_results(out_dir, eval_results, default=json_default)
     write_training_split(out_dir, split_record)
-    from leuk.ood import fit_after_training  # on the training patients' images only; threshold from validation
-
-    fit_after_training(out_dir, data_dir, batch_size=options.classifier_batch_size)
     return HybridTrainResult(out_dir, test_metrics, validation_metrics, segmentation, config.temperature)

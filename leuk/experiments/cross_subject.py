@@ -111,14 +111,10 @@ def cross_subject_evaluation(
     from leuk.metrics import classification_metrics
     from leuk.records import training_split_record, write_eval_results
     from leuk.experiments.runs import predict_saved
-    from leuk.training.efficientnet_se import fit_split, load_table, looks_synthetic
+    from leuk.training.efficientnet_se import fit_split, looks_synthetic
 
-    options.validate()
     out = Path(out)
-    data_root = Path(options.data).resolve()
-    if not data_root.is_dir():
-        raise LeukError(f"data folder {options.data} does not exist")
-    paths, labels, groups, label_names = load_table(options)
+    data_root, (paths, labels, groups, label_names) = _open_recipe_data(options)
     try:
         splits = leave_one_rare_subject_out(labels, groups, seed=options.seed, val_size=val_size)
     except ValueError as err:
@@ -184,6 +180,18 @@ def cross_subject_evaluation(
     return result
 
 
+def _open_recipe_data(options: Any) -> tuple[Path, tuple[list[str], np.ndarray, np.ndarray, list[str]]]:
+    """Validate the recipe ``options`` and read its dataset folder: ``(data_root, (paths, labels, subjects,
+    label_names))``; one clear error for a folder that does not exist."""
+    from leuk.training.efficientnet_se import load_table
+
+    options.validate()
+    data_root = Path(options.data).resolve()
+    if not data_root.is_dir():
+        raise LeukError(f"data folder {options.data} does not exist")
+    return data_root, load_table(options)
+
+
 def _save_with_records(fit: Any, options: Any, folder: Path, split_info: dict[str, Any], data_root: Path,
                        synthetic: bool, protocol: dict[str, Any]) -> None:
     """Save a fitted model with its ``training_protocol`` (``protocol`` plus what every run records),
@@ -222,14 +230,10 @@ def train_all_subjects(options: Any, out: str | Path, *, val_size: float = VAL_S
     """
     from leuk.data.splits import all_subjects_split
     from leuk.records import training_split_record
-    from leuk.training.efficientnet_se import load_table, fit_split, looks_synthetic
+    from leuk.training.efficientnet_se import fit_split, looks_synthetic
 
-    options.validate()
     out = Path(out)
-    data_root = Path(options.data).resolve()
-    if not data_root.is_dir():
-        raise LeukError(f"data folder {options.data} does not exist")
-    paths, labels, groups, label_names = load_table(options)
+    data_root, (paths, labels, groups, label_names) = _open_recipe_data(options)
     split = all_subjects_split(labels, groups, seed=options.seed, val_size=val_size)
     started = time.perf_counter()
     fit = fit_split(dataclasses.replace(options, out=str(out)), split, paths, labels, label_names, out)

@@ -70,6 +70,7 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS, mode: str = "R
     empty, corrupt, truncated, oversized or non-image input. The message starts with ``name`` (e.g. an
     upload's file name) when given, else the file's name, else ``upload``.
     """
+    given_name = name
     name = name or _describe(src)
     if isinstance(src, Image.Image):
         img = src
@@ -85,7 +86,8 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS, mode: str = "R
             if isinstance(src, (str, os.PathLike)):
                 path = Path(src)
                 if not path.is_file():
-                    raise ImageReadError(f"{os.fspath(src)}: no such file")
+                    # the whole path helps a command-line user find the typo; an upload keeps its own name
+                    raise ImageReadError(f"{given_name or os.fspath(src)}: no such file")
                 if path.stat().st_size > MAX_FILE_BYTES:
                     raise ImageReadError(f"{name}: file is larger than {MAX_FILE_BYTES // 2**20} MiB")
                 data = path.read_bytes()

@@ -93,8 +93,12 @@ def test_truncated_jpeg_and_missing_file(rgb, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError, match="cut.jpg"):
         read_image(path)
-    with pytest.raises(ImageReadError, match="no such file"):
+    with pytest.raises(ImageReadError, match="no such file") as missing:
         read_image(tmp_path / "absent.png")
+    assert str(missing.value).startswith(str(tmp_path / "absent.png"))  # the path as typed
+    with pytest.raises(ImageReadError) as named:
+        read_image(tmp_path / "absent.png", name="upload.png")
+    assert str(named.value) == "upload.png: no such file"  # a caller's name comes first, as for every error
 
 
 def _valid_images() -> st.SearchStrategy[bytes]:

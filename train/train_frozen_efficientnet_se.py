@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from leuk.experiments.shipping import ship_all_subject_model
     from leuk.metrics import classification_metrics
     from leuk.models import create_model, family_of
-    from leuk.records import training_split_record
+    from leuk.records import training_split_record, write_eval_results
     from leuk.training.frozen_head import FrozenRecipe, feature_maps, fit_head
 
     work, data_root = Path(args.work), Path(args.data).resolve()
@@ -138,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             "test": classification_metrics(y_true, probs, label_names),
             "per_subject": per_subject_accuracy(y_true, probs, subjects, label_names),
         }
-        (fold_dir / "eval_results.json").write_text(json.dumps({
+        write_eval_results(fold_dir, {
             "model": recipe.model, "protocol": "leave-one-rare-subject-out", "split": "test", "fold": index,
             "synthetic": False, "dataset": f"cnmc ({data_root.name})",
-            "test_patients_hash": split_info["test_patients_hash"], **record}, indent=2) + "\n", encoding="utf-8")
+            "test_patients_hash": split_info["test_patients_hash"], **record})
         records.append(record)
         all_true.append(y_true)
         all_probs.append(probs)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     save_with_records(fit, processor, final_dir, recipe, split_info, data_root,
                       {"split": "all-subjects", "test_patients": []})
     val_probs = predict_saved(final_dir, [paths[i] for i in split.val])
-    (final_dir / "eval_results.json").write_text(json.dumps({
+    write_eval_results(final_dir, {
         "model": recipe.model, "protocol": "all-subjects", "split": "none (every subject trained on)",
         "synthetic": False, "train_subjects": split_info["train"]["patients"],
         "split_sizes": {name: {k: split_info[name][k] for k in ("n_patients", "n_images", "per_class")}
@@ -176,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation_temperature": fit.temperature,
         "best_checkpoint": {"validation_focal_loss": fit.best_validation_loss, "global_step": None},
         "epochs_trained": fit.epochs, "runtime_s": round(time.perf_counter() - started, 1),
-        "validation": classification_metrics(labels[split.val], val_probs, label_names)}, indent=2) + "\n",
-        encoding="utf-8")
+        "validation": classification_metrics(labels[split.val], val_probs, label_names)})
     if args.ship:
         baseline, tried = None, []
         if previous is not None:

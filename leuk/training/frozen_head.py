@@ -65,15 +65,15 @@ class HeadFit:
 def feature_maps(model: Any, processor: Any, images: Sequence[Any], *, batch_size: int = 32,
                  progress: bool = True) -> np.ndarray:
     """The backbone's last feature map of every image and its two flips, ``(n, 3, channels, h, w)`` float16,
-    through the model's own processor (as inference prepares an image)."""
-    from PIL import Image
+    through the model's own processor, each image read by :func:`leuk.io.read_image` (as inference prepares it)."""
     from tqdm.auto import tqdm
+
+    from leuk.io import read_image
 
     model.eval()
     out: np.ndarray | None = None
     for start in tqdm(range(0, len(images), batch_size), desc="feature maps", disable=not progress):
-        batch = [Image.open(path).convert("RGB") if isinstance(path, str) else path
-                 for path in images[start:start + batch_size]]
+        batch = [read_image(image) for image in images[start:start + batch_size]]
         pixels = processor(images=batch, return_tensors="pt")["pixel_values"]
         views = (pixels, torch.flip(pixels, [3]), torch.flip(pixels, [2]))
         maps = np.stack([model.forward_features(view).float().numpy() for view in views], axis=1)

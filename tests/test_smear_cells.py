@@ -338,6 +338,25 @@ def test_a_smear_that_is_cell_from_edge_to_edge_gives_a_row_not_a_crash(registry
     assert len(result.smears[1].classified) == 1
 
 
+def test_the_bundled_smears_read_one_ruler_and_no_crowd_of_cells():
+    """The 12 bundled Aria samples are drawn at one magnification: the ruler reads them alike (within 20% of their
+    median) and none gives more than 8 cells (they hold 2-5; ``Early_1``'s violet-pink red cells once emptied its
+    ruler's red-cell count and gave 38)."""
+    import cv2
+
+    from leuk.serving.detection import find_white_cells
+
+    samples = sorted((Path(__file__).resolve().parents[1] / "assets" / "samples" / "aria").glob("*.jpg"))
+    assert len(samples) == 12
+    found = {path.stem: find_white_cells(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), "classical")
+             for path in samples}
+    diameters = {name: f.ruler.diameter for name, f in found.items() if f.ruler is not None}
+    assert len(diameters) == 12
+    median = float(np.median(list(diameters.values())))
+    assert all(abs(d / median - 1) <= 0.2 for d in diameters.values()), diameters
+    assert all(1 <= len(f.cells) <= 8 for f in found.values()), {n: len(f.cells) for n, f in found.items()}
+
+
 def test_pink_red_cells_are_not_white_cells(registry):
     """Red cells drawn pink, as in Wright-stained smears (OpenCV hue ~175), around one violet white cell: one cell,
     and the red cells read as the ruler."""

@@ -54,11 +54,18 @@ def has_segmenter(loaded: Any) -> bool:
 #: Aria smear; chosen on the 80 mask-review smears of the box reference, ``bench/bench_smear_cells.py``).
 MIN_WHITE_AREA = 0.15 * np.pi / 4 * RULER_DIAMETER ** 2
 #: Seeds of the watershed that splits touching cells (:func:`distance_peaks`), at the red-cell scale: a seed is the
-#: deepest point within 0.46 red-cell diameters and at least 0.23 diameters inside the mask (6 and 3 px; chosen
-#: with MIN_WHITE_AREA on the same 80 smears, ``bench/bench_smear_cells.py``).
-SEED_SEPARATION = 0.46 * RULER_DIAMETER
-SEED_DEPTH = 0.23 * RULER_DIAMETER
+#: deepest point within 0.55 red-cell diameters and at least 0.27 diameters inside the mask (7 and 3.5 px; chosen
+#: on the same 80 smears with the ruler's per-pixel spectrum, ``bench/bench_smear_cells.py``; issue 27).
+SEED_SEPARATION = 0.55 * RULER_DIAMETER
+SEED_DEPTH = 0.27 * RULER_DIAMETER
 
+
+#: The white cells the ruler leaves out of its red-cell count: violet only (OpenCV hue <= 140, stricter than the
+#: finder's :data:`leuk.segmentation.WHITE_CELL_HUE_MAX` 145), so that the darker pink overlaps of a Wright-stained
+#: smear's red cells stay red cells. With 145 the bundled sample ``Early_1`` kept only red-cell fragments, read a
+#: 7 px ruler and gave 38 "white cells" (it has 3); with 140 it reads 29 px. The 104 box-reference smears give the
+#: same figures with either (``bench/bench_smear_cells.py``; issue 27).
+RULER_WHITE_HUE_MAX = 140
 
 #: Longest side (px) the cells are looked for at.
 MAX_WORK_SIDE = 2048
@@ -80,11 +87,11 @@ def working_scale(rgb: np.ndarray) -> tuple[RedCellRuler | None, float]:
     1/32 and 2; 1 without a ruler, and never above what keeps the copy under ``MAX_WORK_SIDE``)."""
     import cv2
 
-    from leuk.segmentation import WHITE_CELL_HUE_MAX, classical_cell_mask
+    from leuk.segmentation import classical_cell_mask
 
     shrink = min(1.0, RULER_SIDE / max(rgb.shape[:2]))
     small = rgb if shrink == 1 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
-    ruler = red_cell_ruler(small, white=classical_cell_mask(small, min_area_fraction=0, hue_max=WHITE_CELL_HUE_MAX))
+    ruler = red_cell_ruler(small, white=classical_cell_mask(small, min_area_fraction=0, hue_max=RULER_WHITE_HUE_MAX))
     if ruler is not None and shrink != 1:
         ruler = RedCellRuler(diameter=ruler.diameter / shrink, count=ruler.count)
     factor = 1.0 if ruler is None else float(np.clip(RULER_DIAMETER / ruler.diameter, 1 / 32, 2.0))

@@ -29,7 +29,8 @@ OVERLAP_CONTACT = 0.5
 MIN_SOLIDITY = 0.75
 
 #: Red-cell diameter (px, as :func:`red_cell_ruler` reads it) that the cell finders and every size rule here are
-#: set for: what it reads on the real Aria smears (224 x 224; median over a sample of 11 smears 2026-12-07: 13 px).
+#: set for: what it reads on the real Aria smears (224 x 224; median over a sample of 11 smears 2026-12-07: 13 px;
+#: with the per-pixel spectrum of issue 27, median over the 104 box-reference smears: 13 px).
 #: A smear is brought to this scale before its cells are found, so the same smear at 2x gives the same cells.
 RULER_DIAMETER = 13.0
 #: The ruler reads a copy no larger than this (px, longer side): red cells stay tens of pixels across there.
@@ -83,8 +84,10 @@ class RedCellRuler:
 def red_cell_ruler(rgb: np.ndarray, white: np.ndarray | None = None) -> RedCellRuler | None:
     """The typical red-cell diameter of a smear by granulometry: the cells (darker than the background by Otsu on
     the green channel, holes filled) are opened with discs of growing radius, and the radius at which most of
-    their area vanishes (the peak of the pattern spectrum, on a log scale of radii) is the red cells' (they hold
-    most of a smear's cell area). Scale-equivariant: the same smear at 2x reads twice the diameter. ``white``
+    their area vanishes (the peak of the pattern spectrum: area lost per pixel of radius) is the red cells' (they
+    hold most of a smear's cell area). Per pixel, not per log-radius step: the log scale weighs each radius by its
+    size, so in a crowded smear the sheets of touching red cells outweighed the cells themselves (the box-reference
+    Aria smears, one magnification, read 13-33 px that way, 11-23 px per pixel). Scale-equivariant: the same smear at 2x reads twice the diameter. ``white``
     (optional bool mask of the white cells, the picture's shape) is left out of the count. ``None`` when fewer than
     :data:`MIN_RED_CELLS` red cells are there to read (a crop of one cell, a drawing). It reads the picture as
     given: :func:`leuk.serving.detection.working_scale` hands it a copy no larger than :data:`RULER_SIDE`."""
@@ -104,7 +107,7 @@ def red_cell_ruler(rgb: np.ndarray, white: np.ndarray | None = None) -> RedCellR
     radii = np.unique(np.round(np.geomspace(1.5, max(cells.shape) / 12, 40)).astype(int))
     areas = np.array([cv2.morphologyEx(red, cv2.MORPH_OPEN, cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).sum() for r in radii], dtype=float)
-    spectrum = (areas[:-1] - areas[1:]) / np.log(radii[1:] / radii[:-1])
+    spectrum = (areas[:-1] - areas[1:]) / (radii[1:] - radii[:-1])
     if len(spectrum) == 0 or spectrum.max() <= 0:
         return None
     peak = int(np.argmax(spectrum))

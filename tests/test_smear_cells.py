@@ -377,3 +377,30 @@ def test_pink_red_cells_are_not_white_cells(registry):
     found = find_white_cells(image, "classical")
     assert len(found.cells) == 1
     assert found.ruler is not None and 22 * 0.75 <= found.ruler.diameter <= 22 * 1.3
+
+
+def test_two_overlapping_cells_are_cut_at_their_notches_and_one_big_cell_is_not():
+    """Concave-point cutting (``concave_cut``): two overlapping discs of two red-cell diameters are cut into their
+    two halves at any magnification (sizes in red-cell diameters), one large round cell and an oval stay whole,
+    and ``find_cells`` with the ruler cuts the region a single watershed seed left merged."""
+    import cv2
+
+    from leuk.serving.smear_geometry import concave_cut
+
+    for scale in (1, 2):
+        shape = (80 * scale, 100 * scale)
+        two = disc(shape, 40 * scale, 40 * scale, 13 * scale) | disc(shape, 58 * scale, 40 * scale, 13 * scale)
+        parts = concave_cut(two, 13.0 * scale)
+        assert len(parts) == 2 and not (parts[0] & parts[1]).any() and (parts[0] | parts[1]).sum() == two.sum()
+        centres = sorted(np.nonzero(p)[1].mean() / scale for p in parts)
+        assert abs(centres[0] - 39) < 3 and abs(centres[1] - 59) < 3
+        assert len(concave_cut(disc((120 * scale, 120 * scale), 60 * scale, 60 * scale, 30 * scale), 13.0 * scale)) == 1
+        oval = cv2.ellipse(np.zeros((80 * scale, 120 * scale), np.uint8), (60 * scale, 40 * scale),
+                           (35 * scale, 18 * scale), 0, 0, 360, 1, -1).astype(bool)
+        assert len(concave_cut(oval, 13.0 * scale)) == 1
+    two = disc((80, 100), 40, 40, 13) | disc((80, 100), 58, 40, 13)
+    seed = np.zeros(two.shape, bool)
+    seed[40, 49] = True
+    grey = np.full((80, 100, 3), 200, np.uint8)
+    assert len(find_cells(grey, two, seeds=seed)) == 1
+    assert len(find_cells(grey, two, seeds=seed, concave_ruler=13.0)) == 2

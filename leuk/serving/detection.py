@@ -131,7 +131,9 @@ def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_mode
         size = dict(min_area=MIN_WHITE_AREA) if ruler is not None else dict(min_area_fraction=MIN_WHITE_AREA / 224 ** 2)
         mask = classical_cell_mask(work, hue_max=WHITE_CELL_HUE_MAX, **size)
         found_by = CLASSICAL_NAME
-    cells = find_cells(work, mask, seeds=distance_peaks(mask, SEED_SEPARATION, SEED_DEPTH))
+    # merged cells the watershed left whole are cut at their outline's notches, sized by the ruler's red cells
+    cells = find_cells(work, mask, seeds=distance_peaks(mask, SEED_SEPARATION, SEED_DEPTH),
+                       concave_ruler=RULER_DIAMETER)
     cells = rescale_cells(cells, factor, rgb.shape[:2])
     return Found(cells=cells, found_by=found_by, ruler=ruler, factor=factor)
 

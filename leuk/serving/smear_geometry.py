@@ -9,7 +9,7 @@ import numpy as np
 from leuk.serving.classify import ImageResult
 
 __all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "RULER_DIAMETER", "RedCellRuler", "SmearCell", "cut_out",
-           "distance_peaks", "find_cells", "red_cell_ruler", "rescale_cells"]
+           "concave_cut", "distance_peaks", "find_cells", "red_cell_ruler", "rescale_cells"]
 
 #: Side of a C-NMC image: one cell centred on black.
 CNMC_CANVAS = 450
@@ -27,6 +27,25 @@ MIN_RELATIVE_DIAMETER = 0.35
 OVERLAP_CONTACT = 0.5
 #: An unsplit region this far from convex (area / convex-hull area) is a clump of overlapping cells.
 MIN_SOLIDITY = 0.75
+
+#: Cutting merged cells at concave points (:func:`concave_cut`), every size in red-cell diameters (or their
+#: squares) so that a smear and its 2x enlargement are cut alike: a region is looked at when it is less convex than
+#: this (area / convex-hull area of its smoothed outline; two 2-diameter discs overlapping by a third read 0.94-0.95,
+#: a pixelated single disc up to 0.99) ...
+CONCAVE_MAX_SOLIDITY = 0.97
+#: ... and larger than this many squared red-cell diameters (2.5: about 1.5 typical white cells on an Aria smear);
+CONCAVE_MIN_AREA = 2.5
+#: two notches at least this deep (red-cell diameters) are cut along the line joining them when that line is no
+#: longer than :data:`CONCAVE_PAIR_RATIO` times their summed depth; a lone notch at least
+#: :data:`CONCAVE_SINGLE_DEPTH` deep is cut straight inwards, across the region;
+CONCAVE_DEPTH = 0.12
+CONCAVE_PAIR_RATIO = 4.0
+CONCAVE_SINGLE_DEPTH = 0.2
+#: and a cut stands only when every part keeps this many squared red-cell diameters. All chosen on the 80
+#: mask-review smears of the box reference (``bench/bench_smear_cells.py``; issue 27).
+CONCAVE_MIN_PART = 0.6
+#: Outlines are traced at this many times the picture's resolution (a white cell is ~20 px across there).
+_CONCAVE_UPSAMPLE = 4
 
 #: Red-cell diameter (px, as :func:`red_cell_ruler` reads it) that the cell finders and every size rule here are
 #: set for: what it reads on the real Aria smears (224 x 224; median over a sample of 11 smears 2026-12-07: 13 px;
@@ -202,20 +221,144 @@ def distance_peaks(mask: np.ndarray, separation: float, depth: float) -> np.ndar
     return (distance >= top - 1e-4) & (distance >= depth) & (binary > 0)
 
 
+def _concave_outline(region: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The region enlarged :data:`_CONCAVE_UPSAMPLE` times and smoothed (bool), and its outer contour."""
+    import cv2
+
+    up = _CONCAVE_UPSAMPLE
+    big = cv2.resize(region.astype(np.float32), None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR)
+    big = cv2.GaussianBlur(big, (0, 0), up / 2) > 0.5
+    contours, _ = cv2.findContours(big.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return big, (max(contours, key=cv2.contourArea) if contours else None)
+
+
+def _concave_line(big: np.ndarray, contour: np.ndarray, unit: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cut (two end points on ``big``) through the region's notches, or ``None``: the pair of notches at least
+    :data:`CONCAVE_DEPTH` deep whose joining line is shortest against their summed depth (within
+    :data:`CONCAVE_PAIR_RATIO`), else the deepest lone notch (:data:`CONCAVE_SINGLE_DEPTH`) cut inwards,
+    perpendicular to the hull edge that bridges it, until the line leaves the region. ``unit``: one red-cell
+    diameter in ``big``'s pixels."""
+    import cv2
+
+    try:
+        defects = cv2.convexityDefects(contour, cv2.convexHull(contour, returnPoints=False))
+    except cv2.error:  # a self-touching outline
+        return None
+    if defects is None:
+        return None
+    points = contour[:, 0, :].astype(float)
+    notches = [(points[far], depth / 256 / unit, points[start], points[end])
+               for start, end, far, depth in defects.reshape(-1, 4) if depth / 256 / unit >= CONCAVE_DEPTH]
+    best = None
+    for i, (a, depth_a, _, _) in enumerate(notches):
+        for b, depth_b, _, _ in notches[i + 1:]:
+            ratio = float(np.hypot(*(a - b))) / unit / (depth_a + depth_b)
+            if ratio <= CONCAVE_PAIR_RATIO and (best is None or ratio < best[0]):
+                best = (ratio, a, b)
+    if best is not None:
+        return best[1], best[2]
+    if not notches:
+        return None
+    far, depth, start, end = max(notches, key=lambda n: n[1])
+    if depth < CONCAVE_SINGLE_DEPTH:
+        return None
+    normal = np.array([end[1] - start[1], start[0] - end[0]], dtype=float)
+    normal /= np.linalg.norm(normal) + 1e-9
+    if np.dot(far - (start + end) / 2, normal) < 0:
+        normal = -normal
+    height, width = big.shape
+    point, steps = far.copy(), 0
+    while steps < 10 * unit:  # walk inwards until leaving the region (past the notch's own edge pixels)
+        row, col = int(round(point[1] + normal[1])), int(round(point[0] + normal[0]))
+        if not (0 <= row < height and 0 <= col < width) or (steps > _CONCAVE_UPSAMPLE and not big[row, col]):
+            break
+        point, steps = point + normal, steps + 1
+    return far - 2 * normal, point + 2 * normal
+
+
+def concave_cut(region: np.ndarray, ruler: float, *, depth: int = 0) -> list[np.ndarray]:
+    """Touching or overlapping cells that the watershed left as one region, cut apart at the notches of the
+    region's outline (convexity defects): ``region`` (bool) is returned as its parts (bool, its shape), or whole.
+    Only a region less convex than :data:`CONCAVE_MAX_SOLIDITY` and larger than :data:`CONCAVE_MIN_AREA` is
+    looked at, so a single cell, however large, stays whole (it is round); each part is cut again (three levels).
+    ``ruler``: the red-cell diameter in ``region``'s pixels, the unit of every size rule."""
+    import cv2
+    from scipy import ndimage
+
+    region = np.asarray(region, dtype=bool)
+    if depth >= 3 or region.sum() < CONCAVE_MIN_AREA * ruler ** 2:
+        return [region]
+    big, contour = _concave_outline(region)
+    if contour is None or len(contour) < 8:
+        return [region]
+    hull = cv2.contourArea(cv2.convexHull(contour))
+    if hull <= 0 or cv2.contourArea(contour) / hull >= CONCAVE_MAX_SOLIDITY:
+        return [region]
+    line = _concave_line(big, contour, ruler * _CONCAVE_UPSAMPLE)
+    if line is None:
+        return [region]
+    cut = big.astype(np.uint8)
+    cv2.line(cut, tuple(int(v) for v in line[0]), tuple(int(v) for v in line[1]), 0,
+             thickness=max(2, _CONCAVE_UPSAMPLE // 2))
+    count, pieces = cv2.connectedComponents(cut, connectivity=4)
+    if count < 3:
+        return [region]
+    # back at the region's own pixels: each takes the piece under its centre, the cut line the nearest piece
+    rows, cols = np.nonzero(region)
+    up = _CONCAVE_UPSAMPLE
+    labels = np.zeros(region.shape, np.int32)
+    labels[rows, cols] = pieces[np.clip(rows * up + up // 2, 0, pieces.shape[0] - 1),
+                                np.clip(cols * up + up // 2, 0, pieces.shape[1] - 1)]
+    if (labels[rows, cols] == 0).any():
+        nearest = ndimage.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
+        labels = np.where(region, labels[nearest[0], nearest[1]], 0)
+    parts = [labels == k for k in range(1, count) if (labels == k).any()]
+    if len(parts) < 2 or min(int(p.sum()) for p in parts) < CONCAVE_MIN_PART * ruler ** 2:
+        return [region]
+    return [piece for part in parts for piece in concave_cut(part, ruler, depth=depth + 1)]
+
+
+def _cut_concave(labels: np.ndarray, regions: list[dict], ruler: float) -> tuple[np.ndarray, list[dict]]:
+    """The watershed's ``labels`` with every region that :func:`concave_cut` cuts replaced by its parts, and the
+    regions (label, box, area, centroid, as :func:`leuk.segmentation.split_cells` gives them) renumbered."""
+    pad = 3
+    height, width = labels.shape
+    out = np.zeros_like(labels)
+    parts: list[tuple[int, int, np.ndarray]] = []
+    for region in regions:
+        x0, y0, x1, y1 = region["box"]
+        top, left = max(0, y0 - pad), max(0, x0 - pad)
+        window = labels[top:min(height, y1 + pad), left:min(width, x1 + pad)] == region["label"]
+        parts += [(top, left, piece) for piece in concave_cut(np.pad(window, pad), ruler)]
+    cells = []
+    for top, left, piece in parts:
+        rows, cols = np.nonzero(piece)
+        rows, cols = rows + top - pad, cols + left - pad
+        label = len(cells) + 1
+        out[rows, cols] = label
+        cells.append({"label": label, "area": int(rows.size), "centroid": (float(cols.mean()), float(rows.mean())),
+                      "box": (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)})
+    return out, cells
+
+
 def find_cells(rgb: np.ndarray, mask: np.ndarray, *, peak_ratio: float | None = None,
-               seeds: np.ndarray | None = None) -> list[SmearCell]:
+               seeds: np.ndarray | None = None, concave_ruler: float | None = None) -> list[SmearCell]:
     """The white cells of a binary ``mask`` of smear ``rgb``: one per region of the watershed
     :func:`leuk.segmentation.split_cells` (touching cells split on the saddle of the distance map), numbered
     in reading order (``seeds``: one per cell, e.g. :func:`distance_peaks`, instead of the ratio; ``peak_ratio``
     ``None``: the watershed's own default, the value HybridCN-NAS records as ``watershed_peak_ratio``), with the reason
     when a cell must not be classified (too small, cut by the border,
-    overlapping: judged from the contacts between regions and their shapes)."""
+    overlapping: judged from the contacts between regions and their shapes). ``concave_ruler`` (the red-cell
+    diameter in ``mask``'s pixels) also cuts the regions the watershed left merged at the notches of their
+    outline (:func:`concave_cut`); the parts of a cut touch, so the skip rules read them as neighbours."""
     from leuk.segmentation import split_cells
 
     mask = _fill_holes(np.asarray(mask, dtype=bool))
     height, width = mask.shape
     ratio = {} if peak_ratio is None else {"peak_ratio": peak_ratio}
     labels, regions = split_cells(mask, seeds=seeds, **ratio)
+    if concave_ruler is not None:
+        labels, regions = _cut_concave(labels, regions, concave_ruler)
     contacts = _contacts(labels)
     diameters = {r["label"]: float(np.sqrt(4 * r["area"] / np.pi)) for r in regions}
     largest = max(diameters.values(), default=0.0)

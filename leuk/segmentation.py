@@ -23,6 +23,7 @@ __all__ = [
     "AttentionUNet",
     "SegmenterFit",
     "WHITE_CELL_HUE_MAX",
+    "WHITE_REGION_HUE_MIN",
     "classical_cell_mask",
     "dice_bce_loss",
     "predict_probabilities",
@@ -46,10 +47,17 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.
 #: of the 104 box-reference Aria smears lie at hue 119-140 (1st-99th percentile), the pink red cells of the bundled
 #: Wright-style samples at 143-184; 145 left every Aria detection figure unchanged (``docs/benchmarks.md``).
 WHITE_CELL_HUE_MAX = 145
+#: Lowest median hue of a region :func:`classical_cell_mask` keeps when asked (``min_region_hue``): the violet rule
+#: starts at hue 115, and the grey-blue red cells of some pale smears reach just over it, so that whole sheets of
+#: them passed as white cells (17 of the 109 false detections on the 80 mask-review smears of the box reference,
+#: all from 6 pale smears, mostly at the picture's border; median hue 115-116). A white cell is violet throughout:
+#: no matched white cell there has a median hue below 117, and dropping the regions below it removed those 17 and
+#: no true cell (``bench/bench_smear_cells.py``; issue 27).
+WHITE_REGION_HUE_MIN = 117
 
 
 def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003, min_area: float | None = None,
-                        hue_max: int | None = None) -> np.ndarray:
+                        hue_max: int | None = None, min_region_hue: float | None = None) -> np.ndarray:
     """White cells of a May-Gruenwald-Giemsa smear found by colour alone (bool mask, same height/width).
 
     Stained white cells are saturated violet to pink; red cells are pale grey-blue and the background is
@@ -61,6 +69,8 @@ def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003, mi
     smear mode at the red-cell scale; it knows nothing about cell classes. ``hue_max`` (e.g.
     :data:`WHITE_CELL_HUE_MAX`) drops redder hues from both rules, so that the pink red cells of Wright-stained
     smears are not taken for cells; ``None`` keeps the rule as the reference masks and pseudo-masks were made.
+    ``min_region_hue`` (e.g. :data:`WHITE_REGION_HUE_MIN`) drops a whole region whose median hue is below it: red
+    cells at the blue edge of the violet rule rather than a violet white cell.
     """
     import cv2
 
@@ -81,6 +91,12 @@ def classical_cell_mask(rgb: np.ndarray, *, min_area_fraction: float = 0.003, mi
     kept = [c for c in contours if cv2.contourArea(c) >= smallest]
     filled = np.zeros(mask.shape, np.uint8)
     cv2.drawContours(filled, kept, -1, 1, thickness=-1)
+    if min_region_hue is not None and kept:
+        count, labels = cv2.connectedComponents(filled)
+        for label in range(1, count):
+            region = labels == label
+            if np.median(hue[region]) < min_region_hue:
+                filled[region] = 0
     return filled.astype(bool)
 
 

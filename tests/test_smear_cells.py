@@ -404,3 +404,24 @@ def test_two_overlapping_cells_are_cut_at_their_notches_and_one_big_cell_is_not(
     grey = np.full((80, 100, 3), 200, np.uint8)
     assert len(find_cells(grey, two, seeds=seed)) == 1
     assert len(find_cells(grey, two, seeds=seed, concave_ruler=13.0)) == 2
+
+
+def test_a_region_at_the_blue_edge_of_the_violet_rule_is_red_cells_not_a_white_cell():
+    """``min_region_hue`` (:data:`WHITE_REGION_HUE_MIN`): a saturated region at hue 115, the violet rule's floor
+    (the grey-blue red cells of pale smears), is dropped whole; a violet white cell (hue 125) stays."""
+    import cv2
+
+    from leuk.segmentation import WHITE_REGION_HUE_MIN, classical_cell_mask
+
+    shape = (120, 200)
+    hsv = np.zeros((*shape, 3), np.uint8)
+    hsv[:] = (100, 10, 245)  # near-white background
+    violet, blue = disc(shape, 50, 60, 22), disc(shape, 150, 60, 22)
+    hsv[violet] = (125, 150, 200)
+    hsv[blue] = (115, 150, 200)
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    both = classical_cell_mask(rgb, min_area=50)
+    assert both[60, 50] and both[60, 150]
+    kept = classical_cell_mask(rgb, min_area=50, min_region_hue=WHITE_REGION_HUE_MIN)
+    assert kept[60, 50] and not kept[:, 100:].any()
+    assert (kept[:, :100] == both[:, :100]).all()

@@ -425,3 +425,27 @@ def test_a_region_at_the_blue_edge_of_the_violet_rule_is_red_cells_not_a_white_c
     kept = classical_cell_mask(rgb, min_area=50, min_region_hue=WHITE_REGION_HUE_MIN)
     assert kept[60, 50] and not kept[:, 100:].any()
     assert (kept[:, :100] == both[:, :100]).all()
+
+
+def test_the_mask_grows_into_the_pale_part_of_a_white_cell_but_not_into_red_cells():
+    """``grow_hue_min`` (:data:`WHITE_GROW_HUE_MIN`): the pale violet cytoplasm of a cell (under the saturation
+    threshold) joins the mask through the cell's saturated nucleus; a pale grey-blue red cell touching it and a pale
+    violet disc touching nothing saturated stay out."""
+    import cv2
+
+    from leuk.segmentation import WHITE_GROW_HUE_MIN, classical_cell_mask
+
+    shape = (120, 260)
+    hsv = np.zeros((*shape, 3), np.uint8)
+    hsv[:] = (100, 10, 245)  # near-white background
+    cell, red, alone = disc(shape, 60, 60, 30), disc(shape, 60 + 52, 60, 22), disc(shape, 210, 60, 22)
+    hsv[cell] = (130, 65, 220)  # pale cytoplasm
+    hsv[red & ~cell] = (110, 65, 220)
+    hsv[alone] = (130, 65, 220)
+    hsv[disc(shape, 50, 60, 14)] = (128, 160, 180)  # the nucleus
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    plain = classical_cell_mask(rgb, min_area=50)
+    grown = classical_cell_mask(rgb, min_area=50, grow_hue_min=WHITE_GROW_HUE_MIN)
+    assert plain[60, 50] and not plain[60, 82]
+    assert grown[60, 82] and grown[35, 60] and grown[85, 60]  # the whole cell
+    assert not grown[60, 115] and not grown[:, 180:].any()

@@ -112,7 +112,7 @@ def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_mode
     """
     import cv2
 
-    from leuk.segmentation import WHITE_CELL_HUE_MAX, WHITE_REGION_HUE_MIN, classical_cell_mask
+    from leuk.segmentation import WHITE_CELL_HUE_MAX, WHITE_GROW_HUE_MIN, WHITE_REGION_HUE_MIN, classical_cell_mask
 
     if segmenter not in SEGMENTERS:
         raise LeukError(f"unknown segmenter {segmenter!r}: use one of {', '.join(SEGMENTERS)}")
@@ -129,8 +129,10 @@ def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_mode
     else:
         # without a ruler (a drawing, a crop) the smallest cell is a share of the picture, as on a 224 px Aria smear
         size = dict(min_area=MIN_WHITE_AREA) if ruler is not None else dict(min_area_fraction=MIN_WHITE_AREA / 224 ** 2)
-        # regions at the blue edge of the violet rule are sheets of grey-blue red cells, not white cells
-        mask = classical_cell_mask(work, hue_max=WHITE_CELL_HUE_MAX, min_region_hue=WHITE_REGION_HUE_MIN, **size)
+        # regions at the blue edge of the violet rule are sheets of grey-blue red cells, not white cells; the mask
+        # grows into the pale parts of its cells, so that a patchy cell is boxed whole rather than by a piece
+        mask = classical_cell_mask(work, hue_max=WHITE_CELL_HUE_MAX, min_region_hue=WHITE_REGION_HUE_MIN,
+                                   grow_hue_min=WHITE_GROW_HUE_MIN, **size)
         found_by = CLASSICAL_NAME
     # merged cells the watershed left whole are cut at their outline's notches, sized by the ruler's red cells
     cells = find_cells(work, mask, seeds=distance_peaks(mask, SEED_SEPARATION, SEED_DEPTH),

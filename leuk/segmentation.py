@@ -63,7 +63,7 @@ WHITE_REGION_HUE_MIN = 117
 #: red cells' 90th percentile is 120) and more saturated than :data:`WHITE_GROW_SATURATION` times the threshold join
 #: the mask where they connect to it (pink pixels do not grow it: the edges of the pink red cells of a Wright-style
 #: smear blur to violet). On those 80 smears precision 0.903 -> 0.901, recall 0.892 -> 0.903, count exact 41% -> 45%
-#: (hue 127-130 and 0.5-0.6 all gave R 0.894-0.903, P 0.895-0.904; 0.5 grew the bundled sample ``Early_1`` into
+#: (hue 127-130 and 0.5-0.6 all gave R 0.894-0.903, P 0.893-0.904; 0.5 grew the bundled sample ``Early_1`` into
 #: two more red cells); on the 24 held-out ones P 0.893 -> 0.897, R 0.861 -> 0.868, count exact 29% -> 46%
 #: (``bench/bench_smear_cells.py``; issue 27).
 WHITE_GROW_HUE_MIN = 128

@@ -30,11 +30,14 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 __all__ = [
     "ECE_BINS",
     "TEMPERATURE_BOUNDS",
+    "DETECTION_IOU",
+    "box_iou",
     "calibration_bins",
     "classification_metrics",
     "expected_calibration_error",
     "fit_temperature",
     "format_metrics",
+    "match_boxes",
     "negative_log_likelihood",
     "plot_confusion_matrix",
     "plot_roc",
@@ -303,3 +306,35 @@ def plot_roc(
         axes.legend(loc="lower right", fontsize="small")
     figure.tight_layout()
     return figure
+
+
+#: Overlap (intersection over union) at which a detected box finds a true one.
+DETECTION_IOU = 0.5
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1), x1/y1 exclusive (``torchvision.ops.box_iou`` is the
+    oracle in the tests)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return float(ix * iy / union) if union > 0 else 0.0
+
+
+def match_boxes(truth: Sequence[Sequence[float]], found: Sequence[Sequence[float]],
+                ignore: Sequence[Sequence[float]] = (), iou: float = DETECTION_IOU) -> tuple[int, int]:
+    """(matches, detections counted) of a detector on one picture: greedy one-to-one matches with IoU >= ``iou``,
+    largest IoU first; a detection left unmatched that covers an ``ignore`` box (a smudge) with IoU >= ``iou`` is
+    neither right nor wrong and not counted. Precision is matches / counted, recall matches / len(truth)."""
+    pairs = sorted(((box_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True)
+    used_truth: set[int] = set()
+    used_found: set[int] = set()
+    for overlap, i, j in pairs:
+        if overlap < iou:
+            break
+        if i not in used_truth and j not in used_found:
+            used_truth.add(i)
+            used_found.add(j)
+    ignored = sum(1 for j, f in enumerate(found)
+                  if j not in used_found and any(box_iou(s, f) >= iou for s in ignore))
+    return len(used_truth), len(found) - ignored

@@ -86,6 +86,7 @@ def candidates(rgb: np.ndarray, segmenter_model: str | None) -> list[tuple[int, 
     rule on the smear at its own scale, touching cells split by the watershed's peak ratio 0.7); a box found by
     both is listed once (IoU >= 0.6). Not the detector the reference scores (:mod:`leuk.serving.detection`)."""
     from leuk.hub.loader import load_model
+    from leuk.metrics import box_iou
     from leuk.segmentation import classical_cell_mask
     from leuk.serving.detection import unet_mask
     from leuk.serving.smear_geometry import find_cells
@@ -102,15 +103,6 @@ def candidates(rgb: np.ndarray, segmenter_model: str | None) -> list[tuple[int, 
 
 
 _LOADED: dict = {}
-
-
-def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes, x1/y1 exclusive."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def sheet(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]], title: str):
@@ -167,7 +159,8 @@ def read_boxes(path: Path = BOXES) -> dict[str, list[dict]]:
         for row in csv.DictReader(handle):
             cells = out.setdefault(row["image"], [])
             if row["kind"] != "none":
-                cells.append({"box": tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")), "kind": row["kind"]})
+                cells.append({"box": tuple(int(row[k]) for k in ("x0", "y0", "x1", "y1")), "kind": row["kind"],
+                              "note": row["note"]})
     return out
 
 

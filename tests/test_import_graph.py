@@ -39,7 +39,7 @@ FLOORS: dict[str, int] = {
     **dict.fromkeys(("leuk", "leuk.records", "leuk.io", "leuk.errors", "leuk.verdict", "leuk.defaults",
                      "leuk.devices", "leuk.data", "leuk.metrics", "leuk.selection"), 0),
     # the contract and the families (leuk.preprocess re-exports a family's standalone stain file)
-    **dict.fromkeys(("leuk.models", "leuk.preprocess"), 1),
+    **dict.fromkeys(("leuk.models", "leuk.preprocess", "leuk.cell_detector"), 1),
     # training engines (leuk.segmentation trains the U-Net)
     **dict.fromkeys(("leuk.training", "leuk.segmentation"), 2),
     **dict.fromkeys(("leuk.serving", "leuk.experiments", "leuk.explain", "leuk.ood", "leuk.inference", "leuk.hub",

@@ -174,7 +174,7 @@ def classify_mode(mode: str) -> tuple[Any, ...]:
 @user_errors("classify the smear")
 def classify_smear(files: Sequence[str] | None, model_name: str, segmenter: str = "auto") -> tuple[Any, ...]:
     """Every white cell of the uploaded smears (one patient): boxes coloured by call, cell crops, tables.
-    ``segmenter``: ``auto``, ``unet`` or ``classical`` (:data:`leuk.serving.SEGMENTER_CHOICES`)."""
+    ``segmenter``: ``auto``, ``detector``, ``unet`` or ``classical`` (:data:`leuk.serving.SEGMENTER_CHOICES`)."""
     paths = _paths(files)
     if not paths:
         raise gr.Error("Upload one or more smear images first.", title="Nothing to classify")

@@ -530,9 +530,13 @@ def test_smear_mode_boxes_every_white_cell_and_explains_one(served, tiny_models,
     with pytest.raises(Exception, match="Upload one or more smear images"):
         client.predict([], tiny_models["cnmc"], "auto", api_name="/smear")
     # the U-Net of the (untrained) HybridCN-NAS model: whatever it finds is listed with the segmenter's name
-    _, summary, _, cells, _, _, _ = client.predict([handle_file(str(path))], tiny_models["aria"], "auto",
+    _, summary, _, cells, _, _, _ = client.predict([handle_file(str(path))], tiny_models["aria"], "unet",
                                                    api_name="/smear")
-    assert "smear.png" in summary and ("U-Net of" in summary or "colour threshold" in summary)
+    assert "smear.png" in summary and "U-Net of" in summary
+    # the default finder: the bundled white-cell detector finds the one drawn cell
+    boxes, summary, _, cells, _, _, _ = client.predict([handle_file(str(path))], tiny_models["cnmc"], "auto",
+                                                       api_name="/smear")
+    assert "1 white cell found (white-cell detector" in summary and len(boxes) == 1
 
     # a click on a cell crop explains it (the gallery's select event, as the page sends it)
     import gradio as gr

@@ -288,15 +288,19 @@ def test_the_red_cells_are_read_as_a_ruler_at_any_magnification():
     assert red_cell_ruler(np.full((200, 200, 3), 240, np.uint8)) is None  # nothing to read
 
 
-def test_a_smear_and_its_2x_enlargement_give_the_same_cells():
-    """Found at the red-cell scale: the same count, and every box within 10% of the cell's size after rescaling."""
+@pytest.mark.parametrize("segmenter", ["auto", "classical"])
+def test_a_smear_and_its_2x_enlargement_give_the_same_cells(segmenter):
+    """Found at the red-cell scale: the same count, and every box within 10% of the cell's size after rescaling
+    (``auto``: the learned detector, as the apps run it by default; ``classical``: the colour rule)."""
     import cv2
 
     from leuk.serving.detection import find_white_cells
 
     image = crowded_smear([(90, 100, 26), (230, 210, 22), (220, 80, 30)])
-    one = find_white_cells(image, "classical")
-    two = find_white_cells(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), "classical")
+    one = find_white_cells(image, segmenter)
+    two = find_white_cells(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), segmenter)
+    assert one.found_by == two.found_by and one.found_by.startswith(
+        "white-cell detector" if segmenter == "auto" else "colour threshold")
     assert one.ruler is not None and two.ruler is not None and two.factor < one.factor
     assert len(one.cells) == len(two.cells) == 3
     for a, b in zip(sorted(c.box for c in one.cells), sorted(c.box for c in two.cells)):
@@ -309,6 +313,7 @@ def test_one_white_cell_among_a_hundred_red_cells_is_exactly_one(registry):
     result = classify_smears([image], "demo:efficientnet-se", names=["one.png"], registry=registry)
     (only,) = result.smears
     assert only.ruler is not None and only.ruler.count >= 100
+    assert only.segmenter.startswith("white-cell detector")  # the default finder
     assert len(only.cells) == 1 and len(only.classified) == 1
     assert only.headline.startswith("one.png: 1 white cell found") and "used as the ruler" in only.headline
     row = result.table().iloc[-1]
@@ -355,6 +360,10 @@ def test_the_bundled_smears_read_one_ruler_and_no_crowd_of_cells():
     median = float(np.median(list(diameters.values())))
     assert all(abs(d / median - 1) <= 0.2 for d in diameters.values()), diameters
     assert all(1 <= len(f.cells) <= 8 for f in found.values()), {n: len(f.cells) for n, f in found.items()}
+    # their red cells are drawn pink, a stain the learned detector never saw: the default finder is the colour rule
+    auto = find_white_cells(cv2.cvtColor(cv2.imread(str(samples[0])), cv2.COLOR_BGR2RGB))
+    assert auto.found_by.startswith("colour threshold") and "unlike the" in auto.found_by
+    assert [c.box for c in auto.cells] == [c.box for c in found[samples[0].stem].cells]
 
 
 def test_pink_red_cells_are_not_white_cells(registry):
@@ -372,11 +381,14 @@ def test_pink_red_cells_are_not_white_cells(registry):
     image[disc((size, size), 160, 160, 26)] = WHITE_CELL
     image[disc((size, size), 163, 160, 16)] = NUCLEUS
     image = np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
-    from leuk.serving.detection import find_white_cells
+    from leuk.serving.detection import find_white_cells, working_scale
 
     found = find_white_cells(image, "classical")
     assert len(found.cells) == 1
     assert found.ruler is not None and 22 * 0.75 <= found.ruler.diameter <= 22 * 1.3
+    assert found.ruler.hue is not None and found.ruler.hue > 160  # pink, past the wrap of the hue circle
+    # the grey-violet red cells of the other drawn smears read as the Aria smears' (hue about 100-145)
+    assert 100 <= working_scale(crowded_smear([(160, 160, 24)]))[0].hue <= 145
 
 
 def test_two_overlapping_cells_are_cut_at_their_notches_and_one_big_cell_is_not():

@@ -8,8 +8,8 @@ calibrated probability, out of distribution by the model's stored detector, unre
 
 ``leuk predict --cells SMEAR... [--csv F]`` reads smear photos instead of cut-out cells
 (:func:`leuk.serving.cells.classify_smears`): every white cell is found at the red-cell scale
-(:func:`leuk.serving.detection.find_white_cells`: the colour rule, or with ``--segmenter unet`` the U-Net of
-``--segmenter-model``), cut out onto black at the C-NMC cell
+(:func:`leuk.serving.detection.find_white_cells`: the learned white-cell detector, or with ``--segmenter classical``
+the colour rule, with ``--segmenter unet`` the U-Net of ``--segmenter-model``), cut out onto black at the C-NMC cell
 scale and classified by ``--model``; it prints a row per cell with its box, a row per smear and, for several
 smears, the patient row; ``--csv`` writes those rows (column ``row``: ``cell``, ``smear``, ``patient``).
 """

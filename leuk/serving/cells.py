@@ -1,8 +1,9 @@
 """From a smear to a verdict for every white cell: the two models as one workflow.
 
-``classify_smears(smears)`` finds the white cells of each smear with the configured HybridCN-NAS model's
-segmenter (its Attention U-Net, then a watershed that splits touching cells, :mod:`leuk.serving.smear_geometry`;
-the colour threshold :func:`leuk.segmentation.classical_cell_mask` when the U-Net finds nothing, or when asked),
+``classify_smears(smears)`` finds the white cells of each smear (:func:`leuk.serving.detection.find_white_cells`:
+by default the learned white-cell detector :mod:`leuk.cell_detector`; or the colour threshold
+:func:`leuk.segmentation.classical_cell_mask` or a HybridCN-NAS model's Attention U-Net, each split by a watershed,
+:mod:`leuk.serving.smear_geometry`),
 cuts each cell out onto black the way C-NMC cells are (the cell alone, centred on a 450 x 450 black canvas, at the
 C-NMC cell scale), classifies the cuts with the cell model (EfficientNet-SE) and its uncertainty verdict
 (:mod:`leuk.verdict`), and sums up each smear and the whole batch (one patient). Cells too small, cut by the
@@ -423,8 +424,9 @@ def classify_smears(
     """Every white cell of every smear found, cut out C-NMC-style, classified, and summed up.
 
     ``cell_model``: a configured single-cell model (default: the first of :func:`cell_model_names`).
-    ``segmenter``: ``auto`` (the finder measured best on the box reference: the colour rule), ``unet`` (the U-Net
-    of ``segmenter_model`` or the first configured HybridCN-NAS model) or ``classical`` (:func:`find_white_cells`).
+    ``segmenter``: ``auto`` (the finder measured best on the box reference: the learned detector), ``detector``,
+    ``unet`` (the U-Net of ``segmenter_model`` or the first configured HybridCN-NAS model) or ``classical``
+    (:func:`find_white_cells`).
     ``scale``: ``cell`` or ``smear`` (module docstring). The smears are one patient's: the
     patient-level reading pools every classified cell. An unreadable smear gets an error row and never stops
     the others; raises :class:`ImageReadError` when none is given, more than ``max_smears`` are (the apps'

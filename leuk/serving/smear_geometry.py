@@ -9,7 +9,7 @@ import numpy as np
 from leuk.serving.classify import ImageResult
 
 __all__ = ["CNMC_CANVAS", "CNMC_CELL_DIAMETER", "RULER_DIAMETER", "RedCellRuler", "SmearCell", "cut_out",
-           "concave_cut", "distance_peaks", "find_cells", "red_cell_ruler", "rescale_cells"]
+           "cells_from_boxes", "concave_cut", "distance_peaks", "find_cells", "red_cell_ruler", "rescale_cells"]
 
 #: Side of a C-NMC image: one cell centred on black.
 CNMC_CANVAS = 450
@@ -95,6 +95,9 @@ class RedCellRuler:
 
     diameter: float
     count: int
+    #: median OpenCV hue of the red cells, pinks unwrapped past 179 (hue h < 30 read as h + 180): grey-blue red cells
+    #: of a May-Gruenwald-Giemsa smear read about 100-130, pink ones of a Wright-style stain 150-190
+    hue: float | None = None
 
     def text(self) -> str:
         return f"red cells ≈ {self.count}, {self.diameter:.0f} px across, used as the ruler"
@@ -135,7 +138,10 @@ def red_cell_ruler(rgb: np.ndarray, white: np.ndarray | None = None) -> RedCellR
     count = int(round(red_area / (np.pi * radius ** 2)))
     if count < MIN_RED_CELLS:
         return None
-    return RedCellRuler(diameter=2 * radius, count=count)
+    hue = cv2.cvtColor(np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[..., :3]), cv2.COLOR_RGB2HSV)[..., 0]
+    red_hue = hue[red.astype(bool)].astype(float)
+    return RedCellRuler(diameter=2 * radius, count=count,
+                        hue=float(np.median(np.where(red_hue < 30, red_hue + 180, red_hue))))
 
 
 def rescale_cells(cells: list[SmearCell], factor: float, shape: tuple[int, int]) -> list[SmearCell]:
@@ -359,6 +365,49 @@ def find_cells(rgb: np.ndarray, mask: np.ndarray, *, peak_ratio: float | None = 
     labels, regions = split_cells(mask, seeds=seeds, **ratio)
     if concave_ruler is not None:
         labels, regions = _cut_concave(labels, regions, concave_ruler)
+    return _cells_of_labels(labels, regions)
+
+
+def cells_from_boxes(mask: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[SmearCell]:
+    """The white cells a detector boxed (:mod:`leuk.cell_detector`), one per box and with the box as given: each
+    cell's mask is the colour ``mask`` inside the ellipse its box inscribes (a pixel two ellipses share goes to the
+    nearer centre, in units of each box), or the ellipse itself where the colour rule holds under 30% of it (a pale
+    cell). Skip reasons as :func:`find_cells` gives them."""
+    mask = _fill_holes(np.asarray(mask, dtype=bool))
+    height, width = mask.shape
+    labels = np.zeros((height, width), np.int32)
+    nearest = np.full((height, width), np.inf, np.float32)
+    regions = []
+    for number, (x0, y0, x1, y1) in enumerate(boxes, start=1):
+        cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, max((x1 - x0) / 2, 0.5), max((y1 - y0) / 2, 0.5)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        reach = ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2
+        ellipse = reach <= 1.0
+        if not ellipse.any():
+            ellipse = np.ones_like(ellipse)
+        own = ellipse & mask[y0:y1, x0:x1]
+        if own.sum() < 0.3 * ellipse.sum():
+            own = ellipse
+        window = (slice(y0, y1), slice(x0, x1))
+        closer = own & (reach < nearest[window])
+        labels[window][closer] = number
+        nearest[window][closer] = reach[closer]
+        regions.append({"label": number, "box": (int(x0), int(y0), int(x1), int(y1))})
+    for region in regions:
+        rows, cols = np.nonzero(labels == region["label"])
+        if rows.size == 0:  # wholly taken by stronger neighbours: keep its centre pixel
+            x0, y0, x1, y1 = region["box"]
+            rows, cols = np.array([min((y0 + y1) // 2, height - 1)]), np.array([min((x0 + x1) // 2, width - 1)])
+            labels[rows, cols] = region["label"]
+        region["area"] = int(rows.size)
+        region["centroid"] = (float(cols.mean()), float(rows.mean()))
+    return _cells_of_labels(labels, regions)
+
+
+def _cells_of_labels(labels: np.ndarray, regions: list[dict]) -> list[SmearCell]:
+    """One :class:`SmearCell` per region of ``labels`` (label, box, area, centroid), in reading order, with the
+    reason when it must not be classified (too small, cut by the border, overlapping)."""
+    height, width = labels.shape
     contacts = _contacts(labels)
     diameters = {r["label"]: float(np.sqrt(4 * r["area"] / np.pi)) for r in regions}
     largest = max(diameters.values(), default=0.0)

@@ -4,7 +4,7 @@ cross-validated figures, and write the bundled detector::
     python train/train_cell_detector.py --data ../shared/datasets/aria-real            # 5-fold CV, then all smears
     python train/train_cell_detector.py --data ../shared/datasets/aria-real --folds 0  # no CV: all smears only
 
-Each smear is first brought to the red-cell scale as the app does (``leuk.serving.detection.working_scale``),
+Each smear is first brought to the red-cell scale as the app does (``leuk.serving.detection.at_working_scale``),
 and its boxes with it. **Cross-validation**: the 104 reference smears are split into 5 folds by blocks of 50 file
 numbers per class (neighbouring numbers tend to come from one smear session; Aria has no patient ids, so this is a
 proxy grouping, not a patient split); for each fold a detector is trained on the other four (threshold chosen on
@@ -44,10 +44,8 @@ def load_reference(data: Path) -> list[dict]:
     """Every reference smear: name, class, set, the RGB smear, its working-scale copy and boxes at that scale."""
     import csv as _csv
 
-    import cv2
-
     from leuk.io import read_image
-    from leuk.serving.detection import working_scale
+    from leuk.serving.detection import at_working_scale
     from make_aria_boxes import REFERENCE, read_boxes, reference_images
 
     with open(REFERENCE / "reviewed.csv", newline="", encoding="utf-8") as handle:
@@ -56,9 +54,7 @@ def load_reference(data: Path) -> list[dict]:
     smears = []
     for name in reference_images(data):
         rgb = np.asarray(read_image(data / "Original" / name))
-        ruler, factor = working_scale(rgb)
-        work = rgb if factor == 1 else cv2.resize(rgb, None, fx=factor, fy=factor,
-                                                 interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+        ruler, factor, work = at_working_scale(rgb)
         cells = boxes.get(name, [])
         smears.append({"image": name, "class": name.split("/")[0], "set": "mask-review" if name in tuned else "extra",
                        "rgb": rgb, "work": work, "factor": factor,

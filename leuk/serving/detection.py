@@ -24,7 +24,7 @@ from leuk.serving.smear_geometry import (
 )
 
 __all__ = ["CLASSICAL_NAME", "DETECTOR_NAME", "Found", "SEGMENTERS", "SEGMENTER_CHOICES", "SEGMENTER_LABELS", "find_white_cells", "has_segmenter",
-           "unet_mask", "working_scale"]
+           "at_working_scale", "unet_mask", "working_scale"]
 
 #: Ways of finding cells: the best measured (today the learned detector), the learned white-cell detector
 #: (:mod:`leuk.cell_detector`), the U-Net of a HybridCN-NAS model, the colour rule (``bench/bench_smear_cells.py``
@@ -103,6 +103,17 @@ def working_scale(rgb: np.ndarray) -> tuple[RedCellRuler | None, float]:
     return ruler, (1.0 if abs(factor - 1) < 0.05 else factor)
 
 
+def at_working_scale(rgb: np.ndarray) -> tuple[RedCellRuler | None, float, np.ndarray]:
+    """The smear's ruler, its :func:`working_scale` factor and the smear resized by it (the picture every finder
+    searches, and the detector was trained on)."""
+    import cv2
+
+    ruler, factor = working_scale(rgb)
+    work = rgb if factor == 1 else cv2.resize(rgb, None, fx=factor, fy=factor,
+                                             interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    return ruler, factor, work
+
+
 def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_model: str | None = None,
                      registry: ModelRegistry | None = None, detector: Any = None) -> Found:
     """The white cells of one smear, found at the red-cell scale and returned in the smear's own pixels.
@@ -116,18 +127,14 @@ def find_white_cells(rgb: np.ndarray, segmenter: str = "auto", *, segmenter_mode
     (:func:`leuk.segmentation.classical_cell_mask`) split by watershed; ``unet`` the U-Net of a HybridCN-NAS model
     (``segmenter_model`` or the first configured).
     """
-    import cv2
-
     from leuk.segmentation import WHITE_CELL_HUE_MAX, WHITE_GROW_HUE_MIN, WHITE_REGION_HUE_MIN, classical_cell_mask
 
     if segmenter not in SEGMENTERS:
         raise LeukError(f"unknown segmenter {segmenter!r}: use one of {', '.join(SEGMENTERS)}")
-    ruler, factor = working_scale(rgb)
+    ruler, factor, work = at_working_scale(rgb)
     why_not = ""
     if segmenter == "auto":
         segmenter, why_not = _auto_finder(ruler, detector)
-    work = rgb if factor == 1 else cv2.resize(rgb, None, fx=factor, fy=factor,
-                                             interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
     if segmenter == "unet":
         registry = registry or get_registry()
         name = segmenter_model or _segmenter_name(registry, required=True)

@@ -18,7 +18,8 @@ from leuk.cell_detector import (
     standardise,
 )
 from leuk.metrics import box_iou, match_boxes
-from leuk.training.cell_detector import BoxedSmear, DetectorRecipe, augment, choose_threshold, targets, train_detector
+from leuk.training.cell_detector import (BoxedSmear, DetectorRecipe, augment, choose_threshold, cut_by_crop, targets,
+                                         train_detector)
 
 
 def test_box_iou_agrees_with_torchvision():
@@ -106,6 +107,17 @@ def test_augmented_crops_keep_their_boxes_on_their_cells():
             assert rgb[min(cy, 79), min(cx, 79), 2] > rgb[min(cy, 79), min(cx, 79), 1] + 40  # violet at the centre
             checked += 1
     assert checked > 30
+
+
+def test_a_cell_the_crop_cuts_is_a_target_while_most_of_it_shows_and_ignored_after():
+    boxes = np.array([[10, 10, 30, 30],     # inside: kept as is
+                      [-10, 40, 10, 60],    # half shows at the left edge: a target, cut
+                      [70, -16, 90, 4],     # a fifth shows at the top (under 30%): ignored
+                      [100, 10, 120, 30]],  # wholly outside: dropped
+                     np.float32)
+    kept, ignored = cut_by_crop(boxes, 80, keep_visible=0.3)
+    np.testing.assert_array_equal(kept, [[10, 10, 30, 30], [0, 40, 10, 60]])
+    np.testing.assert_array_equal(ignored, [[70, 0, 80, 4]])
 
 
 @pytest.fixture(scope="module")

@@ -85,6 +85,15 @@ def boxed(smears: list[dict]):
     return out
 
 
+def cache_key(recipe) -> str:
+    """The name a network trained under ``recipe`` is cached by: every setting of the recipe, so a changed recipe never
+    reads a network trained under another."""
+    import hashlib
+
+    settings = json.dumps({k: getattr(recipe, k) for k in recipe.__dataclass_fields__}, sort_keys=True)
+    return f"seed{recipe.seed}-steps{recipe.steps}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+
+
 def fit(smears: list[dict], recipe, label: str, cache: Path | None = None):
     """A network trained on ``smears`` (read from ``cache`` when a previous run left it there)."""
     import torch
@@ -163,7 +172,7 @@ def main(argv=None) -> int:
         for fold in range(args.folds):
             train = [s for s, f in zip(smears, fold_of) if f != fold]
             label = f"fold {fold + 1}/{args.folds}"
-            net = fit(train, recipe, label, args.work / f"seed{args.seed}-steps{recipe.steps}-fold{fold}.safetensors")
+            net = fit(train, recipe, label, args.work / f"{cache_key(recipe)}-fold{fold}.safetensors")
             for variant in VARIANTS:
                 detector, _ = ready(net, train, recipe, variant, label)
                 for smear, f in zip(smears, fold_of):
@@ -199,7 +208,7 @@ def main(argv=None) -> int:
             seen = {b["image"] for b in boxes_out[flips]}
             writer.writerows({"image": r["image"], "fold": r["fold"], "x0": "", "y0": "", "x1": "", "y1": ""}
                              for r in rows[flips] if r["image"] not in seen)
-    net = fit(smears, recipe, "all smears", args.work / f"seed{args.seed}-steps{recipe.steps}-all.safetensors")
+    net = fit(smears, recipe, "all smears", args.work / f"{cache_key(recipe)}-all.safetensors")
     detector, training_figures = ready(net, smears, recipe, flips, "all smears")
     meta.update(threshold=detector.threshold, size_unit=recipe.size_unit, flips=flips,
                 training_smears_figures=training_figures)

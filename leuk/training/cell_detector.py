@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from leuk.cell_detector import STRIDE, CellCentreNet, decode, predict_maps, standardise
 from leuk.metrics import match_boxes
 
-__all__ = ["BoxedSmear", "DetectorRecipe", "THRESHOLDS", "choose_threshold", "detection_figures", "train_detector"]
+__all__ = ["BoxedSmear", "DetectorRecipe", "THRESHOLDS", "choose_threshold", "cut_by_crop", "detection_figures",
+           "train_detector"]
 
 #: Heatmap thresholds the training smears choose from.
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -60,8 +61,15 @@ def _clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+def cut_by_crop(boxes: np.ndarray, crop: int, keep_visible: float) -> tuple[np.ndarray, np.ndarray]:
+    """``boxes`` (in crop coordinates) cut to a ``crop`` x ``crop`` crop: (targets, ignored). A box that keeps at least
+    ``keep_visible`` of its area is a target with its cut box; one cut to less is ignored (neither cell nor
+    background); a box wholly outside is dropped."""
+    cut = _clip(boxes, crop, crop)
+    width, height = (cut[:, 2] - cut[:, 0]).clip(0), (cut[:, 3] - cut[:, 1]).clip(0)
+    full = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    visible = width * height >= keep_visible * np.maximum(full, 1e-6)
+    return cut[visible], cut[~visible & (width * height > 0)]
 
 
 def augment(smear: BoxedSmear, recipe: DetectorRecipe, rng: np.random.Generator
@@ -96,10 +104,8 @@ def augment(smear: BoxedSmear, recipe: DetectorRecipe, rng: np.random.Generator
     left = int(rng.integers(0, rgb.shape[1] - crop + 1))
     rgb, void = rgb[top:top + crop, left:left + crop], void[top:top + crop, left:left + crop]
     shift = np.array([left, top, left, top], np.float32)
-    moved = _clip(white - shift, crop, crop)
-    visible = _area(moved) >= recipe.keep_visible * np.maximum(_area(white), 1e-6)
-    ignore = np.concatenate([_clip(ignore - shift, crop, crop), moved[~visible & (_area(moved) > 0)]])
-    white = moved[visible]
+    white, cut_away = cut_by_crop(white - shift, crop, recipe.keep_visible)
+    ignore = np.concatenate([_clip(ignore - shift, crop, crop), cut_away])
     for _ in range(int(rng.integers(4))):  # a quarter turn counter-clockwise: (x, y) -> (y, crop - x)
         rgb, void = np.rot90(rgb), np.rot90(void)
         turn = lambda b: np.stack([b[:, 1], crop - b[:, 2], b[:, 3], crop - b[:, 0]], 1)

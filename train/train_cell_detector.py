@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import re
 import sys
@@ -88,8 +89,6 @@ def boxed(smears: list[dict]):
 def cache_key(recipe) -> str:
     """The name a network trained under ``recipe`` is cached by: every setting of the recipe, so a changed recipe never
     reads a network trained under another."""
-    import hashlib
-
     settings = json.dumps({k: getattr(recipe, k) for k in recipe.__dataclass_fields__}, sort_keys=True)
     return f"seed{recipe.seed}-steps{recipe.steps}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
 

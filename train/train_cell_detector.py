@@ -15,7 +15,7 @@ chosen reading's boxes go to ``cv_boxes.csv`` (no pixels) and all figures to ``c
 ``bench/bench_smear_cells.py`` scores them. **Shipped**: one detector trained on all 104 smears (threshold chosen on
 them), float16 safetensors in ``assets/cell_detector``, with the range of the red cells' hue over its smears
 (``red_cell_hue``): the app's ``auto`` finder leaves smears outside it (pink red cells of a stain it never saw) to the
-colour rule. Seeded; about 9.5 min per detector on a 2-core CPU (1 h in all); the folds' networks are kept in
+colour rule. Seeded; about 10-15 min per detector on a 2-core CPU (1-1.5 h in all); the folds' networks are kept in
 ``--work``, so a rerun reads them and takes about 2 min (trained from nothing on another machine, the weights differ in
 floating point and the cross-validated figures by about 0.005).
 """

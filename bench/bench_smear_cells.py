@@ -14,7 +14,14 @@ counted. The count is exact when the detections counted equal the true cells; it
 between the sure cells and all cells (48 of the 104 smears hold a box the reviewer noted as unsure or a border
 sliver: 88 of the 1,227 boxes). Figures per set: ``mask-review``
 (80 smears; the finder's settings were chosen on them) and ``extra`` (24 smears never used to choose anything),
-and per class. Timing: ``classify_smears`` end to end on a reference smear as it is and resized to 2592 x 1944.
+and per class. **Readings**: beside ``boxes.csv`` (the first reading: what the detector learned from and every choice
+was made on), ``boxes_second.csv`` boxes the same smears again, blind to the first reading and to every finder, and
+``boxes_consensus.csv`` holds what both drew with every disagreement decided by a third reader
+(``train/make_aria_boxes.py``). ``readings_agree`` scores the readings against each other as if one were a finder
+(how often two readers give a smear the same count: the ceiling a count-exact aim stands against); each finder is
+also scored against the second reading and the consensus, with the share of smears whose count equals either
+reading's and its count exact on the smears where the two readings agree. Timing: ``classify_smears`` end to end on
+a reference smear as it is and resized to 2592 x 1944.
 
 Content: every classified cell of a seeded sample of Aria smears outside the reference (``--per-class`` per class)
 is labelled by its smear's class (Benign: hematogones, benign; Early, Pre, Pro: B-ALL) and the share called ALL is
@@ -56,15 +63,92 @@ def reference_smears(data: Path) -> list[dict]:
     with open(REFERENCE / "reviewed.csv", newline="", encoding="utf-8") as handle:
         tuned = {row["image"] for row in csv.DictReader(handle)}
     boxes = read_boxes()
+    others = {reading: read_boxes(REFERENCE / file) for reading, file in READINGS.items() if (REFERENCE / file).is_file()}
     out = []
     for name in reference_images(data):
-        cells = boxes.get(name, [])
         out.append({"image": name, "class": name.split("/")[0], "set": "mask-review" if name in tuned else "extra",
-                    "path": data / "Original" / name,
-                    "white": [c["box"] for c in cells if c["kind"] == "white"],
-                    # cells the reviewers were unsure of, or border slivers: a count may fairly go either way on them
-                    "doubtful": sum(1 for c in cells if c["kind"] == "white" and DOUBT.search(c["note"])),
-                    "smudge": [c["box"] for c in cells if c["kind"] == "smudge"]})
+                    "path": data / "Original" / name, **_reading(boxes.get(name, [])),
+                    "readings": {reading: _reading(cells[name]) for reading, cells in others.items() if name in cells}})
+    return out
+
+
+def _reading(cells: list[dict]) -> dict:
+    """One reading of a smear: white-cell boxes, smudge boxes and the number of doubtful white cells."""
+    return {"white": [c["box"] for c in cells if c["kind"] == "white"],
+            # cells the reviewers were unsure of, or border slivers: a count may fairly go either way on them
+            "doubtful": sum(1 for c in cells if c["kind"] == "white" and DOUBT.search(c["note"])),
+            "smudge": [c["box"] for c in cells if c["kind"] == "smudge"]}
+
+
+#: The readings of the reference beside ``boxes.csv`` (the first, which the detector learned from and every choice was
+#: made on): a second blind reading and the consensus of the two with their disagreements decided by a third reader.
+READINGS = {"second": "boxes_second.csv", "consensus": "boxes_consensus.csv"}
+
+
+def _read(smear: dict, reading: str) -> dict:
+    return smear if reading == "first" else smear["readings"][reading]
+
+
+def score_reading(smears: list[dict], truth: str, found: str) -> dict:
+    """One reading of the reference scored as if it were a finder against another (``first``, ``second``,
+    ``consensus``), overall, per set and per class: its precision is the share of its boxes the other reading also
+    drew, its recall the share of the other's boxes it drew, its count exact the share of smears both count alike.
+    Empty when a reading is missing."""
+    rows = []
+    for smear in smears:
+        if any(r != "first" and r not in smear.get("readings", {}) for r in (truth, found)):
+            continue
+        t, f = _read(smear, truth), _read(smear, found)
+        matched, counted = match(t["white"], f["white"], t["smudge"])
+        rows.append({"set": smear["set"], "class": smear["class"], "true": len(t["white"]), "doubtful": t["doubtful"],
+                     "counted": counted, "matched": matched})
+    if not rows:
+        return {}
+    part = lambda key, values: {v: _figures([r for r in rows if r[key] == v]) for v in values
+                                if any(r[key] == v for r in rows)}
+    return {"all": _figures(rows), "per_set": part("set", ("mask-review", "extra")), "per_class": part("class", CLASSES)}
+
+
+def reading_agreement(smears: list[dict]) -> dict:
+    """How far the readings agree: the second scored against the first, and each against the consensus (what one
+    careful reader scores against the decided reference: the most a finder can be asked for)."""
+    pairs = {"second_against_first": ("first", "second"), "first_against_consensus": ("consensus", "first"),
+             "second_against_consensus": ("consensus", "second")}
+    out = {name: score_reading(smears, truth, found) for name, (truth, found) in pairs.items()}
+    return {name: figures for name, figures in out.items() if figures}
+
+
+def against_readings(smears: list[dict], found: dict[str, list]) -> dict:
+    """A finder's boxes (``found``: by smear) scored against the second reading and the consensus, and its count
+    against the two readings: the share of smears whose count equals either reading's, and its count exact on the
+    smears where the two readings agree on the count (where the count is not a judgement call between readers)."""
+    out: dict = {}
+    for reading in READINGS:
+        rows = []
+        for smear in smears:
+            if reading not in smear.get("readings", {}):
+                continue
+            truth = smear["readings"][reading]
+            matched, counted = match(truth["white"], found[smear["image"]], truth["smudge"])
+            rows.append({"set": smear["set"], "true": len(truth["white"]), "doubtful": truth["doubtful"],
+                         "counted": counted, "matched": matched})
+        if rows:
+            out[reading] = {"all": _figures(rows),
+                            "per_set": {s: _figures([r for r in rows if r["set"] == s]) for s in ("mask-review", "extra")
+                                        if any(r["set"] == s for r in rows)}}
+    either, agreed = [], []
+    for smear in smears:
+        if "second" not in smear.get("readings", {}):
+            continue
+        second = smear["readings"]["second"]
+        _, counted_first = match(smear["white"], found[smear["image"]], smear["smudge"])
+        _, counted_second = match(second["white"], found[smear["image"]], second["smudge"])
+        either.append(counted_first == len(smear["white"]) or counted_second == len(second["white"]))
+        if len(smear["white"]) == len(second["white"]):
+            agreed.append(counted_first == len(smear["white"]))
+    if either:
+        out.update(count_equals_a_reading_share=round(float(np.mean(either)), 3), smears_readings_agree=len(agreed),
+                   count_exact_share_where_readings_agree=round(float(np.mean(agreed)), 3) if agreed else None)
     return out
 
 
@@ -115,7 +199,7 @@ def detection(registry, smears: list[dict], segmenter: str, segmenter_model: str
     # of the fold that held it out, as the app runs it (train/train_cell_detector.py)
     learned = segmenter in ("auto", "detector")
     held_out = cross_validated_boxes() if learned else {}
-    rows = []
+    rows, found_boxes = [], {}
     for smear in smears:
         rgb = cv2.cvtColor(cv2.imread(str(smear["path"])), cv2.COLOR_BGR2RGB)
         if learned:
@@ -123,6 +207,7 @@ def detection(registry, smears: list[dict], segmenter: str, segmenter_model: str
         else:
             found = find_white_cells(rgb, segmenter, segmenter_model=segmenter_model, registry=registry)
             boxes, ruler = [cell.box for cell in found.cells], found.ruler
+        found_boxes[smear["image"]] = boxes
         matched, counted = match(smear["white"], boxes, smear["smudge"])
         rows.append({"image": smear["image"], "class": smear["class"], "set": smear["set"],
                      "true": len(smear["white"]), "doubtful": smear["doubtful"], "counted": counted, "matched": matched,
@@ -131,6 +216,9 @@ def detection(registry, smears: list[dict], segmenter: str, segmenter_model: str
            else "as shipped (nothing learned from these boxes)", "all": _figures(rows)}
     out["per_set"] = {name: _figures([r for r in rows if r["set"] == name]) for name in ("mask-review", "extra")}
     out["per_class"] = {label: _figures([r for r in rows if r["class"] == label]) for label in CLASSES}
+    readings = against_readings(smears, found_boxes)
+    if readings:
+        out["readings"] = readings
     out["per_smear"] = rows
     return out
 
@@ -254,6 +342,10 @@ def main(argv=None) -> int:
     results = {"date": time.strftime("%Y-%m-%d"), "machine": "CPU", "segmenter_model": args.segmenter_model,
                "segmenter_model_path": str(loaded.path), "cell_model": "demo:efficientnet-se",
                "iou_found": IOU_FOUND, "detection": [], "content": []}
+    agreement = reading_agreement(reference)
+    if agreement:
+        results["readings_agree"] = agreement
+        print(json.dumps({"readings_agree": {name: figures["all"] for name, figures in agreement.items()}}), flush=True)
     for segmenter in segmenters:
         figures = detection(registry, reference, segmenter, args.segmenter_model)
         results["detection"].append(figures)

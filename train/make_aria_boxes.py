@@ -17,6 +17,20 @@ exclusive), ``kind`` (``white``: a white cell, also when cut by the border; ``sm
 ignored by the scores; ``none``: a smear with no white cell, one row with empty box), ``source`` (``candidate N``
 when a candidate was kept as drawn or corrected, ``drawn`` when the reviewer placed it), ``note``.
 
+**Second reading and consensus.** ``assets/aria_reference/boxes_second.csv`` (same columns): the same 104 smears
+boxed again by other readers from freshly rendered sheets (the same candidates), blind to the first reading and to
+every detector's boxes. Where the two readings disagree (a box one drew and the other did not, at IoU >= 0.5 for
+white cells, 0.3 for smudges), a third reader decides, from sheets that show the agreed cells thin and the disputed
+boxes numbered in an order that does not say which reading drew them; the decisions (``adjudication.csv``:
+``image, item, decision, x0, y0, x1, y1, note``; decision ``white``, ``smudge`` or ``none``, a box only where
+redrawn, item ``add`` for a cell both missed) and the two readings give ``boxes_consensus.csv``. The first reading
+stays the one the detector learns from and every choice is made on; ``bench/bench_smear_cells.py`` scores the
+readings against each other and every finder against all three::
+
+    python train/make_aria_boxes.py disputes --data ../shared/datasets/aria-real --out /tmp/aria_disputes
+    python train/make_aria_boxes.py consensus      # boxes.csv + boxes_second.csv + adjudication.csv -> consensus
+    python train/make_aria_boxes.py check --boxes assets/aria_reference/boxes_consensus.csv
+
 The reference smears are the 80 smears of ``reviewed.csv`` (the mask review, rejects included: a box review does
 not depend on the mask) and 6 more per class (seeded) chosen for their number of white cells by the colour rule:
 two with the fewest, two near the middle, two with the most, so that 1, few and many cells are all there.
@@ -35,6 +49,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 REFERENCE = REPO / "assets" / "aria_reference"
 BOXES = REFERENCE / "boxes.csv"
+#: The second, blind reading of the same smears (not used to train or choose anything).
+SECOND = REFERENCE / "boxes_second.csv"
+#: A third reader's decision on every box the two readings disagree on (``disputes`` renders the sheets).
+DECISIONS = REFERENCE / "adjudication.csv"
+DECISION_COLUMNS = ("image", "item", "decision", "x0", "y0", "x1", "y1", "note")
+DECISION_KINDS = ("white", "smudge", "none")
+#: The two readings with their disagreements decided (``consensus`` writes it from the three files above).
+CONSENSUS = REFERENCE / "boxes_consensus.csv"
+#: Two readings' boxes are the same white cell at IoU >= 0.5 (the scores' own rule), the same smudge at >= 0.3.
+SAME_WHITE = 0.5
+SAME_SMUDGE = 0.3
 CLASSES = ("Benign", "Early", "Pre", "Pro")
 KINDS = ("white", "smudge", "none")
 COLUMNS = ("image", "x0", "y0", "x1", "y1", "kind", "source", "note")
@@ -152,6 +177,137 @@ def render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(first: list[dict], second: list[dict], iou: float) -> tuple[list[tuple[dict, dict]], list[dict], list[dict]]:
+    """Greedy one-to-one pairs (largest IoU first, IoU >= ``iou``), then what each side has left."""
+    from leuk.metrics import box_iou
+
+    ranked = sorted(((box_iou(a["box"], b["box"]), i, j) for i, a in enumerate(first) for j, b in enumerate(second)),
+                    reverse=True)
+    used_first: set[int] = set()
+    used_second: set[int] = set()
+    pairs = []
+    for overlap, i, j in ranked:
+        if overlap < iou:
+            break
+        if i not in used_first and j not in used_second:
+            used_first.add(i)
+            used_second.add(j)
+            pairs.append((first[i], second[j]))
+    return (pairs, [a for i, a in enumerate(first) if i not in used_first],
+            [b for j, b in enumerate(second) if j not in used_second])
+
+
+def disputes(name: str, first: list[dict], second: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(agreed, disputed) cells of one smear from its two readings. Agreed: a white cell both drew (IoU >=
+    :data:`SAME_WHITE`) or a smudge both drew (IoU >= :data:`SAME_SMUDGE`), with the mean of the two boxes. Disputed:
+    every other box of either reading, in an order shuffled by the smear's name, so that the item numbers do not say
+    which reading drew a box (the third reader must not weigh one reader above the other)."""
+    import zlib
+
+    agreed, disputed = [], []
+    for kind, iou in (("white", SAME_WHITE), ("smudge", SAME_SMUDGE)):
+        pairs, only_first, only_second = _pairs([c for c in first if c["kind"] == kind],
+                                                [c for c in second if c["kind"] == kind], iou)
+        for a, b in pairs:
+            box = tuple(int(round((u + v) / 2)) for u, v in zip(a["box"], b["box"]))
+            note = "; ".join(n for n in (a["note"], b["note"]) if n)
+            agreed.append({"box": box, "kind": kind, "note": note})
+        disputed += only_first + only_second
+    disputed.sort(key=lambda c: (c["box"], c["kind"]))
+    order = np.random.default_rng(zlib.crc32(name.encode())).permutation(len(disputed))
+    return agreed, [disputed[i] for i in order]
+
+
+def dispute_sheet(rgb: np.ndarray, agreed: list[dict], items: list[dict], title: str):
+    """The plain smear with its grid beside the same with the agreed cells (thin: white cells grey-green, smudges
+    grey) and the disputed boxes numbered (thick: orange where a reader called it a white cell, magenta a smudge)."""
+    from PIL import ImageDraw
+
+    out = sheet(rgb, [], title)
+    draw = ImageDraw.Draw(out)
+    margin, left = 28, 28 + SIDE * ZOOM + 28
+    rect = lambda b: [left + b[0] * ZOOM, margin + b[1] * ZOOM, left + b[2] * ZOOM - 1, margin + b[3] * ZOOM - 1]
+    for cell in agreed:
+        draw.rectangle(rect(cell["box"]), outline=(90, 160, 90) if cell["kind"] == "white" else (140, 140, 140), width=1)
+    for number, cell in enumerate(items, 1):
+        colour = (255, 120, 0) if cell["kind"] == "white" else (220, 0, 200)
+        draw.rectangle(rect(cell["box"]), outline=colour, width=3)
+        x, y = left + cell["box"][0] * ZOOM + 3, margin + cell["box"][1] * ZOOM + 2
+        draw.rectangle([x - 1, y - 1, x + 8 * len(str(number)), y + 11], fill=(255, 255, 255))
+        draw.text((x, y), str(number), fill=(0, 0, 0))
+    return out
+
+
+def render_disputes(args: argparse.Namespace) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    first, second = read_boxes(BOXES), read_boxes(SECOND)
+    shown = 0
+    for index, name in enumerate(sorted(first)):
+        agreed, items = disputes(name, first[name], second.get(name, []))
+        if not items:
+            continue
+        shown += 1
+        stem = f"{index:03d}_{name.replace('/', '_').removesuffix('.jpg')}"
+        rgb = read_rgb(args.data / "Original" / name)
+        dispute_sheet(rgb, agreed, items, f"{name}: {len(agreed)} agreed (thin), {len(items)} disputed (numbered); "
+                                          f"grid every {GRID} px").save(args.out / f"{stem}.png")
+        with open(args.out / f"{stem}.txt", "w", encoding="utf-8") as handle:
+            handle.write(f"{name}\n" + "".join(f"item {n}: {c['box'][0]} {c['box'][1]} {c['box'][2]} {c['box'][3]} "
+                                               f"called {c['kind']}\n" for n, c in enumerate(items, 1)))
+    print(f"{shown} smears with disputed boxes: sheets in {args.out}")
+    return 0
+
+
+def consensus_rows(first: dict[str, list[dict]], second: dict[str, list[dict]],
+                   decisions: dict[str, list[dict]]) -> list[dict]:
+    """The consensus reference as rows of ``boxes.csv``: the agreed cells, and each disputed box as the third reader
+    decided (``white``/``smudge``, with the box redrawn where given, or ``none``: not a cell, or a second box of a cell
+    already kept), plus the cells the third reader added (item ``add``). A smear with no cell left gets a ``none``
+    row. Raises ``ValueError`` when a disputed box has no decision."""
+    rows = []
+    for name in sorted(first):
+        agreed, items = disputes(name, first[name], second.get(name, []))
+        decided = {d["item"]: d for d in decisions.get(name, [])}
+        undecided = [str(n) for n in range(1, len(items) + 1) if str(n) not in decided]
+        if undecided:
+            raise ValueError(f"{name}: no decision on disputed item(s) {', '.join(undecided)}")
+        cells = [dict(c, source="both readings") for c in agreed]
+        for number, item in enumerate(items, 1):
+            d = decided[str(number)]
+            if d["decision"] != "none":
+                box = tuple(int(d[k]) for k in ("x0", "y0", "x1", "y1")) if d["x0"] != "" else item["box"]
+                cells.append({"box": box, "kind": d["decision"], "note": d["note"],
+                              "source": f"one reading, decided (item {number})"})
+        cells += [{"box": tuple(int(d[k]) for k in ("x0", "y0", "x1", "y1")), "kind": d["decision"], "note": d["note"],
+                   "source": "added by the third reader"} for d in decisions.get(name, []) if d["item"] == "add"]
+        if not cells:
+            rows.append({"image": name, "x0": "", "y0": "", "x1": "", "y1": "", "kind": "none", "source": "", "note": ""})
+        for c in sorted(cells, key=lambda c: (c["box"][1], c["box"][0])):
+            rows.append({"image": name, **dict(zip(("x0", "y0", "x1", "y1"), c["box"])), "kind": c["kind"],
+                         "source": c["source"], "note": c["note"]})
+    return rows
+
+
+def read_decisions(path: Path = DECISIONS) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in _rows(path):
+        if row["decision"] not in DECISION_KINDS:
+            raise ValueError(f"{path.name}: {row['image']} item {row['item']}: unknown decision {row['decision']!r}")
+        out.setdefault(row["image"], []).append(row)
+    return out
+
+
+def write_consensus(args: argparse.Namespace) -> int:
+    rows = consensus_rows(read_boxes(BOXES), read_boxes(SECOND), read_decisions(args.decisions))
+    with open(args.out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{sum(r['kind'] == 'white' for r in rows)} white cells, {sum(r['kind'] == 'smudge' for r in rows)} smudges "
+          f"-> {args.out}")
+    return 0
+
+
 def read_boxes(path: Path = BOXES) -> dict[str, list[dict]]:
     """The reviewed boxes by smear (every reference smear present; a smear with no white cell maps to [])."""
     out: dict[str, list[dict]] = {}
@@ -164,9 +320,17 @@ def read_boxes(path: Path = BOXES) -> dict[str, list[dict]]:
     return out
 
 
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def check(args: argparse.Namespace) -> int:
     problems = []
-    with open(BOXES, newline="", encoding="utf-8") as handle:
+    if not Path(args.boxes).is_file():
+        print(f"no such file: {args.boxes}")
+        return 1
+    with open(args.boxes, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != COLUMNS:
             problems.append(f"columns {reader.fieldnames} are not {COLUMNS}")
@@ -181,7 +345,11 @@ def check(args: argparse.Namespace) -> int:
     if args.data is not None:
         missing = sorted(set(reference_images(args.data)) - {row["image"] for row in rows})
         problems += [f"not reviewed: {name}" for name in missing]
-    boxes = read_boxes()
+    if Path(args.boxes).resolve() != BOXES.resolve():  # a second reading covers exactly the first one's smears
+        first = {row["image"] for row in _rows(BOXES)}
+        problems += [f"not in {BOXES.name}: {name}" for name in sorted({row["image"] for row in rows} - first)]
+        problems += [f"not read: {name}" for name in sorted(first - {row["image"] for row in rows})]
+    boxes = read_boxes(args.boxes)
     white = sum(cell["kind"] == "white" for cells in boxes.values() for cell in cells)
     print(f"{len(boxes)} smears, {white} white cells, "
           f"{sum(cell['kind'] == 'smudge' for cells in boxes.values() for cell in cells)} smudges")
@@ -197,13 +365,24 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--data", type=Path, required=True, help="the aria-real folder (holds Original/)")
     one.add_argument("--out", type=Path, required=True, help="scratch folder for the sheets (never the dataset)")
     one.add_argument("--segmenter", default="demo:hybridcn-nas-lite", help="HybridCN-NAS model whose U-Net proposes")
-    two = sub.add_parser("check", help="validate boxes.csv")
+    two = sub.add_parser("check", help="validate boxes.csv (or a second reading of it)")
+    two.add_argument("--boxes", type=Path, default=BOXES, help="the file to check (default: boxes.csv)")
     two.add_argument("--data", type=Path, default=None, help="also check every reference smear was reviewed")
+    three = sub.add_parser("disputes", help="sheets of the boxes the two readings disagree on, for a third reader")
+    three.add_argument("--data", type=Path, required=True, help="the aria-real folder (holds Original/)")
+    three.add_argument("--out", type=Path, required=True, help="scratch folder for the sheets (never the dataset)")
+    four = sub.add_parser("consensus", help="write boxes_consensus.csv from both readings and the decisions")
+    four.add_argument("--decisions", type=Path, default=DECISIONS)
+    four.add_argument("--out", type=Path, default=CONSENSUS)
     args = parser.parse_args(argv)
+    if args.command in ("render", "disputes") and "datasets" in args.out.resolve().parts:
+        parser.error("--out must not be inside a datasets folder (it is read-only)")
     if args.command == "render":
-        if "datasets" in args.out.resolve().parts:
-            parser.error("--out must not be inside a datasets folder (it is read-only)")
         return render(args)
+    if args.command == "disputes":
+        return render_disputes(args)
+    if args.command == "consensus":
+        return write_consensus(args)
     return check(args)
 
 

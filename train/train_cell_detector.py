@@ -41,17 +41,18 @@ CLASSES = ("Benign", "Early", "Pre", "Pro")
 BLOCK = 50
 
 
-def load_reference(data: Path) -> list[dict]:
-    """Every reference smear: name, class, set, the RGB smear, its working-scale copy and boxes at that scale."""
+def load_reference(data: Path, boxes_file: Path | None = None) -> list[dict]:
+    """Every reference smear: name, class, set, the RGB smear, its working-scale copy and boxes at that scale
+    (``boxes_file``: the reading to learn from; default the first, ``boxes.csv``)."""
     import csv as _csv
 
     from leuk.io import read_image
     from leuk.serving.detection import at_working_scale
-    from make_aria_boxes import REFERENCE, read_boxes, reference_images
+    from make_aria_boxes import BOXES, REFERENCE, read_boxes, reference_images
 
     with open(REFERENCE / "reviewed.csv", newline="", encoding="utf-8") as handle:
         tuned = {row["image"] for row in _csv.DictReader(handle)}
-    boxes = read_boxes()
+    boxes = read_boxes(boxes_file or BOXES)
     smears = []
     for name in reference_images(data):
         rgb = np.asarray(read_image(data / "Original" / name))
@@ -86,11 +87,14 @@ def boxed(smears: list[dict]):
     return out
 
 
-def cache_key(recipe) -> str:
-    """The name a network trained under ``recipe`` is cached by: every setting of the recipe, so a changed recipe never
-    reads a network trained under another."""
+def cache_key(recipe, boxes_file: Path | None = None) -> str:
+    """The name a network trained under ``recipe`` is cached by: every setting of the recipe and, past the first
+    reading, the reading's content, so a changed recipe or reference never reads a network trained under another."""
     settings = json.dumps({k: getattr(recipe, k) for k in recipe.__dataclass_fields__}, sort_keys=True)
-    return f"seed{recipe.seed}-steps{recipe.steps}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+    key = f"seed{recipe.seed}-steps{recipe.steps}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+    if boxes_file is not None and boxes_file.name != "boxes.csv":
+        key += f"-{boxes_file.stem}-{hashlib.sha256(boxes_file.read_bytes()).hexdigest()[:8]}"
+    return key
 
 
 def fit(smears: list[dict], recipe, label: str, cache: Path | None = None):
@@ -143,6 +147,9 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per detector (default: the recipe's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--boxes", type=Path, default=None,
+                        help="the reading of the box reference to learn from and score on (default: the first, "
+                             "assets/aria_reference/boxes.csv; e.g. boxes_consensus.csv)")
     args = parser.parse_args(argv)
     import torch
 
@@ -152,12 +159,13 @@ def main(argv=None) -> int:
     from leuk.training.cell_detector import DetectorRecipe, detection_figures
 
     recipe = DetectorRecipe(seed=args.seed, **({} if args.steps is None else {"steps": args.steps}))
-    smears = load_reference(args.data)
+    smears = load_reference(args.data, args.boxes)
     meta = {"recipe": {k: getattr(recipe, k) for k in recipe.__dataclass_fields__},
-            "trained_on": f"{len(smears)} real Aria smears of the box reference (assets/aria_reference/boxes.csv), "
-                          "at the red-cell scale",
+            "trained_on": f"{len(smears)} real Aria smears of the box reference "
+                          f"(assets/aria_reference/{args.boxes.name if args.boxes else 'boxes.csv'}), at the red-cell scale",
             "command": "python train/train_cell_detector.py --data ../shared/datasets/aria-real"
-                       + ("" if args.folds == 5 else f" --folds {args.folds}"),
+                       + ("" if args.folds == 5 else f" --folds {args.folds}")
+                       + (f" --boxes assets/aria_reference/{args.boxes.name}" if args.boxes else ""),
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
     # the stain it learned: the red cells' hue over its smears (``auto`` leaves smears outside it to the colour rule)
     hues = [s["red_cell_hue"] for s in smears if s["red_cell_hue"] is not None]
@@ -171,7 +179,7 @@ def main(argv=None) -> int:
         for fold in range(args.folds):
             train = [s for s, f in zip(smears, fold_of) if f != fold]
             label = f"fold {fold + 1}/{args.folds}"
-            net = fit(train, recipe, label, args.work / f"{cache_key(recipe)}-fold{fold}.safetensors")
+            net = fit(train, recipe, label, args.work / f"{cache_key(recipe, args.boxes)}-fold{fold}.safetensors")
             for variant in VARIANTS:
                 detector, _ = ready(net, train, recipe, variant, label)
                 for smear, f in zip(smears, fold_of):
@@ -207,7 +215,7 @@ def main(argv=None) -> int:
             seen = {b["image"] for b in boxes_out[flips]}
             writer.writerows({"image": r["image"], "fold": r["fold"], "x0": "", "y0": "", "x1": "", "y1": ""}
                              for r in rows[flips] if r["image"] not in seen)
-    net = fit(smears, recipe, "all smears", args.work / f"{cache_key(recipe)}-all.safetensors")
+    net = fit(smears, recipe, "all smears", args.work / f"{cache_key(recipe, args.boxes)}-all.safetensors")
     detector, training_figures = ready(net, smears, recipe, flips, "all smears")
     meta.update(threshold=detector.threshold, size_unit=recipe.size_unit, flips=flips,
                 training_smears_figures=training_figures)

@@ -4,14 +4,16 @@ cross-validated figures, and write the bundled detector::
     python train/train_cell_detector.py --data ../shared/datasets/aria-real            # 5-fold CV, then all smears
     python train/train_cell_detector.py --data ../shared/datasets/aria-real --folds 0  # no CV: all smears only
 
-Each smear is first brought to the red-cell scale as the app does (``leuk.serving.detection.at_working_scale``),
-and its boxes with it. **Cross-validation**: the 104 reference smears are split into 5 folds by blocks of 50 file
+It learns from the consensus of the reference's two readings (``assets/aria_reference/boxes_consensus.csv``,
+``train/make_aria_boxes.py``; ``--boxes`` names another reading, e.g. the first, ``boxes.csv``, which the detector
+shipped before 2026-12-07 learned from). Each smear is first brought to the red-cell scale as the app does
+(``leuk.serving.detection.at_working_scale``), and its boxes with it. **Cross-validation**: the 104 reference smears are split into 5 folds by blocks of 50 file
 numbers per class (neighbouring numbers tend to come from one smear session; Aria has no patient ids, so this is a
 proxy grouping, not a patient split); for each fold a detector is trained on the other four (threshold chosen on
 them) and finds the cells of the fold's smears through ``find_white_cells`` as the app runs it, reading the heatmap
 as it is and averaged with the smear's mirror images. Every smear is thus scored by a detector that never saw its
-boxes; the mask-review smears' figures choose between the two readings (the 24 extra smears take no part), the
-chosen reading's boxes go to ``cv_boxes.csv`` (no pixels) and all figures to ``cell_detector.json``, and
+boxes; the mask-review smears' figures choose between the two ways of reading the heatmap (the 24 extra smears take
+no part), the chosen way's boxes go to ``cv_boxes.csv`` (no pixels) and all figures to ``cell_detector.json``, and
 ``bench/bench_smear_cells.py`` scores them. **Shipped**: one detector trained on all 104 smears (threshold chosen on
 them), float16 safetensors in ``assets/cell_detector``, with the range of the red cells' hue over its smears
 (``red_cell_hue``): the app's ``auto`` finder leaves smears outside it (pink red cells of a stain it never saw) to the
@@ -147,9 +149,10 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per detector (default: the recipe's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--boxes", type=Path, default=None,
-                        help="the reading of the box reference to learn from and score on (default: the first, "
-                             "assets/aria_reference/boxes.csv; e.g. boxes_consensus.csv)")
+    parser.add_argument("--boxes", type=Path, default=REPO / "assets" / "aria_reference" / "boxes_consensus.csv",
+                        help="the reading of the box reference to learn from and score on (default: the consensus of "
+                             "the two readings, what the shipped detector learned; the first reading: "
+                             "assets/aria_reference/boxes.csv)")
     args = parser.parse_args(argv)
     import torch
 
@@ -162,10 +165,10 @@ def main(argv=None) -> int:
     smears = load_reference(args.data, args.boxes)
     meta = {"recipe": {k: getattr(recipe, k) for k in recipe.__dataclass_fields__},
             "trained_on": f"{len(smears)} real Aria smears of the box reference "
-                          f"(assets/aria_reference/{args.boxes.name if args.boxes else 'boxes.csv'}), at the red-cell scale",
+                          f"(assets/aria_reference/{args.boxes.name}), at the red-cell scale",
             "command": "python train/train_cell_detector.py --data ../shared/datasets/aria-real"
                        + ("" if args.folds == 5 else f" --folds {args.folds}")
-                       + (f" --boxes assets/aria_reference/{args.boxes.name}" if args.boxes else ""),
+                       + ("" if args.boxes.name == "boxes_consensus.csv" else f" --boxes assets/aria_reference/{args.boxes.name}"),
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
     # the stain it learned: the red cells' hue over its smears (``auto`` leaves smears outside it to the colour rule)
     hues = [s["red_cell_hue"] for s in smears if s["red_cell_hue"] is not None]

@@ -37,7 +37,7 @@ __all__ = [
     "expected_calibration_error",
     "fit_temperature",
     "format_metrics",
-    "match_boxes",
+    "match_boxes", "match_pairs",
     "negative_log_likelihood",
     "plot_confusion_matrix",
     "plot_roc",
@@ -326,15 +326,25 @@ def match_boxes(truth: Sequence[Sequence[float]], found: Sequence[Sequence[float
     """(matches, detections counted) of a detector on one picture: greedy one-to-one matches with IoU >= ``iou``,
     largest IoU first; a detection left unmatched that covers an ``ignore`` box (a smudge) with IoU >= ``iou`` is
     neither right nor wrong and not counted. Precision is matches / counted, recall matches / len(truth)."""
-    pairs = sorted(((box_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True)
-    used_truth: set[int] = set()
-    used_found: set[int] = set()
-    for overlap, i, j in pairs:
-        if overlap < iou:
-            break
-        if i not in used_truth and j not in used_found:
-            used_truth.add(i)
-            used_found.add(j)
+    pairs = match_pairs(truth, found, iou)
+    used_found = {j for _, j in pairs}
     ignored = sum(1 for j, f in enumerate(found)
                   if j not in used_found and any(box_iou(s, f) >= iou for s in ignore))
-    return len(used_truth), len(found) - ignored
+    return len(pairs), len(found) - ignored
+
+
+def match_pairs(first: Sequence[Sequence[float]], second: Sequence[Sequence[float]],
+                iou: float = DETECTION_IOU) -> list[tuple[int, int]]:
+    """Greedy one-to-one pairs ``(i, j)`` of ``first[i]`` and ``second[j]`` with IoU >= ``iou``, largest IoU first."""
+    ranked = sorted(((box_iou(a, b), i, j) for i, a in enumerate(first) for j, b in enumerate(second)), reverse=True)
+    used_first: set[int] = set()
+    used_second: set[int] = set()
+    pairs = []
+    for overlap, i, j in ranked:
+        if overlap < iou:
+            break
+        if i not in used_first and j not in used_second:
+            used_first.add(i)
+            used_second.add(j)
+            pairs.append((i, j))
+    return pairs

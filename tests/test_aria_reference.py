@@ -15,12 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "assets" / "aria_reference"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_smear_cells", REPO / "bench" / "bench_smear_cells.py")
+def _script(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _script(REPO / "bench" / "bench_smear_cells.py", "bench_smear_cells")
 
 
 @pytest.mark.parametrize("name", ["boxes.csv", "boxes_second.csv", "boxes_consensus.csv"])
@@ -84,10 +88,7 @@ def test_a_finder_against_both_readings(bench):
 
 @pytest.fixture(scope="module")
 def boxes_tool():
-    spec = importlib.util.spec_from_file_location("make_aria_boxes", REPO / "train" / "make_aria_boxes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script(REPO / "train" / "make_aria_boxes.py", "make_aria_boxes")
 
 
 def _cell(box, kind="white", note=""):

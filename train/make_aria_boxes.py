@@ -178,23 +178,14 @@ def render(args: argparse.Namespace) -> int:
 
 
 def _pairs(first: list[dict], second: list[dict], iou: float) -> tuple[list[tuple[dict, dict]], list[dict], list[dict]]:
-    """Greedy one-to-one pairs (largest IoU first, IoU >= ``iou``), then what each side has left."""
-    from leuk.metrics import box_iou
+    """Greedy one-to-one pairs of two readings' cells (:func:`leuk.metrics.match_pairs`), then what each side has
+    left."""
+    from leuk.metrics import match_pairs
 
-    ranked = sorted(((box_iou(a["box"], b["box"]), i, j) for i, a in enumerate(first) for j, b in enumerate(second)),
-                    reverse=True)
-    used_first: set[int] = set()
-    used_second: set[int] = set()
-    pairs = []
-    for overlap, i, j in ranked:
-        if overlap < iou:
-            break
-        if i not in used_first and j not in used_second:
-            used_first.add(i)
-            used_second.add(j)
-            pairs.append((first[i], second[j]))
-    return (pairs, [a for i, a in enumerate(first) if i not in used_first],
-            [b for j, b in enumerate(second) if j not in used_second])
+    pairs = match_pairs([c["box"] for c in first], [c["box"] for c in second], iou)
+    paired_first, paired_second = {i for i, _ in pairs}, {j for _, j in pairs}
+    return ([(first[i], second[j]) for i, j in pairs], [a for i, a in enumerate(first) if i not in paired_first],
+            [b for j, b in enumerate(second) if j not in paired_second])
 
 
 def disputes(name: str, first: list[dict], second: list[dict]) -> tuple[list[dict], list[dict]]:

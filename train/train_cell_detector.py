@@ -4,9 +4,9 @@ cross-validated figures, and write the bundled detector::
     python train/train_cell_detector.py --data ../shared/datasets/aria-real            # 5-fold CV, then all smears
     python train/train_cell_detector.py --data ../shared/datasets/aria-real --folds 0  # no CV: all smears only
 
-It learns from the first reading of the box reference (``assets/aria_reference/boxes.csv``); ``--boxes`` names
-another, e.g. the consensus of two readings (``boxes_consensus.csv``, ``train/make_aria_boxes.py``; measured better
-at counting, not shipped: ``docs/benchmarks.md``). Each smear is first brought to the red-cell scale as the app does
+It learns from the consensus of the reference's two readings (``assets/aria_reference/boxes_consensus.csv``,
+``train/make_aria_boxes.py``; ``--boxes`` names another reading, e.g. the first, ``boxes.csv``, which the detector
+shipped before 2026-12-07 learned from). Each smear is first brought to the red-cell scale as the app does
 (``leuk.serving.detection.at_working_scale``), and its boxes with it. **Cross-validation**: the 104 reference smears are split into 5 folds by blocks of 50 file
 numbers per class (neighbouring numbers tend to come from one smear session; Aria has no patient ids, so this is a
 proxy grouping, not a patient split); for each fold a detector is trained on the other four (threshold chosen on
@@ -17,7 +17,7 @@ no part), the chosen way's boxes go to ``cv_boxes.csv`` (no pixels) and all figu
 ``bench/bench_smear_cells.py`` scores them. **Shipped**: one detector trained on all 104 smears (threshold chosen on
 them), float16 safetensors in ``assets/cell_detector``, with the range of the red cells' hue over its smears
 (``red_cell_hue``): the app's ``auto`` finder leaves smears outside it (pink red cells of a stain it never saw) to the
-colour rule. Seeded; about 10-15 min per detector on a 2-core CPU (1-1.5 h in all); the folds' networks are kept in
+colour rule. Seeded; about 16 min per network on a 2-core CPU (six networks, about 1.5 h in all); the folds' networks are kept in
 ``--work``, so a rerun reads them and takes about 2 min (trained from nothing on another machine, the weights differ in
 floating point and the cross-validated figures by about 0.005).
 """
@@ -89,11 +89,16 @@ def boxed(smears: list[dict]):
     return out
 
 
-def cache_key(recipe, boxes_file: Path | None = None) -> str:
-    """The name a network trained under ``recipe`` is cached by: every setting of the recipe and, past the first
-    reading, the reading's content, so a changed recipe or reference never reads a network trained under another."""
+def cache_key(recipe, boxes_file: Path | None = None, factors: list[float] | None = None) -> str:
+    """The name a network trained under ``recipe`` is cached by: every setting of the recipe, the scale each smear
+    was brought to (``factors``, so a changed ruler never reads a network trained at other scales) and, past the
+    first reading, the reading's content, so a changed recipe or reference never reads a network trained under
+    another."""
     settings = json.dumps({k: getattr(recipe, k) for k in recipe.__dataclass_fields__}, sort_keys=True)
     key = f"seed{recipe.seed}-steps{recipe.steps}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+    if factors is not None:
+        scales = json.dumps([round(f, 4) for f in factors])
+        key += f"-scale{hashlib.sha256(scales.encode()).hexdigest()[:8]}"
     if boxes_file is not None and boxes_file.name != "boxes.csv":
         key += f"-{boxes_file.stem}-{hashlib.sha256(boxes_file.read_bytes()).hexdigest()[:8]}"
     return key
@@ -149,9 +154,10 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per detector (default: the recipe's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--boxes", type=Path, default=REPO / "assets" / "aria_reference" / "boxes.csv",
-                        help="the reading of the box reference to learn from and score on (default: the first reading, "
-                             "what the shipped detector learned; e.g. assets/aria_reference/boxes_consensus.csv)")
+    parser.add_argument("--boxes", type=Path, default=REPO / "assets" / "aria_reference" / "boxes_consensus.csv",
+                        help="the reading of the box reference to learn from and score on (default: the consensus of "
+                             "the two readings, what the shipped detector learned; the first reading: "
+                             "assets/aria_reference/boxes.csv)")
     args = parser.parse_args(argv)
     import torch
 
@@ -162,12 +168,13 @@ def main(argv=None) -> int:
 
     recipe = DetectorRecipe(seed=args.seed, **({} if args.steps is None else {"steps": args.steps}))
     smears = load_reference(args.data, args.boxes)
+    factors = [s["factor"] for s in smears]
     meta = {"recipe": {k: getattr(recipe, k) for k in recipe.__dataclass_fields__},
             "trained_on": f"{len(smears)} real Aria smears of the box reference "
                           f"(assets/aria_reference/{args.boxes.name}), at the red-cell scale",
             "command": "python train/train_cell_detector.py --data ../shared/datasets/aria-real"
                        + ("" if args.folds == 5 else f" --folds {args.folds}")
-                       + ("" if args.boxes.name == "boxes.csv" else f" --boxes assets/aria_reference/{args.boxes.name}"),
+                       + ("" if args.boxes.name == "boxes_consensus.csv" else f" --boxes assets/aria_reference/{args.boxes.name}"),
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
     # the stain it learned: the red cells' hue over its smears (``auto`` leaves smears outside it to the colour rule)
     hues = [s["red_cell_hue"] for s in smears if s["red_cell_hue"] is not None]
@@ -181,7 +188,7 @@ def main(argv=None) -> int:
         for fold in range(args.folds):
             train = [s for s, f in zip(smears, fold_of) if f != fold]
             label = f"fold {fold + 1}/{args.folds}"
-            net = fit(train, recipe, label, args.work / f"{cache_key(recipe, args.boxes)}-fold{fold}.safetensors")
+            net = fit(train, recipe, label, args.work / f"{cache_key(recipe, args.boxes, factors)}-fold{fold}.safetensors")
             for variant in VARIANTS:
                 detector, _ = ready(net, train, recipe, variant, label)
                 for smear, f in zip(smears, fold_of):
@@ -217,7 +224,7 @@ def main(argv=None) -> int:
             seen = {b["image"] for b in boxes_out[flips]}
             writer.writerows({"image": r["image"], "fold": r["fold"], "x0": "", "y0": "", "x1": "", "y1": ""}
                              for r in rows[flips] if r["image"] not in seen)
-    net = fit(smears, recipe, "all smears", args.work / f"{cache_key(recipe, args.boxes)}-all.safetensors")
+    net = fit(smears, recipe, "all smears", args.work / f"{cache_key(recipe, args.boxes, factors)}-all.safetensors")
     detector, training_figures = ready(net, smears, recipe, flips, "all smears")
     meta.update(threshold=detector.threshold, size_unit=recipe.size_unit, flips=flips,
                 training_smears_figures=training_figures)

@@ -139,7 +139,6 @@ def test_the_committed_consensus_is_what_the_readings_and_decisions_give(boxes_t
 def test_the_detector_training_caches_its_networks_under_the_smears_scales():
     """A changed ruler brings the smears to other scales: the training must not read networks cached at the old ones
     (nor under another reading)."""
-    sys.path.insert(0, str(REPO / "train"))
     trainer = _script(REPO / "train" / "train_cell_detector.py", "train_cell_detector")
     from leuk.training.cell_detector import DetectorRecipe
 

@@ -111,9 +111,9 @@ def red_cell_ruler(rgb: np.ndarray, white: np.ndarray | None = None) -> RedCellR
     size, so in a crowded smear the sheets of touching red cells outweighed the cells themselves (the box-reference
     Aria smears, one magnification, read 13-33 px that way, 11-23 px per pixel). The peak is then read between every
     whole radius around it, so the same smear at 2x reads twice the diameter to a few percent (a drawn smear: 2.3%).
-    ``white`` (optional bool mask of the white cells, the picture's shape) is left out of the count. ``None`` when fewer than
-    :data:`MIN_RED_CELLS` red cells are there to read (a crop of one cell, a drawing). It reads the picture as
-    given: :func:`leuk.serving.detection.working_scale` hands it a copy no larger than :data:`RULER_SIDE`."""
+    ``white`` (optional bool mask of the white cells, the picture's shape) is left out of the count. ``None`` when
+    fewer than :data:`MIN_RED_CELLS` red cells are there to read (a crop of one cell, a drawing). It reads the
+    picture as given: :func:`leuk.serving.detection.working_scale` hands it a copy no larger than :data:`RULER_SIDE`."""
     import cv2
     from scipy import ndimage
 

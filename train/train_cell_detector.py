@@ -11,8 +11,8 @@ shipped before 2026-12-07 learned from). Each smear is first brought to the red-
 are split into 5 folds by blocks of 50 file numbers per class (neighbouring numbers tend to come from one smear
 session; Aria has no patient ids, so this is a proxy grouping, not a patient split); for each fold a detector is
 trained on the other four (threshold chosen on them) and finds the cells of the fold's smears through
-``find_white_cells`` as the app runs it, reading the heatmap as it is and averaged with the smear's mirror images. Every smear is thus scored by a detector that never saw its
-boxes; the mask-review smears' figures choose between the two ways of reading the heatmap (the 24 extra smears take
+``find_white_cells`` as the app runs it, reading the heatmap as it is and averaged with the smear's mirror images.
+Every smear is thus scored by a detector that never saw its boxes; the mask-review smears' figures choose between the two ways of reading the heatmap (the 24 extra smears take
 no part), the chosen way's boxes go to ``cv_boxes.csv`` (no pixels) and all figures to ``cell_detector.json``, and
 ``bench/bench_smear_cells.py`` scores them. **Shipped**: one detector trained on all 104 smears (threshold chosen on
 them), float16 safetensors in ``assets/cell_detector``, with the range of the red cells' hue over its smears

@@ -12,15 +12,15 @@ are split into 5 folds by blocks of 50 file numbers per class (neighbouring numb
 session; Aria has no patient ids, so this is a proxy grouping, not a patient split); for each fold a detector is
 trained on the other four (threshold chosen on them) and finds the cells of the fold's smears through
 ``find_white_cells`` as the app runs it, reading the heatmap as it is and averaged with the smear's mirror images.
-Every smear is thus scored by a detector that never saw its boxes; the mask-review smears' figures choose between the two ways of reading the heatmap (the 24 extra smears take
-no part), the chosen way's boxes go to ``cv_boxes.csv`` (no pixels) and all figures to ``cell_detector.json``, and
-``bench/bench_smear_cells.py`` scores them. **Shipped**: one detector trained on all 104 smears (threshold chosen on
-them), float16 safetensors in ``assets/cell_detector``, with the range of the red cells' hue over its smears
-(``red_cell_hue``): the app's ``auto`` finder leaves smears outside it (pink red cells of a stain it never saw) to the
-colour rule. Seeded; about 16 min per network on a 2-core CPU (six networks, about 1.5 h in all); the folds'
-networks are kept in ``--work`` under the recipe, the reading and the smears' working scales, so a rerun reads them and
-takes about 2 min (trained from nothing on another machine, the weights differ in floating point and the
-cross-validated figures by about 0.005).
+Every smear is thus scored by a detector that never saw its boxes; the mask-review smears' figures choose between the
+two ways of reading the heatmap (the 24 extra smears take no part), the chosen way's boxes go to ``cv_boxes.csv`` (no
+pixels) and all figures to ``cell_detector.json``, and ``bench/bench_smear_cells.py`` scores them. **Shipped**: one
+detector trained on all 104 smears (threshold chosen on them), float16 safetensors in ``assets/cell_detector``, with
+the range of the red cells' hue over its smears (``red_cell_hue``): the app's ``auto`` finder leaves smears outside it
+(pink red cells of a stain it never saw) to the colour rule. Seeded; about 16 min per network on a 2-core CPU (six
+networks, about 1.5 h in all); the folds' networks are kept in ``--work`` under the recipe, the reading and the
+smears' working scales, so a rerun reads them and takes about 2 min (trained from nothing on another machine, the
+weights differ in floating point and the cross-validated figures by about 0.005).
 """
 
 from __future__ import annotations

@@ -42,6 +42,8 @@ sys.path.insert(0, str(REPO / "train"))
 
 CLASSES = ("Benign", "Early", "Pre", "Pro")
 BLOCK = 50
+#: The reading the shipped detector learns from: the consensus of the reference's two readings.
+BOXES_DEFAULT = REPO / "assets" / "aria_reference" / "boxes_consensus.csv"
 
 
 def load_reference(data: Path, boxes_file: Path | None = None) -> list[dict]:
@@ -155,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per detector (default: the recipe's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--boxes", type=Path, default=REPO / "assets" / "aria_reference" / "boxes_consensus.csv",
+    parser.add_argument("--boxes", type=Path, default=BOXES_DEFAULT,
                         help="the reading of the box reference to learn from and score on (default: the consensus of "
                              "the two readings, what the shipped detector learned; the first reading: "
                              "assets/aria_reference/boxes.csv)")

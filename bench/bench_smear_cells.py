@@ -101,7 +101,7 @@ def score_reading(smears: list[dict], truth: str, found: str) -> dict:
         t, f = _read(smear, truth), _read(smear, found)
         matched, counted = match(t["white"], f["white"], t["smudge"])
         rows.append({"set": smear["set"], "class": smear["class"], "true": len(t["white"]), "doubtful": t["doubtful"],
-                     "counted": counted, "matched": matched})
+                     "counted": counted, "matched": matched, "shown": len(f["white"])})
     if not rows:
         return {}
     part = lambda key, values: {v: _figures([r for r in rows if r[key] == v]) for v in values
@@ -131,7 +131,7 @@ def against_readings(smears: list[dict], found: dict[str, list]) -> dict:
             truth = smear["readings"][reading]
             matched, counted = match(truth["white"], found[smear["image"]], truth["smudge"])
             rows.append({"set": smear["set"], "true": len(truth["white"]), "doubtful": truth["doubtful"],
-                         "counted": counted, "matched": matched})
+                         "counted": counted, "matched": matched, "shown": len(found[smear["image"]])})
         if rows:
             out[reading] = {"all": _figures(rows),
                             "per_set": {s: _figures([r for r in rows if r["set"] == s]) for s in ("mask-review", "extra")
@@ -180,6 +180,10 @@ def _figures(rows: list[dict]) -> dict:
     return {"smears": len(rows), "true_cells": true, "detections": counted,
             "precision": round(matched / max(counted, 1), 3), "recall": round(matched / max(true, 1), 3),
             "count_exact_share": round(float(np.mean([r["counted"] == r["true"] for r in rows])), 3),
+            # the count the apps' count line shows: every box, a box on a smudge included (the scoring above leaves
+            # those out, neither right nor wrong)
+            "count_exact_share_as_shown": round(float(np.mean([r["shown"] == r["true"] for r in rows])), 3),
+            "count_within_one_share_as_shown": round(float(np.mean([abs(r["shown"] - r["true"]) <= 1 for r in rows])), 3),
             # the count lies between the sure cells and all cells: right unless a doubtful box is decided
             "count_within_doubt_share": round(float(np.mean(
                 [r["true"] - r["doubtful"] <= r["counted"] <= r["true"] for r in rows])), 3),
@@ -211,7 +215,7 @@ def detection(registry, smears: list[dict], segmenter: str, segmenter_model: str
         matched, counted = match(smear["white"], boxes, smear["smudge"])
         rows.append({"image": smear["image"], "class": smear["class"], "set": smear["set"],
                      "true": len(smear["white"]), "doubtful": smear["doubtful"], "counted": counted, "matched": matched,
-                     "red_cell_px": None if ruler is None else round(ruler.diameter, 1)})
+                     "shown": len(boxes), "red_cell_px": None if ruler is None else round(ruler.diameter, 1)})
     out = {"segmenter": segmenter, "scored": "5-fold cross-validation (out-of-fold boxes)" if learned
            else "as shipped (nothing learned from these boxes)", "all": _figures(rows)}
     out["per_set"] = {name: _figures([r for r in rows if r["set"] == name]) for name in ("mask-review", "extra")}

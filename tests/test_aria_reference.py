@@ -86,6 +86,21 @@ def test_a_finder_against_both_readings(bench):
     assert bench.reading_agreement(unread) == {} and bench.against_readings(unread, found) == {}
 
 
+def test_the_count_as_shown_keeps_the_boxes_on_smudges(bench):
+    # the scoring leaves a box on a smudge out of the count; the apps' count line shows every box
+    smudge = (150, 150, 175, 172)
+    smear = _smear("Pre/a.jpg", [A, B], [A, B])
+    smear["smudge"] = [smudge]
+    smear["readings"]["second"]["smudge"] = [smudge]
+    found = {"Pre/a.jpg": [A, B, (151, 150, 175, 171)]}
+    readings = bench.against_readings([smear], found)
+    second = readings["second"]["all"]
+    assert second["count_exact_share"] == 1.0 and second["detections"] == 2
+    assert second["count_exact_share_as_shown"] == 0.0 and second["count_within_one_share_as_shown"] == 1.0
+    figures = bench._figures([{"true": 2, "doubtful": 0, "counted": 2, "matched": 2, "shown": 5}])
+    assert figures["count_exact_share"] == 1.0 and figures["count_within_one_share_as_shown"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def boxes_tool():
     return _script(REPO / "train" / "make_aria_boxes.py", "make_aria_boxes")

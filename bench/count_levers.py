@@ -11,10 +11,12 @@ them, ~1.5 h on a 2-core CPU) and tries two levers that need no retraining:
   9), box suppression between peaks (none, as shipped, or IoU above 0.5 or 0.3), and the threshold, all chosen
   together on each fold's training smears by the count exact there (ties: precision plus recall), as the shipped
   threshold is.
-- **A smudge flag**: a classifier of a box's colours (Lab lightness percentiles, the share of dark nuclear pixels,
-  saturation, texture, size; each against the smear's own median) trained on the consensus's white-cell and smudge
-  boxes of each fold's training smears, its cut chosen by an inner cross-validation over those folds (most smudges
-  flagged minus white cells flagged), and applied to the held-out smears' detections: a flagged box leaves the count.
+- **A smudge flag** (a random forest, boosted trees, a logistic regression; none shipped): a classifier of a box's
+  colours (:func:`box_features`: Lab lightness percentiles, the share of dark nuclear pixels, saturation, texture,
+  size, each against the smear's own median) trained on the consensus's white-cell and smudge boxes of each fold's
+  training smears, its cut chosen by an inner cross-validation over those folds (most smudges flagged minus white
+  cells flagged), and applied to the held-out smears' detections: a flagged box leaves the count. How firmly each
+  classifier chooses is measured too: its cut and flags again with the features moved by noise of 1e-5.
 
 Both are scored two ways: as scored (a box on a consensus smudge neither right nor wrong, the acceptance line's count)
 and as shown (every box counted, as the apps' count line does). Results: ``bench/results/count_levers.json``.
@@ -38,6 +40,10 @@ sys.path.insert(0, str(REPO / "train"))
 WINDOWS = (3, 5, 7, 9)
 SUPPRESS = (0.0, 0.5, 0.3)
 SHIPPED = (5, 0.0)
+#: What :func:`box_features` returns, in order (Lab as OpenCV scales it, against the smear's median).
+FEATURES = ("log_area_red_cells", "aspect", "lightness_p5", "lightness_p25", "lightness_p50", "a_p95", "b_p5",
+            "share_darker_40", "share_darker_60", "lightness_std", "saturation_p95", "log_texture", "share_violet")
+#: Cuts on the smudge probability the cross-validation chooses from.
 CUTS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
@@ -88,24 +94,64 @@ def in_smear_pixels(boxes: list, factor: float, shape: tuple[int, int]) -> list:
              min(width, int(np.ceil(x1 / factor))), min(height, int(np.ceil(y1 / factor)))) for x0, y0, x1, y1 in boxes]
 
 
-def box_features(smear: dict, box, median_lab: np.ndarray) -> list[float]:
-    """Colour, texture and size of one box (in the smear's own pixels), read at the working scale."""
+def smear_median_lab(work: np.ndarray) -> np.ndarray:
+    """The smear's median colour in OpenCV's 8-bit Lab: what every box is read against (mostly red cells)."""
     import cv2
 
-    work, f = smear["work"], smear["factor"]
+    lab = cv2.cvtColor(np.ascontiguousarray(work[..., :3]), cv2.COLOR_RGB2LAB)
+    return np.median(lab.reshape(-1, 3).astype(float), 0)
+
+
+def box_features(work: np.ndarray, box, median_lab: np.ndarray, size_unit: float = 13.0) -> list[float]:
+    """:data:`FEATURES` of one box (x0, y0, x1, y1 in ``work``'s pixels, the smear at the red-cell scale, where a
+    red cell is ``size_unit`` px across)."""
+    import cv2
+
     height, width = work.shape[:2]
-    x0, y0 = max(0, int(round(box[0] * f))), max(0, int(round(box[1] * f)))
-    x1, y1 = min(width, max(int(round(box[2] * f)), x0 + 1)), min(height, max(int(round(box[3] * f)), y0 + 1))
-    crop = work[y0:y1, x0:x1]
+    x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+    x0, y0 = min(x0, width - 1), min(y0, height - 1)
+    x1, y1 = min(width, max(int(round(box[2])), x0 + 1)), min(height, max(int(round(box[3])), y0 + 1))
+    crop = np.ascontiguousarray(work[y0:y1, x0:x1, :3])
     lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(float) - median_lab
     saturation = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV).reshape(-1, 3)[:, 1].astype(float)
     grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(float)
     texture = cv2.Laplacian(grey, cv2.CV_64F).var() if min(grey.shape) >= 3 else 0.0
     lightness, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     w, h = x1 - x0, y1 - y0
-    return [np.log(w * h / 13.0 ** 2), min(w, h) / max(w, h), *np.percentile(lightness, [5, 25, 50]),
-            np.percentile(a, 95), np.percentile(b, 5), np.mean(lightness < -40), np.mean(lightness < -60),
-            lightness.std(), np.percentile(saturation, 95), np.log1p(texture), np.mean(a - b > 40)]
+    return [float(np.log(w * h / size_unit ** 2)), min(w, h) / max(w, h), *np.percentile(lightness, [5, 25, 50]),
+            float(np.percentile(a, 95)), float(np.percentile(b, 5)), float(np.mean(lightness < -40)),
+            float(np.mean(lightness < -60)), float(lightness.std()), float(np.percentile(saturation, 95)),
+            float(np.log1p(texture)), float(np.mean(a - b > 40))]
+
+
+def classifiers() -> dict:
+    """The smudge classifiers tried, each called as ``fit(features, smudge, seed)`` -> a fitted classifier."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return {"random forest": lambda x, y, seed: RandomForestClassifier(
+                n_estimators=300, min_samples_leaf=3, class_weight="balanced_subsample", random_state=seed).fit(x, y),
+            "boosted trees": lambda x, y, seed: HistGradientBoostingClassifier(
+                max_iter=200, learning_rate=0.05, class_weight="balanced", random_state=seed).fit(x, y),
+            "logistic regression": lambda x, y, seed: make_pipeline(StandardScaler(), LogisticRegression(
+                C=0.1, class_weight="balanced", max_iter=5000)).fit(x, y)}
+
+
+def choose_cut(features: np.ndarray, smudge: np.ndarray, groups: np.ndarray, fit, cuts=CUTS,
+               seed: int = 0) -> tuple[float, dict[str, int]]:
+    """The cut on the smudge probability that flags the most smudges minus white cells when each group (fold) is
+    scored by ``fit`` (one of :func:`classifiers`) fitted on the others (ties: the higher cut), and what it flags
+    there."""
+    probability = np.zeros(len(smudge))
+    for group in np.unique(groups):
+        held = groups == group
+        probability[held] = fit(features[~held], smudge[~held], seed).predict_proba(features[held])[:, 1]
+    flagged = lambda cut: (int((probability[smudge] > cut).sum()), int((probability[~smudge] > cut).sum()))
+    cut = max(cuts, key=lambda c: (flagged(c)[0] - flagged(c)[1], c))
+    return float(cut), {"smudges_flagged": flagged(cut)[0], "smudges": int(smudge.sum()),
+                        "white_cells_flagged": flagged(cut)[1], "white_cells": int((~smudge).sum())}
 
 
 def figures(rows: list[dict]) -> dict:
@@ -135,12 +181,6 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "cell-detector")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "count_levers.json")
     args = parser.parse_args(argv)
-    import cv2
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from leuk.cell_detector import predict_maps
     from leuk.metrics import box_iou
     from leuk.training.cell_detector import THRESHOLDS, DetectorRecipe
@@ -199,42 +239,40 @@ def main(argv=None) -> int:
         "window": hindsight[0], "threshold": hindsight[1], "suppress_iou": hindsight[2],
         **figures(sum((rows(fold, hindsight, held_out=True) for fold in range(5)), []))}
 
-    # the smudge flag, on the shipped decoding's held-out boxes
-    medians = [np.median(cv2.cvtColor(s["work"], cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(float), 0) for s in smears]
+    # the smudge flag, on the shipped decoding's held-out boxes, learned fold by fold from the reference's boxes
+    medians = [smear_median_lab(s["work"]) for s in smears]
+    at_work = lambda i, box: [v * smears[i]["factor"] for v in box]
     reference = [(i, box, kind == "smudge") for i, s in enumerate(smears) for kind in ("white", "smudge")
                  for box in s[kind]]
-    x_ref = np.array([box_features(smears[i], box, medians[i]) for i, box, _ in reference])
+    x_ref = np.array([box_features(smears[i]["work"], at_work(i, box), medians[i]) for i, box, _ in reference])
     y_ref = np.array([smudge for _, _, smudge in reference])
     fold_ref = np.array([fold_of[i] for i, _, _ in reference])
-    models = {"boosted trees": lambda: HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05,
-                                                                      class_weight="balanced", random_state=0),
-              "logistic regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(
-                  C=0.1, class_weight="balanced", max_iter=5000))}
+    models = classifiers()
     results["smudge_flag"] = {"reference_boxes": {"white": int((~y_ref).sum()), "smudge": int(y_ref.sum())}}
+    # how firmly each chooses: the cut and the flags out of fold on the reference boxes, and again with the features
+    # moved by noise of 1e-5 (a flag whose choice moves with that is not one to ship)
+    jitter = x_ref + np.random.default_rng(0).normal(scale=1e-5, size=x_ref.shape)
+    results["smudge_flag"]["stability"] = {
+        name: {"as read": choose_cut(x_ref, y_ref, fold_ref, model), "features moved by 1e-5":
+               choose_cut(jitter, y_ref, fold_ref, model)} for name, model in models.items()}
+    print("smudge flag, stability", json.dumps(results["smudge_flag"]["stability"]), flush=True)
     for name, model in models.items():
         held, flagged, cuts = [], Counter(), []
         for fold in range(5):
             train = fold_ref != fold
-            inner = np.zeros(train.sum())
-            for other in sorted(set(fold_ref[train])):
-                part = fold_ref[train] == other
-                inner[part] = model().fit(x_ref[train][~part], y_ref[train][~part]).predict_proba(
-                    x_ref[train][part])[:, 1]
-            truth = y_ref[train]
-            cut = max(CUTS, key=lambda c: (int((inner[truth] > c).sum()) - int((inner[~truth] > c).sum()), c))
+            cut, _ = choose_cut(x_ref[train], y_ref[train], fold_ref[train], model)
+            fitted = model(x_ref[train], y_ref[train], 0)
             cuts.append(cut)
-            fitted = model().fit(x_ref[train], y_ref[train])
             for i, s in enumerate(smears):
                 if fold_of[i] != fold:
                     continue
                 boxes = boxes_of(fold, i, *chosen_shipped[fold])
-                features = np.array([box_features(s, b, medians[i]) for b in boxes])
-                p = fitted.predict_proba(features)[:, 1] if boxes else []
-                kept = [b for b, q in zip(boxes, p) if q <= cut]
+                features = np.array([box_features(s["work"], at_work(i, b), medians[i]) for b in boxes])
+                flags = fitted.predict_proba(features)[:, 1] > cut if boxes else []
                 flagged.update("white" if any(box_iou(b, t) >= 0.5 for t in s["white"]) else
                                "smudge" if any(box_iou(b, t) >= 0.5 for t in s["smudge"]) else "neither"
-                               for b, q in zip(boxes, p) if q > cut)
-                held.append(score(s, kept))
+                               for b, f in zip(boxes, flags) if f)
+                held.append(score(s, [b for b, f in zip(boxes, flags) if not f]))
         results["smudge_flag"][name] = {"cuts": cuts, "flagged": dict(flagged), **figures(held)}
         print("smudge flag,", name, json.dumps(results["smudge_flag"][name]), flush=True)
     results["seconds"] = round(time.time() - started)

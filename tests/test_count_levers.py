@@ -1,6 +1,7 @@
-"""``bench/count_levers.py`` tries other ways of reading the detector's heatmap; its baseline must be the shipped
-reading, or its comparison says nothing. Checked against :func:`leuk.cell_detector.decode` and
-:func:`leuk.serving.smear_geometry.rescale_cells` as oracles, on random heatmaps."""
+"""``bench/count_levers.py`` tries other ways of reading the detector's heatmap and a smudge flag; its baseline must
+be the shipped reading, or its comparison says nothing. Checked against :func:`leuk.cell_detector.decode` and
+:func:`leuk.serving.smear_geometry.rescale_cells` as oracles on random heatmaps, and its cross-validated cut against
+scikit-learn's own cross-validation."""
 
 from __future__ import annotations
 
@@ -61,8 +62,42 @@ def test_boxes_go_back_to_the_smear_as_the_apps_map_them(levers, factor):
 def test_box_features_are_finite_for_every_box_shape(levers):
     rng = np.random.default_rng(0)
     work = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
-    smear = {"work": work, "factor": 0.5}
-    median = np.median(work.reshape(-1, 3).astype(float), 0)
-    for box in [(0, 0, 40, 40), (10, 10, 12, 11), (150, 110, 160, 120), (0, 0, 1, 1)]:
-        features = levers.box_features(smear, box, median)
-        assert len(features) == 13 and np.all(np.isfinite(features))
+    median = levers.smear_median_lab(work)
+    for box in [(0, 0, 40, 40), (5, 5, 6, 5.5), (75, 55, 80, 60), (0, 0, 1, 1), (79.6, 59.6, 80, 60)]:
+        features = levers.box_features(work, box, median)
+        assert len(features) == len(levers.FEATURES) and np.all(np.isfinite(features))
+
+
+def test_a_dark_nucleus_reads_darker_than_a_pale_smudge(levers):
+    import cv2
+
+    work = np.full((80, 120, 3), (200, 180, 200), np.uint8)  # lavender red cells and background
+    cv2.circle(work, (30, 40), 14, (90, 40, 140), -1)          # a violet nucleus
+    cv2.circle(work, (90, 40), 16, (185, 150, 200), -1)        # a pale smudge
+    median = levers.smear_median_lab(work)
+    nucleus = dict(zip(levers.FEATURES, levers.box_features(work, (16, 26, 45, 55), median)))
+    smudge = dict(zip(levers.FEATURES, levers.box_features(work, (74, 24, 107, 57), median)))
+    assert nucleus["lightness_p25"] < smudge["lightness_p25"] - 40
+    assert nucleus["share_darker_40"] > 0.5 > smudge["share_darker_40"]
+
+
+@pytest.mark.parametrize("name", ["random forest", "logistic regression"])
+def test_the_cut_is_chosen_on_out_of_fold_probabilities_as_scikit_learn_computes_them(levers, name):
+    from sklearn.base import clone
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(150, len(levers.FEATURES)))
+    smudge = np.r_[np.zeros(120, bool), np.ones(30, bool)]
+    table[smudge, 2:5] += 1.8  # smudges paler
+    table[smudge, 7] -= 1.5    # and with fewer dark pixels
+    groups = np.arange(150) % 5
+    fit = levers.classifiers()[name]
+    cut, held_out = levers.choose_cut(table, smudge, groups, fit)
+    oracle = cross_val_predict(clone(fit(table, smudge, 0)), table, smudge, groups=groups, cv=LeaveOneGroupOut(),
+                               method="predict_proba")[:, 1]
+    gain = {c: int((oracle[smudge] > c).sum()) - int((oracle[~smudge] > c).sum()) for c in levers.CUTS}
+    assert gain[cut] == max(gain.values()) and cut == max(c for c in levers.CUTS if gain[c] == gain[cut])
+    assert held_out == {"smudges_flagged": int((oracle[smudge] > cut).sum()), "smudges": 30,
+                        "white_cells_flagged": int((oracle[~smudge] > cut).sum()), "white_cells": 120}
+    assert held_out["smudges_flagged"] >= 15 and held_out["white_cells_flagged"] < 10  # most smudges, few cells

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -130,18 +130,47 @@ def decode(output: torch.Tensor, threshold: float, size_unit: float, shape: tupl
 
 
 @torch.no_grad()
-def predict_maps(net: CellCentreNet, rgb: np.ndarray, *, flips: bool = False) -> torch.Tensor:
-    """The network's output (3, h, w) for one smear; ``flips``: the mean over the smear as it is and mirrored
-    left-right, top-bottom and both (heatmap averaged as probabilities, then back to a logit; log sizes averaged)."""
+def _flipped_maps(net: CellCentreNet, rgb: np.ndarray, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(heatmap probabilities (h, w), log sizes (2, h, w)) of one view; ``flips``: the mean over the smear as it is
+    and mirrored left-right, top-bottom and both."""
     pixels = torch.from_numpy(standardise(rgb))[None]
     if not flips:
-        return net(pixels)[0]
+        output = net(pixels)[0]
+        return output[0].sigmoid(), output[1:]
     views = [(), (3,), (2,), (2, 3)]
     batch = torch.cat([pixels.flip(dims) if dims else pixels for dims in views])
     outputs = net(batch)
     outputs = torch.stack([out.flip([d - 1 for d in dims]) if dims else out for out, dims in zip(outputs, views)])
-    heat = outputs[:, 0].sigmoid().mean(0).clamp(1e-6, 1 - 1e-6)
-    return torch.cat([torch.logit(heat)[None], outputs[:, 1:].mean(0)])
+    return outputs[:, 0].sigmoid().mean(0), outputs[:, 1:].mean(0)
+
+
+@torch.no_grad()
+def predict_maps(net: CellCentreNet, rgb: np.ndarray, *, flips: bool = False,
+                 scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+    """The network's output (3, h, w) for one smear; ``flips``: the mean over the smear as it is and mirrored
+    left-right, top-bottom and both; ``scales``: the mean over the smear resized by each factor, every view's maps
+    brought back to the smear's own heatmap grid (bilinear) and its log sizes to the smear's pixels (heatmaps averaged
+    as probabilities, then back to a logit; log sizes averaged). Averaging over nearby scales makes the reading less
+    sensitive to the exact scale the red-cell ruler set."""
+    import cv2
+
+    if not flips and tuple(scales) == (1.0,):  # one view: the network's own output, logits unclamped
+        return net(torch.from_numpy(standardise(rgb))[None])[0]
+    heats, sizes, grid = [], [], None
+    for scale in sorted(scales, key=lambda s: s != 1.0):  # the smear as it is first: its grid is the output's
+        view = rgb if scale == 1.0 else cv2.resize(rgb, None, fx=scale, fy=scale,
+                                                   interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        heat, size = _flipped_maps(net, view, flips)
+        if grid is None:
+            grid = heat.shape if scale == 1.0 else tuple(-(-n // STRIDE) for n in rgb.shape[:2])
+        if heat.shape != grid:
+            both = F.interpolate(torch.cat([heat[None], size])[None], size=grid, mode="bilinear",
+                                 align_corners=False)[0]
+            heat, size = both[0], both[1:]
+        heats.append(heat)
+        sizes.append(size - float(np.log(scale)))
+    heat = torch.stack(heats).mean(0).clamp(1e-6, 1 - 1e-6)
+    return torch.cat([torch.logit(heat)[None], torch.stack(sizes).mean(0)])
 
 
 @dataclass
@@ -153,11 +182,13 @@ class LoadedCellDetector:
     threshold: float
     size_unit: float
     flips: bool = False
+    #: the factors the smear is also read at (:func:`predict_maps`); ``(1.0,)``: as it is only
+    scales: tuple[float, ...] = (1.0,)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """The white cells of ``rgb`` (uint8 RGB at the red-cell scale), strongest first."""
-        output = predict_maps(self.net, rgb, flips=self.flips)
+        output = predict_maps(self.net, rgb, flips=self.flips, scales=self.scales)
         return decode(output, self.threshold, self.size_unit, rgb.shape[:2])
 
 
@@ -201,4 +232,5 @@ def _load(folder: str) -> LoadedCellDetector:
     net = CellCentreNet(tuple(meta.get("widths", WIDTHS)))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / WEIGHTS_FILE)).items()})
     return LoadedCellDetector(net=net.eval(), threshold=float(meta["threshold"]), size_unit=float(meta["size_unit"]),
-                              flips=bool(meta.get("flips", False)), meta=meta)
+                              flips=bool(meta.get("flips", False)),
+                              scales=tuple(float(v) for v in meta.get("scales", (1.0,))), meta=meta)

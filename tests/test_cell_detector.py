@@ -190,13 +190,15 @@ def test_the_bundled_detector_loads_with_its_recipe_and_cross_validated_figures(
     assert "Aria" in meta["trained_on"] and meta["recipe"]["seed"] == 0
     cv = meta["cross_validation"]
     assert cv["folds"] == 5 and cv["all"]["smears"] == 104
-    assert set(cv["per_set"]) == {"mask-review", "extra"} and set(cv["variants"]) == {"plain", "flips"}
+    assert set(cv["per_set"]) == {"mask-review", "extra"}
+    assert set(cv["variants"]) == {"plain", "flips", "flips and scales"}
     # the shipped reading is the one the mask-review smears chose, and the figures shown are that reading's
     review = {name: v["per_set"]["mask-review"] for name, v in cv["variants"].items()}
-    chosen = "flips" if loaded.flips else "plain"
-    assert cv["flips"] == loaded.flips and cv["all"] == cv["variants"][chosen]["all"]
+    chosen = cv["variant"]
+    assert (cv["flips"], tuple(cv["scales"])) == (loaded.flips, loaded.scales) == (meta["flips"], tuple(meta["scales"]))
+    assert cv["all"] == cv["variants"][chosen]["all"]
     key = lambda f: (f["count_exact_share"], f["precision"] + f["recall"])
-    assert key(review[chosen]) >= key(review["plain" if loaded.flips else "flips"])
+    assert all(key(review[chosen]) >= key(figures) for figures in review.values())
 
 
 def test_the_detector_path_keeps_the_detector_boxes_and_gives_each_cell_its_pixels():
@@ -219,3 +221,30 @@ def test_the_detector_path_keeps_the_detector_boxes_and_gives_each_cell_its_pixe
     x0, y0, x1, y1 = first.box
     assert first.mask[y0:y1, x0:x1].sum() == first.mask.sum() > 300
     assert all(c.skipped is not None and c.skipped.startswith("overlapping") for c in found.cells)
+
+
+def test_the_multiscale_reading_averages_the_resized_views_on_the_smear_grid(tiny_run):
+    """``scales``: each resized view's maps brought back to the smear's heatmap grid, its log sizes to the smear's
+    pixels; one scale of 1 is the reading it was."""
+    import cv2
+    import torch.nn.functional as F
+
+    from leuk.cell_detector import predict_maps
+
+    smears, _, net, _, _ = tiny_run
+    rgb = smears[1].rgb
+    assert torch.equal(predict_maps(net, rgb, flips=True, scales=(1.0,)), predict_maps(net, rgb, flips=True))
+    many = predict_maps(net, rgb, flips=True, scales=(0.85, 1.0, 1.15))
+    assert many.shape == predict_maps(net, rgb).shape
+    heats, sizes = [], []
+    for scale in (1.0, 0.85, 1.15):
+        view = rgb if scale == 1 else cv2.resize(rgb, None, fx=scale, fy=scale,
+                                                 interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        out = predict_maps(net, view, flips=True)
+        out = torch.cat([out[:1].sigmoid(), out[1:]])  # probabilities are what is resampled and averaged
+        if out.shape != many.shape:
+            out = F.interpolate(out[None], size=many.shape[-2:], mode="bilinear", align_corners=False)[0]
+        heats.append(out[0])
+        sizes.append(out[1:] - float(np.log(scale)))
+    assert torch.allclose(many[0].sigmoid(), torch.stack(heats).mean(0), atol=1e-4)
+    assert torch.allclose(many[1:], torch.stack(sizes).mean(0), atol=1e-4)

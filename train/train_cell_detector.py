@@ -11,15 +11,16 @@ shipped before 2026-12-07 learned from). Each smear is first brought to the red-
 are split into 5 folds by blocks of 50 file numbers per class (neighbouring numbers tend to come from one smear
 session; Aria has no patient ids, so this is a proxy grouping, not a patient split); for each fold a detector is
 trained on the other four (threshold chosen on them) and finds the cells of the fold's smears through
-``find_white_cells`` as the app runs it, reading the heatmap as it is and averaged with the smear's mirror images.
+``find_white_cells`` as the app runs it, reading the heatmap three ways (``VARIANTS``: as it is, averaged with the
+smear's mirror images, and that again at 0.85 and 1.15 times the red-cell scale).
 Every smear is thus scored by a detector that never saw its boxes; the mask-review smears' figures choose between the
-two ways of reading the heatmap (the 24 extra smears take no part), the chosen way's boxes go to ``cv_boxes.csv`` (no
+ways of reading the heatmap (the 24 extra smears take no part), the chosen way's boxes go to ``cv_boxes.csv`` (no
 pixels) and all figures to ``cell_detector.json``, and ``bench/bench_smear_cells.py`` scores them. **Shipped**: one
 detector trained on all 104 smears (threshold chosen on them), float16 safetensors in ``assets/cell_detector``, with
 the range of the red cells' hue over its smears (``red_cell_hue``): the app's ``auto`` finder leaves smears outside it
 (pink red cells of a stain it never saw) to the colour rule. Seeded; about 16 min per network on a 2-core CPU (six
 networks, about 1.5 h in all); the folds' networks are kept in ``--work`` under the recipe, the reading and the
-smears' working scales, so a rerun reads them and takes about 2 min (trained from nothing on another machine, the
+smears' working scales, so a rerun reads them and takes about 6 min (trained from nothing on another machine, the
 weights differ in floating point and the cross-validated figures by about 0.005).
 """
 
@@ -131,21 +132,25 @@ def fit(smears: list[dict], recipe, label: str, cache: Path | None = None):
     return net
 
 
-def ready(net, smears: list[dict], recipe, flips: bool, label: str):
-    """The network with the threshold its training smears choose (``flips``: averaged over mirrored copies)."""
+def ready(net, smears: list[dict], recipe, variant: str, label: str):
+    """The network with the threshold its training smears choose, read as ``variant`` (:data:`VARIANTS`)."""
     from leuk.cell_detector import LoadedCellDetector
     from leuk.training.cell_detector import choose_threshold
 
-    threshold, figures = choose_threshold(net, boxed(smears), recipe.size_unit, flips=flips)
-    print(f"{label}{' (flips)' if flips else ''}: threshold {threshold} on its {len(smears)} training smears {figures}",
-          flush=True)
-    return LoadedCellDetector(net=net, threshold=threshold, size_unit=recipe.size_unit, flips=flips), figures
+    flips, scales = VARIANTS[variant]
+    threshold, figures = choose_threshold(net, boxed(smears), recipe.size_unit, flips=flips, scales=scales)
+    print(f"{label} ({variant}): threshold {threshold} on its {len(smears)} training smears {figures}", flush=True)
+    return LoadedCellDetector(net=net, threshold=threshold, size_unit=recipe.size_unit, flips=flips,
+                              scales=scales), figures
 
 
-#: The two ways of reading the heatmap the cross-validation compares: the smear as it is, or averaged with its
-#: mirrored copies. The one with the higher count-exact share on the mask-review smears' held-out folds (ties: precision
-#: plus recall) is shipped; the extra smears do not take part in the choice.
-VARIANTS = (False, True)
+#: The ways of reading the heatmap the cross-validation compares, as (flips, scales) of
+#: :func:`leuk.cell_detector.predict_maps`: the smear as it is; averaged with its mirrored copies; and that again at
+#: 0.85 and 1.15 times the red-cell scale (less sensitive to the exact scale the ruler set: a smear and its 2x
+#: enlargement, whose rulers differ by a few percent, then give the same cells more often). The one with the higher
+#: count-exact share on the mask-review smears' held-out folds (ties: precision plus recall) is shipped; the extra
+#: smears do not take part in the choice.
+VARIANTS = {"plain": (False, (1.0,)), "flips": (True, (1.0,)), "flips and scales": (True, (0.85, 1.0, 1.15))}
 
 
 def main(argv=None) -> int:
@@ -183,7 +188,7 @@ def main(argv=None) -> int:
     hues = [s["red_cell_hue"] for s in smears if s["red_cell_hue"] is not None]
     meta["red_cell_hue"] = [round(min(hues), 1), round(max(hues), 1)]
     args.out.mkdir(parents=True, exist_ok=True)
-    flips = False
+    chosen = "plain"
     if args.folds:
         fold_of = folds_of(smears, args.folds, args.seed)
         rows = {v: [] for v in VARIANTS}
@@ -211,25 +216,28 @@ def main(argv=None) -> int:
             "per_class": {label: figures([r for r in rows[variant] if r["class"] == label]) for label in CLASSES}}
             for variant in VARIANTS}
         review = lambda v: summary[v]["per_set"]["mask-review"]
-        flips = max(VARIANTS, key=lambda v: (review(v)["count_exact_share"], review(v)["precision"] + review(v)["recall"]))
+        # the first of equals wins: the simpler reading unless a richer one counts better
+        chosen = max(VARIANTS, key=lambda v: (review(v)["count_exact_share"],
+                                              review(v)["precision"] + review(v)["recall"]))
         meta["cross_validation"] = {
             "folds": args.folds, "grouping": f"blocks of {BLOCK} file numbers per class",
-            "flips": flips, **summary[flips],
-            "variants": {("flips" if v else "plain"): summary[v] for v in VARIANTS},
-            "choice": "flips or plain by the count-exact share (ties: precision + recall) on the mask-review smears' "
-                      "held-out folds; the extra smears took no part"}
+            "variant": chosen, "flips": VARIANTS[chosen][0], "scales": list(VARIANTS[chosen][1]), **summary[chosen],
+            "variants": summary,
+            "choice": f"{', '.join(VARIANTS)} by the count-exact share (ties: precision + recall) on the mask-review "
+                      "smears' held-out folds; the extra smears took no part"}
         print(json.dumps(meta["cross_validation"], indent=1), flush=True)
         with open(args.out / "cv_boxes.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=["image", "fold", "x0", "y0", "x1", "y1"])
             writer.writeheader()
-            writer.writerows(boxes_out[flips])
+            writer.writerows(boxes_out[chosen])
             # a smear with no detection still has its fold on record
-            seen = {b["image"] for b in boxes_out[flips]}
+            seen = {b["image"] for b in boxes_out[chosen]}
             writer.writerows({"image": r["image"], "fold": r["fold"], "x0": "", "y0": "", "x1": "", "y1": ""}
-                             for r in rows[flips] if r["image"] not in seen)
+                             for r in rows[chosen] if r["image"] not in seen)
     net = fit(smears, recipe, "all smears", args.work / f"{cache_key(recipe, args.boxes, factors)}-all.safetensors")
-    detector, training_figures = ready(net, smears, recipe, flips, "all smears")
-    meta.update(threshold=detector.threshold, size_unit=recipe.size_unit, flips=flips,
+    detector, training_figures = ready(net, smears, recipe, chosen, "all smears")
+    meta.update(threshold=detector.threshold, size_unit=recipe.size_unit, flips=detector.flips,
+                scales=list(detector.scales),
                 training_smears_figures=training_figures)
     save_cell_detector(detector.net, args.out, meta)
     print(f"-> {args.out}")

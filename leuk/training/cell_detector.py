@@ -186,10 +186,12 @@ def detection_figures(rows: Sequence[tuple[int, int, int]]) -> dict[str, float]:
 
 
 def choose_threshold(net: CellCentreNet, smears: Sequence[BoxedSmear], size_unit: float,
-                     thresholds: Sequence[float] = THRESHOLDS, *, flips: bool = False) -> tuple[float, dict[str, float]]:
+                     thresholds: Sequence[float] = THRESHOLDS, *, flips: bool = False,
+                     scales: Sequence[float] = (1.0,)) -> tuple[float, dict[str, float]]:
     """The threshold under which ``smears`` (the training smears) are counted exactly most often (ties: the higher
-    precision plus recall), and its figures there (``flips``: as :func:`leuk.cell_detector.predict_maps`)."""
-    outputs = [predict_maps(net, smear.rgb, flips=flips) for smear in smears]
+    precision plus recall), and its figures there (``flips``, ``scales``: as
+    :func:`leuk.cell_detector.predict_maps`)."""
+    outputs = [predict_maps(net, smear.rgb, flips=flips, scales=scales) for smear in smears]
     best = None
     for threshold in thresholds:
         rows = []

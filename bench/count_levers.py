@@ -48,26 +48,11 @@ CUTS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
 def candidates(output, window: int, size_unit: float, shape: tuple[int, int], floor: float = 0.15) -> list:
-    """(score, box) of every heatmap peak above ``floor`` that is the highest within ``window``, strongest first,
-    boxes read and rounded as :func:`leuk.cell_detector.decode` does."""
-    import torch
-    import torch.nn.functional as F
+    """(score, box) of every heatmap peak above ``floor`` that is the highest within ``window``, strongest first
+    (:func:`leuk.cell_detector.decode`), so that any threshold above ``floor`` can be tried without decoding again."""
+    from leuk.cell_detector import decode
 
-    from leuk.cell_detector import STRIDE
-
-    heat = output[0].sigmoid()
-    top = F.max_pool2d(heat[None, None], window, 1, window // 2)[0, 0]
-    ys, xs = torch.nonzero((heat == top) & (heat > floor), as_tuple=True)
-    height, width = shape
-    found = []
-    for y, x in zip(ys.tolist(), xs.tolist()):
-        w, h = (output[1:, y, x].exp() * size_unit).tolist()
-        cx, cy = (x + 0.5) * STRIDE, (y + 0.5) * STRIDE
-        box = (max(0, int(round(cx - w / 2))), max(0, int(round(cy - h / 2))),
-               min(width, int(round(cx + w / 2))), min(height, int(round(cy + h / 2))))
-        if box[2] > box[0] and box[3] > box[1]:
-            found.append((float(heat[y, x]), box))
-    return sorted(found, key=lambda t: -t[0])
+    return [(d.score, d.box) for d in decode(output, floor, size_unit, shape, window=window)]
 
 
 def keep(found: list, threshold: float, suppress: float) -> list:

@@ -110,12 +110,13 @@ class Detection:
     score: float
 
 
-def decode(output: torch.Tensor, threshold: float, size_unit: float, shape: tuple[int, int]) -> list[Detection]:
+def decode(output: torch.Tensor, threshold: float, size_unit: float, shape: tuple[int, int],
+           window: int = PEAK_WINDOW) -> list[Detection]:
     """The detections of one output map (3, h, w): every heatmap pixel above ``threshold`` that is the highest within
-    :data:`PEAK_WINDOW`, with the box read at it (``size_unit`` px per unit; ``shape``: the picture's height and
-    width, to clip to), strongest first."""
+    ``window`` heatmap pixels (odd), with the box read at it (``size_unit`` px per unit; ``shape``: the picture's
+    height and width, to clip to), strongest first."""
     heat = output[0].sigmoid()
-    top = F.max_pool2d(heat[None, None], PEAK_WINDOW, 1, PEAK_WINDOW // 2)[0, 0]
+    top = F.max_pool2d(heat[None, None], window, 1, window // 2)[0, 0]
     ys, xs = torch.nonzero((heat == top) & (heat > threshold), as_tuple=True)
     height, width = shape
     found = []

@@ -166,13 +166,15 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "cell-detector")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "count_levers.json")
     args = parser.parse_args(argv)
-    from leuk.cell_detector import predict_maps
+    from leuk.cell_detector import load_cell_detector, predict_maps
     from leuk.metrics import box_iou
     from leuk.training.cell_detector import THRESHOLDS, DetectorRecipe
     from train_cell_detector import BOXES_DEFAULT, cache_key, fit, folds_of, load_reference
 
     started = time.time()
-    recipe = DetectorRecipe()
+    # the shipped detector's recipe and reading, so that the folds are the ones its cross-validation trained
+    shipped = load_cell_detector()
+    recipe = DetectorRecipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in shipped.meta["recipe"].items()})
     smears = load_reference(args.data, BOXES_DEFAULT)
     fold_of = folds_of(smears, 5, recipe.seed)
     key = cache_key(recipe, BOXES_DEFAULT, [s["factor"] for s in smears])
@@ -181,7 +183,8 @@ def main(argv=None) -> int:
     for fold in range(5):
         net = fit([s for s, f in zip(smears, fold_of) if f != fold], recipe, f"fold {fold + 1}/5",
                   args.work / f"{key}-fold{fold}.safetensors")
-        maps.append([predict_maps(net, s["work"], flips=True) for s in smears])
+        maps.append([predict_maps(net, s["work"], flips=shipped.flips, scales=shipped.scales)
+                     for s in smears])
         print(f"fold {fold + 1}/5: maps read ({time.time() - started:.0f} s)", flush=True)
     found = {(fold, window): [candidates(maps[fold][i], window, recipe.size_unit, s["work"].shape[:2])
                               for i, s in enumerate(smears)] for fold in range(5) for window in WINDOWS}

@@ -153,13 +153,14 @@ def test_the_committed_consensus_is_what_the_readings_and_decisions_give(boxes_t
 
 def test_the_detector_training_caches_its_networks_under_the_smears_scales():
     """A changed ruler brings the smears to other scales: the training must not read networks cached at the old ones
-    (nor under another reading)."""
+    (nor under another reading or another recipe)."""
     trainer = _script(REPO / "train" / "train_cell_detector.py", "train_cell_detector")
     from leuk.training.cell_detector import DetectorRecipe
 
     recipe = DetectorRecipe(seed=0)
     first, consensus = REFERENCE / "boxes.csv", REFERENCE / "boxes_consensus.csv"
     keys = {trainer.cache_key(recipe, first, [1.0, 0.87]), trainer.cache_key(recipe, first, [1.0, 0.9]),
-            trainer.cache_key(recipe, consensus, [1.0, 0.87]), trainer.cache_key(DetectorRecipe(seed=1), first, [1.0, 0.87])}
-    assert len(keys) == 4
+            trainer.cache_key(recipe, consensus, [1.0, 0.87]), trainer.cache_key(DetectorRecipe(seed=1), first, [1.0, 0.87]),
+            trainer.cache_key(DetectorRecipe(seed=0, smudges="background"), first, [1.0, 0.87])}
+    assert len(keys) == 5
     assert trainer.cache_key(recipe, first, [1.0, 0.87]) == trainer.cache_key(recipe, first, [1.0, 0.87000001])

@@ -109,6 +109,23 @@ def test_augmented_crops_keep_their_boxes_on_their_cells():
     assert checked > 30
 
 
+def test_smudges_are_ignored_or_background_as_the_recipe_says():
+    """A smudge box is left out of the heatmap loss by default; under ``smudges="background"`` it is background like
+    the rest of the smear, so its pixels weigh in the loss."""
+    smear = BoxedSmear(rgb=drawn([(30, 30, 10), (66, 66, 12)]), white=[(20, 20, 41, 41)], smudge=[(54, 54, 79, 79)])
+    weights = {}
+    for smudges in ("ignored", "background"):
+        recipe = DetectorRecipe(crop=96, scale_range=(1.0, 1.0), smudges=smudges)
+        rgb, white, ignore, void = augment(smear, recipe, np.random.default_rng(0))
+        assert len(white) == 1 and len(ignore) == (1 if smudges == "ignored" else 0)
+        _, weight, _, _ = targets(rgb.shape[:2], white, ignore, void, recipe.size_unit)
+        weights[smudges] = weight
+    # the smudge lands somewhere after the turns and flip, but it is the one place the two weights differ
+    assert (weights["ignored"] == 0).sum() >= 100 and (weights["background"] == 1).all()
+    with pytest.raises(ValueError, match="smudges"):
+        DetectorRecipe(smudges="negative")
+
+
 def test_a_cell_the_crop_cuts_is_a_target_while_most_of_it_shows_and_ignored_after():
     boxes = np.array([[10, 10, 30, 30],     # inside: kept as is
                       [-10, 40, 10, 60],    # half shows at the left edge: a target, cut

@@ -6,7 +6,8 @@ cross-validated figures, and write the bundled detector::
 
 It learns from the consensus of the reference's two readings (``assets/aria_reference/boxes_consensus.csv``,
 ``train/make_aria_boxes.py``; ``--boxes`` names another reading, e.g. the first, ``boxes.csv``, which the detector
-shipped before 2026-12-07 learned from). Each smear is first brought to the red-cell scale as the app does
+shipped before 2026-12-07 learned from). Smudge boxes are background to the loss (``--smudges ignored``: left out
+of it, as for the detector shipped before 2026-12-07's evening). Each smear is first brought to the red-cell scale as the app does
 (``leuk.serving.detection.at_working_scale``), and its boxes with it. **Cross-validation**: the 104 reference smears
 are split into 5 folds by blocks of 50 file numbers per class (neighbouring numbers tend to come from one smear
 session; Aria has no patient ids, so this is a proxy grouping, not a patient split); for each fold a detector is
@@ -18,8 +19,8 @@ ways of reading the heatmap (the 24 extra smears take no part), the chosen way's
 pixels) and all figures to ``cell_detector.json``, and ``bench/bench_smear_cells.py`` scores them. **Shipped**: one
 detector trained on all 104 smears (threshold chosen on them), float16 safetensors in ``assets/cell_detector``, with
 the range of the red cells' hue over its smears (``red_cell_hue``): the app's ``auto`` finder leaves smears outside it
-(pink red cells of a stain it never saw) to the colour rule. Seeded; about 16 min per network on a 2-core CPU (six
-networks, about 1.5 h in all); the folds' networks are kept in ``--work`` under the recipe, the reading and the
+(pink red cells of a stain it never saw) to the colour rule. Seeded; 10-16 min per network on a 2-core CPU (six
+networks, 1-1.5 h in all); the folds' networks are kept in ``--work`` under the recipe, the reading and the
 smears' working scales, so a rerun reads them and takes about 6 min (trained from nothing on another machine, the
 weights differ in floating point and the cross-validated figures by about 0.005).
 """
@@ -166,6 +167,10 @@ def main(argv=None) -> int:
                         help="the reading of the box reference to learn from and score on (default: the consensus of "
                              "the two readings, what the shipped detector learned; the first reading: "
                              "assets/aria_reference/boxes.csv)")
+    parser.add_argument("--smudges", choices=("background", "ignored"), default="background",
+                        help="what the reference's smudge boxes are to the training loss: background, so the detector "
+                             "learns not to fire on them (default, the shipped detector), or neither cell nor background "
+                             "(the detector shipped before)")
     args = parser.parse_args(argv)
     import torch
 
@@ -174,7 +179,8 @@ def main(argv=None) -> int:
     from leuk.serving.detection import find_white_cells
     from leuk.training.cell_detector import DetectorRecipe, detection_figures
 
-    recipe = DetectorRecipe(seed=args.seed, **({} if args.steps is None else {"steps": args.steps}))
+    recipe = DetectorRecipe(seed=args.seed, smudges=args.smudges,
+                            **({} if args.steps is None else {"steps": args.steps}))
     smears = load_reference(args.data, args.boxes)
     factors = [s["factor"] for s in smears]
     meta = {"recipe": {k: getattr(recipe, k) for k in recipe.__dataclass_fields__},
@@ -182,7 +188,8 @@ def main(argv=None) -> int:
                           f"(assets/aria_reference/{args.boxes.name}), at the red-cell scale",
             "command": "python train/train_cell_detector.py --data ../shared/datasets/aria-real"
                        + ("" if args.folds == 5 else f" --folds {args.folds}")
-                       + ("" if args.boxes.name == "boxes_consensus.csv" else f" --boxes assets/aria_reference/{args.boxes.name}"),
+                       + ("" if args.boxes.name == "boxes_consensus.csv" else f" --boxes assets/aria_reference/{args.boxes.name}")
+                       + ("" if args.smudges == "background" else f" --smudges {args.smudges}"),
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
     # the stain it learned: the red cells' hue over its smears (``auto`` leaves smears outside it to the colour rule)
     hues = [s["red_cell_hue"] for s in smears if s["red_cell_hue"] is not None]

@@ -1,7 +1,9 @@
 """Training the white-cell detector (:mod:`leuk.cell_detector`) on boxed smears at the red-cell scale.
 
 A smear's every white cell is a target (its box centre is a peak of a Gaussian heatmap, its box size is read
-there); smudges and cells mostly cut away by a crop are neither positive nor negative (weight 0). The loss is
+there); cells mostly cut away by a crop are neither positive nor negative (weight 0); smudges are background, so the
+detector learns not to fire on them (``smudges="ignored"``, the recipe before 2026-12-07's evening, left them out of
+the loss). The loss is
 CenterNet's: the penalty-reduced focal loss on the heatmap and L1 on the log box size at the centres. Each step
 sees random crops of the smears, flipped and turned, rescaled by 0.8-1.25 and jittered in hue, saturation and
 brightness, so the detector does not learn one lab's colours or one magnification. The threshold on the heatmap
@@ -51,7 +53,14 @@ class DetectorRecipe:
     keep_visible: float = 0.3
     #: box size unit (px at the working scale): the red-cell diameter there
     size_unit: float = 13.0
+    #: what a smudge box is to the heatmap loss: "background" (the detector learns not to fire on it) or "ignored"
+    #: (neither cell nor background)
+    smudges: str = "background"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.smudges not in ("ignored", "background"):
+            raise ValueError(f"smudges must be 'ignored' or 'background', not {self.smudges!r}")
 
 
 def _clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -79,7 +88,7 @@ def augment(smear: BoxedSmear, recipe: DetectorRecipe, rng: np.random.Generator
 
     rgb = smear.rgb
     white = np.asarray(smear.white, np.float32).reshape(-1, 4)
-    ignore = np.asarray(smear.smudge, np.float32).reshape(-1, 4)
+    ignore = np.asarray(smear.smudge if recipe.smudges == "ignored" else [], np.float32).reshape(-1, 4)
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-6, 6)) % 180
     hsv[..., 1] *= rng.uniform(0.7, 1.3)

@@ -110,10 +110,11 @@ def test_augmented_crops_keep_their_boxes_on_their_cells():
 
 
 def test_smudges_are_ignored_or_background_as_the_recipe_says():
-    """A smudge box is left out of the heatmap loss by default; under ``smudges="background"`` it is background like
-    the rest of the smear, so its pixels weigh in the loss."""
+    """Under ``smudges="background"`` (the default) a smudge box is background like the rest of the smear, so its
+    pixels weigh in the loss; under ``"ignored"`` (the recipe before) it is left out of the loss."""
     smear = BoxedSmear(rgb=drawn([(30, 30, 10), (66, 66, 12)]), white=[(20, 20, 41, 41)], smudge=[(54, 54, 79, 79)])
     weights = {}
+    assert DetectorRecipe().smudges == "background"
     for smudges in ("ignored", "background"):
         recipe = DetectorRecipe(crop=96, scale_range=(1.0, 1.0), smudges=smudges)
         rgb, white, ignore, void = augment(smear, recipe, np.random.default_rng(0))

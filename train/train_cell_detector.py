@@ -7,7 +7,7 @@ cross-validated figures, and write the bundled detector::
 It learns from the consensus of the reference's two readings (``assets/aria_reference/boxes_consensus.csv``,
 ``train/make_aria_boxes.py``; ``--boxes`` names another reading, e.g. the first, ``boxes.csv``, which the detector
 shipped before 2026-12-07 learned from). Smudge boxes are background to the loss (``--smudges ignored``: left out
-of it, as for the detector shipped before 2026-12-07's evening). Each smear is first brought to the red-cell scale as the app does
+of it, as for the detector shipped before 2026-12-07's night). Each smear is first brought to the red-cell scale as the app does
 (``leuk.serving.detection.at_working_scale``), and its boxes with it. **Cross-validation**: the 104 reference smears
 are split into 5 folds by blocks of 50 file numbers per class (neighbouring numbers tend to come from one smear
 session; Aria has no patient ids, so this is a proxy grouping, not a patient split); for each fold a detector is
@@ -155,6 +155,8 @@ VARIANTS = {"plain": (False, (1.0,)), "flips": (True, (1.0,)), "flips and scales
 
 
 def main(argv=None) -> int:
+    from leuk.training.cell_detector import SMUDGE_ROLES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Aria folder (holds Original/<class>/)")
     parser.add_argument("--out", type=Path, default=REPO / "assets" / "cell_detector")
@@ -167,7 +169,7 @@ def main(argv=None) -> int:
                         help="the reading of the box reference to learn from and score on (default: the consensus of "
                              "the two readings, what the shipped detector learned; the first reading: "
                              "assets/aria_reference/boxes.csv)")
-    parser.add_argument("--smudges", choices=("background", "ignored"), default="background",
+    parser.add_argument("--smudges", choices=SMUDGE_ROLES, default=SMUDGE_ROLES[0],
                         help="what the reference's smudge boxes are to the training loss: background, so the detector "
                              "learns not to fire on them (default, the shipped detector), or neither cell nor background "
                              "(the detector shipped before)")
@@ -189,7 +191,7 @@ def main(argv=None) -> int:
             "command": "python train/train_cell_detector.py --data ../shared/datasets/aria-real"
                        + ("" if args.folds == 5 else f" --folds {args.folds}")
                        + ("" if args.boxes.name == "boxes_consensus.csv" else f" --boxes assets/aria_reference/{args.boxes.name}")
-                       + ("" if args.smudges == "background" else f" --smudges {args.smudges}"),
+                       + ("" if args.smudges == SMUDGE_ROLES[0] else f" --smudges {args.smudges}"),
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
     # the stain it learned: the red cells' hue over its smears (``auto`` leaves smears outside it to the colour rule)
     hues = [s["red_cell_hue"] for s in smears if s["red_cell_hue"] is not None]

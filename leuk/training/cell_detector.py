@@ -2,7 +2,7 @@
 
 A smear's every white cell is a target (its box centre is a peak of a Gaussian heatmap, its box size is read
 there); cells mostly cut away by a crop are neither positive nor negative (weight 0); smudges are background, so the
-detector learns not to fire on them (``smudges="ignored"``, the recipe before 2026-12-07's evening, left them out of
+detector learns not to fire on them (``smudges="ignored"``, the recipe before 2026-12-07's night, left them out of
 the loss). The loss is
 CenterNet's: the penalty-reduced focal loss on the heatmap and L1 on the log box size at the centres. Each step
 sees random crops of the smears, flipped and turned, rescaled by 0.8-1.25 and jittered in hue, saturation and
@@ -23,8 +23,11 @@ import torch.nn.functional as F
 from leuk.cell_detector import STRIDE, CellCentreNet, decode, predict_maps, standardise
 from leuk.metrics import match_boxes
 
-__all__ = ["BoxedSmear", "DetectorRecipe", "THRESHOLDS", "choose_threshold", "cut_by_crop", "detection_figures",
+__all__ = ["BoxedSmear", "DetectorRecipe", "SMUDGE_ROLES", "THRESHOLDS", "choose_threshold", "cut_by_crop", "detection_figures",
            "train_detector"]
+
+#: What a smudge box can be to the heatmap loss (:attr:`DetectorRecipe.smudges`), the shipped recipe's first.
+SMUDGE_ROLES = ("background", "ignored")
 
 #: Heatmap thresholds the training smears choose from.
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -59,8 +62,8 @@ class DetectorRecipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.smudges not in ("ignored", "background"):
-            raise ValueError(f"smudges must be 'ignored' or 'background', not {self.smudges!r}")
+        if self.smudges not in SMUDGE_ROLES:
+            raise ValueError(f"smudges must be one of {SMUDGE_ROLES}, not {self.smudges!r}")
 
 
 def _clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     from leuk.cell_detector import load_cell_detector, predict_maps
     from leuk.metrics import box_iou
     from leuk.training.cell_detector import THRESHOLDS, DetectorRecipe
-    from train_cell_detector import BOXES_DEFAULT, cache_key, fit, folds_of, load_reference
+    from train_cell_detector import BOXES_DEFAULT, fit_members, folds_of, load_reference
 
     started = time.time()
     # the shipped detector's recipe and reading, so that the folds are the ones its cross-validation trained
@@ -177,12 +177,12 @@ def main(argv=None) -> int:
     recipe = DetectorRecipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in shipped.meta["recipe"].items()})
     smears = load_reference(args.data, BOXES_DEFAULT)
     fold_of = folds_of(smears, 5, recipe.seed)
-    key = cache_key(recipe, BOXES_DEFAULT, [s["factor"] for s in smears])
+    factors = [s["factor"] for s in smears]
     # every fold's network on every smear: on its training smears to choose, on its held-out smears to score
     maps = []
     for fold in range(5):
-        net = fit([s for s, f in zip(smears, fold_of) if f != fold], recipe, f"fold {fold + 1}/5",
-                  args.work / f"{key}-fold{fold}.safetensors")
+        net = fit_members([s for s, f in zip(smears, fold_of) if f != fold], recipe, int(shipped.meta.get("members", 1)),
+                          f"fold {fold + 1}/5", args.work, BOXES_DEFAULT, factors, f"fold{fold}")
         maps.append([predict_maps(net, s["work"], flips=shipped.flips, scales=shipped.scales)
                      for s in smears])
         print(f"fold {fold + 1}/5: maps read ({time.time() - started:.0f} s)", flush=True)

@@ -28,8 +28,8 @@ from torch import nn
 
 from leuk.errors import LeukError
 
-__all__ = ["CellCentreNet", "Detection", "LoadedCellDetector", "STRIDE", "WIDTHS", "cell_detector_dir", "decode", "has_cell_detector",
-           "load_cell_detector", "predict_maps", "save_cell_detector", "standardise"]
+__all__ = ["CellCentreEnsemble", "CellCentreNet", "Detection", "LoadedCellDetector", "STRIDE", "WIDTHS", "cell_detector_dir", "decode", "has_cell_detector",
+           "load_cell_detector", "members_of", "predict_maps", "save_cell_detector", "standardise"]
 
 #: Output stride of the network: one heatmap pixel per 2 x 2 smear pixels.
 STRIDE = 2
@@ -92,6 +92,29 @@ class CellCentreNet(nn.Module):
         return self.head(y)
 
 
+class CellCentreEnsemble(nn.Module):
+    """Several :class:`CellCentreNet` (trained alike but from different seeds) read as one network: the mean of their
+    centre probabilities (returned as a logit, so :func:`decode` and its thresholds read it as they read one network)
+    and the mean of their log box sizes. One training of the detector differs from the next by a few smears counted
+    right; the mean of several is steadier."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one network")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        outputs = torch.stack([member(pixels) for member in self.members])  # (members, N, 3, h, w)
+        heat = outputs[:, :, 0].sigmoid().mean(0).clamp(1e-6, 1 - 1e-6)
+        return torch.cat([torch.logit(heat)[:, None], outputs[:, :, 1:].mean(0)], 1)
+
+
+def members_of(net: nn.Module) -> int:
+    """How many networks ``net`` averages (1 for a :class:`CellCentreNet`)."""
+    return len(net.members) if isinstance(net, CellCentreEnsemble) else 1
+
+
 def standardise(rgb: np.ndarray) -> np.ndarray:
     """``rgb`` (H, W, 3 uint8) as the network reads it: float32 (3, H, W), each channel of this smear to mean 0 and
     standard deviation 1 (per image; nothing fitted)."""
@@ -131,7 +154,7 @@ def decode(output: torch.Tensor, threshold: float, size_unit: float, shape: tupl
 
 
 @torch.no_grad()
-def _flipped_maps(net: CellCentreNet, rgb: np.ndarray, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _flipped_maps(net: nn.Module, rgb: np.ndarray, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(heatmap probabilities (h, w), log sizes (2, h, w)) of one view; ``flips``: the mean over the smear as it is
     and mirrored left-right, top-bottom and both."""
     pixels = torch.from_numpy(standardise(rgb))[None]
@@ -146,7 +169,7 @@ def _flipped_maps(net: CellCentreNet, rgb: np.ndarray, flips: bool) -> tuple[tor
 
 
 @torch.no_grad()
-def predict_maps(net: CellCentreNet, rgb: np.ndarray, *, flips: bool = False,
+def predict_maps(net: nn.Module, rgb: np.ndarray, *, flips: bool = False,
                  scales: Sequence[float] = (1.0,)) -> torch.Tensor:
     """The network's output (3, h, w) for one smear; ``flips``: the mean over the smear as it is and mirrored
     left-right, top-bottom and both; ``scales``: the mean over the smear resized by each factor, every view's maps
@@ -176,10 +199,10 @@ def predict_maps(net: CellCentreNet, rgb: np.ndarray, *, flips: bool = False,
 
 @dataclass
 class LoadedCellDetector:
-    """A detector ready to run: the network (eval mode), its threshold and size unit, whether it averages over
-    mirrored copies (``flips``), and its metadata."""
+    """A detector ready to run: the network (eval mode; a :class:`CellCentreNet` or a :class:`CellCentreEnsemble`),
+    its threshold and size unit, whether it averages over mirrored copies (``flips``), and its metadata."""
 
-    net: CellCentreNet
+    net: nn.Module
     threshold: float
     size_unit: float
     flips: bool = False
@@ -193,8 +216,9 @@ class LoadedCellDetector:
         return decode(output, self.threshold, self.size_unit, rgb.shape[:2])
 
 
-def save_cell_detector(net: CellCentreNet, folder: str | Path, meta: dict[str, Any]) -> Path:
-    """Write ``net`` (float16, safetensors) and ``meta`` (must hold ``threshold`` and ``size_unit``) to ``folder``."""
+def save_cell_detector(net: nn.Module, folder: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``net`` (float16, safetensors) and ``meta`` (must hold ``threshold`` and ``size_unit``) to ``folder``;
+    the metadata records how many networks it averages (``members``)."""
     from safetensors.torch import save_file
 
     missing = {"threshold", "size_unit"} - set(meta)
@@ -205,8 +229,8 @@ def save_cell_detector(net: CellCentreNet, folder: str | Path, meta: dict[str, A
     state = {k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
              for k, v in net.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE))
-    (folder / META_FILE).write_text(json.dumps({"widths": list(WIDTHS), "stride": STRIDE, **meta}, indent=2) + "\n",
-                                    encoding="utf-8")
+    meta = {"widths": list(WIDTHS), "stride": STRIDE, **meta, "members": members_of(net)}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return folder
 
 
@@ -230,7 +254,9 @@ def _load(folder: str) -> LoadedCellDetector:
         raise LeukError(f"no white-cell detector in {path} (train one with train/train_cell_detector.py, "
                         f"or choose the colour rule)")
     meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-    net = CellCentreNet(tuple(meta.get("widths", WIDTHS)))
+    widths = tuple(meta.get("widths", WIDTHS))
+    members = int(meta.get("members", 1))
+    net = CellCentreNet(widths) if members == 1 else CellCentreEnsemble([CellCentreNet(widths) for _ in range(members)])
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / WEIGHTS_FILE)).items()})
     return LoadedCellDetector(net=net.eval(), threshold=float(meta["threshold"]), size_unit=float(meta["size_unit"]),
                               flips=bool(meta.get("flips", False)),

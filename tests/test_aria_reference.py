@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,3 +165,33 @@ def test_the_detector_training_caches_its_networks_under_the_smears_scales():
             trainer.cache_key(DetectorRecipe(seed=0, smudges="ignored"), first, [1.0, 0.87])}
     assert len(keys) == 5
     assert trainer.cache_key(recipe, first, [1.0, 0.87]) == trainer.cache_key(recipe, first, [1.0, 0.87000001])
+
+
+def test_a_detector_of_two_networks_trains_them_from_successive_seeds_each_cached_on_its_own(tmp_path):
+    """``--members 2``: the first network is the one-network run's (same seed, same cache file), the second is trained
+    from the next seed; read as one they are their mean."""
+    import torch
+
+    from leuk.cell_detector import CellCentreEnsemble, CellCentreNet
+    from leuk.training.cell_detector import DetectorRecipe
+
+    trainer = _script(REPO / "train" / "train_cell_detector.py", "train_cell_detector")
+    rng = np.random.default_rng(0)
+    smears = []
+    for _ in range(3):
+        rgb = np.full((64, 64, 3), 200, np.uint8)
+        rgb[20:40, 20:40] = (120, 60, 160)  # one violet cell
+        rgb = (rgb + rng.integers(0, 10, rgb.shape)).astype(np.uint8)
+        smears.append({"work": rgb, "factor": 1.0, "white": [(20, 20, 40, 40)], "smudge": []})
+    recipe = DetectorRecipe(steps=2, batch=2, crop=48)
+    boxes = REFERENCE / "boxes_consensus.csv"
+    one = trainer.fit_members(smears, recipe, 1, "test", tmp_path, boxes, [1.0] * 3, "fold0")
+    assert isinstance(one, CellCentreNet)
+    two = trainer.fit_members(smears, recipe, 2, "test", tmp_path, boxes, [1.0] * 3, "fold0")
+    assert isinstance(two, CellCentreEnsemble) and len(two.members) == 2
+    cached = sorted(p.name for p in tmp_path.iterdir())
+    assert len(cached) == 2 and cached[0].startswith("seed0-") and cached[1].startswith("seed1-")
+    for (name, a), b in zip(one.state_dict().items(), two.members[0].state_dict().values()):
+        assert torch.equal(a, b), name  # the first member is the one-network run's, read from its cache
+    assert any(not torch.equal(a, b) for a, b in zip(two.members[0].state_dict().values(),
+                                                     two.members[1].state_dict().values()))

@@ -10,6 +10,7 @@ import torch
 
 from leuk.cell_detector import (
     STRIDE,
+    CellCentreEnsemble,
     CellCentreNet,
     LoadedCellDetector,
     decode,
@@ -173,6 +174,31 @@ def test_saved_weights_load_back_and_detect_alike(tiny_run, tmp_path):
         np.testing.assert_allclose(loaded.net(pixels).numpy(), net(pixels).numpy(), atol=0.05)  # float16 on disk
     with pytest.raises(ValueError, match="threshold"):
         save_cell_detector(net, tmp_path / "bad", {"size_unit": 13.0})
+
+
+def test_an_ensemble_reads_the_mean_of_its_networks_probabilities_and_sizes(tiny_run, tmp_path):
+    """Two networks read as one: the centre probability is the mean of theirs (a logit, so decode's thresholds apply
+    alike), the log box sizes the mean of theirs; saved and loaded back it is still two networks."""
+    smears, recipe, trained, _, _ = tiny_run
+    torch.manual_seed(3)
+    other = CellCentreNet().eval()  # a second, different network
+    both = CellCentreEnsemble([trained, other]).eval()
+    pixels = torch.from_numpy(standardise(smears[0].rgb))[None]
+    with torch.no_grad():
+        a, b, mean = trained(pixels), other(pixels), both(pixels)
+        alone = CellCentreEnsemble([trained])(pixels)
+    np.testing.assert_allclose(torch.sigmoid(mean[:, 0]).numpy(),
+                               ((torch.sigmoid(a[:, 0]) + torch.sigmoid(b[:, 0])) / 2).numpy(), atol=1e-5)
+    np.testing.assert_allclose(mean[:, 1:].numpy(), ((a[:, 1:] + b[:, 1:]) / 2).numpy(), atol=1e-6)
+    np.testing.assert_allclose(torch.sigmoid(alone[:, 0]).numpy(), torch.sigmoid(a[:, 0]).numpy(), atol=1e-6)
+    save_cell_detector(both, tmp_path, {"threshold": 0.3, "size_unit": recipe.size_unit})
+    loaded = load_cell_detector(tmp_path)
+    assert isinstance(loaded.net, CellCentreEnsemble) and len(loaded.net.members) == 2
+    assert loaded.meta["members"] == 2
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.net(pixels).numpy(), mean.numpy(), atol=0.05)  # float16 on disk
+    with pytest.raises(ValueError, match="at least one"):
+        CellCentreEnsemble([])
 
 
 def test_the_mirrored_reading_averages_four_views_of_the_smear(tiny_run):

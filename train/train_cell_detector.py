@@ -22,7 +22,9 @@ the range of the red cells' hue over its smears (``red_cell_hue``): the app's ``
 (pink red cells of a stain it never saw) to the colour rule. Seeded; 10-16 min per network on a 2-core CPU (six
 networks, 1-1.5 h in all); the folds' networks are kept in ``--work`` under the recipe, the reading and the
 smears' working scales, so a rerun reads them and takes about 6 min (trained from nothing on another machine, the
-weights differ in floating point and the cross-validated figures by about 0.005).
+weights differ in floating point and the cross-validated figures by about 0.005). ``--members N`` trains N networks
+per detector from successive seeds (the folds stay those of ``--seed``) and reads them as one, the mean of their
+heatmaps (:class:`leuk.cell_detector.CellCentreEnsemble`); each network is cached on its own.
 """
 
 from __future__ import annotations
@@ -133,6 +135,23 @@ def fit(smears: list[dict], recipe, label: str, cache: Path | None = None):
     return net
 
 
+def fit_members(smears: list[dict], recipe, members: int, label: str, work: Path, boxes_file: Path,
+                factors: list[float], part: str):
+    """``members`` networks trained on ``smears`` under ``recipe`` with seeds ``recipe.seed``, ``recipe.seed + 1``, ...
+    (each cached on its own, so a detector of two networks reuses the one-network run's), read as one
+    (:class:`leuk.cell_detector.CellCentreEnsemble`) when there are several."""
+    from dataclasses import replace
+
+    from leuk.cell_detector import CellCentreEnsemble
+
+    nets = []
+    for member in range(members):
+        seeded = replace(recipe, seed=recipe.seed + member)
+        nets.append(fit(smears, seeded, label + (f", network {member + 1}/{members}" if members > 1 else ""),
+                        work / f"{cache_key(seeded, boxes_file, factors)}-{part}.safetensors"))
+    return nets[0] if members == 1 else CellCentreEnsemble(nets).eval()
+
+
 def ready(net, smears: list[dict], recipe, variant: str, label: str):
     """The network with the threshold its training smears choose, read as ``variant`` (:data:`VARIANTS`)."""
     from leuk.cell_detector import LoadedCellDetector
@@ -164,7 +183,10 @@ def main(argv=None) -> int:
                         help="scratch folder for the folds' networks (a rerun reads them instead of training)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per detector (default: the recipe's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the folds and of the first network (the others: seed + 1, ...)")
+    parser.add_argument("--members", type=int, default=1,
+                        help="networks per detector, trained alike from successive seeds and read as their mean")
     parser.add_argument("--boxes", type=Path, default=BOXES_DEFAULT,
                         help="the reading of the box reference to learn from and score on (default: the consensus of "
                              "the two readings, what the shipped detector learned; the first reading: "
@@ -174,6 +196,8 @@ def main(argv=None) -> int:
                              "learns not to fire on them (default, the shipped detector), or neither cell nor background "
                              "(the detector shipped before)")
     args = parser.parse_args(argv)
+    if args.members < 1:
+        parser.error("--members must be at least 1")
     import torch
 
     from leuk.cell_detector import save_cell_detector
@@ -190,8 +214,11 @@ def main(argv=None) -> int:
                           f"(assets/aria_reference/{args.boxes.name}), at the red-cell scale",
             "command": "python train/train_cell_detector.py --data ../shared/datasets/aria-real"
                        + ("" if args.folds == 5 else f" --folds {args.folds}")
+                       + ("" if args.seed == 0 else f" --seed {args.seed}")
                        + ("" if args.boxes.name == "boxes_consensus.csv" else f" --boxes assets/aria_reference/{args.boxes.name}")
-                       + ("" if args.smudges == SMUDGE_ROLES[0] else f" --smudges {args.smudges}"),
+                       + ("" if args.smudges == SMUDGE_ROLES[0] else f" --smudges {args.smudges}")
+                       + ("" if args.members == 1 else f" --members {args.members}"),
+            "member_seeds": [args.seed + m for m in range(args.members)],
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
     # the stain it learned: the red cells' hue over its smears (``auto`` leaves smears outside it to the colour rule)
     hues = [s["red_cell_hue"] for s in smears if s["red_cell_hue"] is not None]
@@ -205,7 +232,7 @@ def main(argv=None) -> int:
         for fold in range(args.folds):
             train = [s for s, f in zip(smears, fold_of) if f != fold]
             label = f"fold {fold + 1}/{args.folds}"
-            net = fit(train, recipe, label, args.work / f"{cache_key(recipe, args.boxes, factors)}-fold{fold}.safetensors")
+            net = fit_members(train, recipe, args.members, label, args.work, args.boxes, factors, f"fold{fold}")
             for variant in VARIANTS:
                 detector, _ = ready(net, train, recipe, variant, label)
                 for smear, f in zip(smears, fold_of):
@@ -243,7 +270,7 @@ def main(argv=None) -> int:
             seen = {b["image"] for b in boxes_out[chosen]}
             writer.writerows({"image": r["image"], "fold": r["fold"], "x0": "", "y0": "", "x1": "", "y1": ""}
                              for r in rows[chosen] if r["image"] not in seen)
-    net = fit(smears, recipe, "all smears", args.work / f"{cache_key(recipe, args.boxes, factors)}-all.safetensors")
+    net = fit_members(smears, recipe, args.members, "all smears", args.work, args.boxes, factors, "all")
     detector, training_figures = ready(net, smears, recipe, chosen, "all smears")
     meta.update(threshold=detector.threshold, size_unit=recipe.size_unit, flips=detector.flips,
                 scales=list(detector.scales),

@@ -197,7 +197,7 @@ def detection_figures(rows: Sequence[tuple[int, int, int]]) -> dict[str, float]:
             "count_exact_share": round(float(np.mean(table[:, 0] == table[:, 1])) if len(table) else 0.0, 3)}
 
 
-def choose_threshold(net: CellCentreNet, smears: Sequence[BoxedSmear], size_unit: float,
+def choose_threshold(net: torch.nn.Module, smears: Sequence[BoxedSmear], size_unit: float,
                      thresholds: Sequence[float] = THRESHOLDS, *, flips: bool = False,
                      scales: Sequence[float] = (1.0,)) -> tuple[float, dict[str, float]]:
     """The threshold under which ``smears`` (the training smears) are counted exactly most often (ties: the higher

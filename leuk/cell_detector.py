@@ -29,7 +29,7 @@ from torch import nn
 from leuk.errors import LeukError
 
 __all__ = ["CellCentreEnsemble", "CellCentreNet", "Detection", "LoadedCellDetector", "STRIDE", "WIDTHS", "cell_detector_dir", "decode", "has_cell_detector",
-           "load_cell_detector", "members_of", "predict_maps", "save_cell_detector", "standardise"]
+           "load_cell_detector", "mean_maps", "members_of", "predict_maps", "save_cell_detector", "standardise"]
 
 #: Output stride of the network: one heatmap pixel per 2 x 2 smear pixels.
 STRIDE = 2
@@ -92,6 +92,15 @@ class CellCentreNet(nn.Module):
         return self.head(y)
 
 
+def mean_maps(heats: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """Several readings of one output as one: ``heats`` (k, ..., h, w) centre probabilities and ``sizes``
+    (k, ..., 2, h, w) log box sizes -> (..., 3, h, w), the mean probability as a logit (clamped, so a sure reading
+    stays finite) and the mean log sizes. Views of a smear (:func:`predict_maps`) and networks of an ensemble
+    (:class:`CellCentreEnsemble`) are averaged by this one rule."""
+    heat = heats.mean(0).clamp(1e-6, 1 - 1e-6)
+    return torch.cat([torch.logit(heat).unsqueeze(-3), sizes.mean(0)], -3)
+
+
 class CellCentreEnsemble(nn.Module):
     """Several :class:`CellCentreNet` (trained alike but from different seeds) read as one network: the mean of their
     centre probabilities (returned as a logit, so :func:`decode` and its thresholds read it as they read one network)
@@ -106,8 +115,7 @@ class CellCentreEnsemble(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         outputs = torch.stack([member(pixels) for member in self.members])  # (members, N, 3, h, w)
-        heat = outputs[:, :, 0].sigmoid().mean(0).clamp(1e-6, 1 - 1e-6)
-        return torch.cat([torch.logit(heat)[:, None], outputs[:, :, 1:].mean(0)], 1)
+        return mean_maps(outputs[:, :, 0].sigmoid(), outputs[:, :, 1:])
 
 
 def members_of(net: nn.Module) -> int:
@@ -193,8 +201,7 @@ def predict_maps(net: nn.Module, rgb: np.ndarray, *, flips: bool = False,
             heat, size = both[0], both[1:]
         heats.append(heat)
         sizes.append(size - float(np.log(scale)))
-    heat = torch.stack(heats).mean(0).clamp(1e-6, 1 - 1e-6)
-    return torch.cat([torch.logit(heat)[None], torch.stack(sizes).mean(0)])
+    return mean_maps(torch.stack(heats), torch.stack(sizes))
 
 
 @dataclass

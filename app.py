@@ -392,7 +392,7 @@ def build_demo() -> gr.Blocks:
                                                      label="Patient-level aggregate", interactive=False, wrap=True)
                         with gr.Column(visible=False) as smear_results:
                             smear_boxes = gr.Gallery(label="White cells found (red: ALL, green: HEM, thin with ?: "
-                                                     "uncertain, grey: skipped)", columns=2, height="auto",
+                                                     "uncertain, grey: skipped)", columns=2, height="fit-content",
                                                      object_fit="contain", interactive=False, elem_id="smear-boxes")
                             smear_summary = gr.Markdown(elem_id="smear-summary")
                         with gr.Accordion("What confident / uncertain and the OOD score mean", open=False):
